@@ -1,0 +1,158 @@
+# weibao build. Every library comes from a Debian package found with
+# pkg-config (libsensors ships no .pc file on Debian 12, so it falls back to
+# -lsensors). Objects of one variant go under $(B); the sanitizer variant of
+# the unit tests is the same tree built with B=build/asan.
+
+CC       ?= cc
+B        ?= build
+PREFIX   ?= /usr/local
+PYTHON   ?= /usr/bin/python3
+
+PKGS_AGENT = libcurl libcjson libsystemd
+PKGS_STUB  = libmicrohttpd sqlite3 libcjson libsystemd
+PKGS_CTL   = libcjson libsystemd
+PKGS_TEST  = cmocka
+
+WARN     = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wpointer-arith -Wcast-qual
+CFLAGS   ?= -O2 -g
+# The language, warnings and sanitizers always apply, whatever CFLAGS says.
+override CFLAGS += -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP $(EXTRA_CFLAGS)
+override LDFLAGS += $(EXTRA_LDFLAGS)
+
+SENSORS_LIBS := $(shell pkg-config --libs libsensors 2>/dev/null || echo -lsensors)
+pc_cflags = $(shell pkg-config --cflags $(1))
+pc_libs   = $(shell pkg-config --libs $(1))
+
+LIB_SRC    := $(wildcard lib/*.c)
+RULES_SRC  := $(wildcard rules/*.c)
+AGENT_SRC  := $(filter-out agent/main.c agent/weibaoctl.c,$(wildcard agent/*.c)) $(wildcard collectors/*.c)
+STUB_SRC   := $(wildcard server-stub/*.c)
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
+BENCH_SRC  := $(wildcard bench/*.c)
+
+obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
+
+CORE_OBJ   := $(call obj,$(LIB_SRC) $(RULES_SRC))
+AGENT_OBJ  := $(call obj,$(AGENT_SRC))
+UNIT_BIN   := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+BENCH_BIN  := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
+
+ALL_CFLAGS := $(CFLAGS) $(call pc_cflags,$(PKGS_AGENT) $(PKGS_STUB) $(PKGS_TEST))
+AGENT_LIBS := $(call pc_libs,$(PKGS_AGENT)) $(SENSORS_LIBS) -lm
+STUB_LIBS  := $(call pc_libs,$(PKGS_STUB)) -lm
+CTL_LIBS   := $(call pc_libs,$(PKGS_CTL))
+TEST_LIBS  := $(AGENT_LIBS) $(call pc_libs,$(PKGS_TEST) sqlite3 libmicrohttpd)
+
+PROGRAMS = $(B)/weibao-agent $(B)/weibaoctl $(B)/weibao-stub
+
+.PHONY: all deps test unit unit-asan fuzz fuzz-smoke golden golden-update integration bench \
+        format check-format demo clean install
+
+all: $(PROGRAMS)
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(B)/libweibao-core.a: $(CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/libweibao-agent.a: $(AGENT_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/weibao-agent: $(call obj,agent/main.c) $(B)/libweibao-agent.a $(B)/libweibao-core.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(AGENT_LIBS)
+
+$(B)/weibaoctl: $(call obj,agent/weibaoctl.c) $(B)/libweibao-core.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(CTL_LIBS)
+
+$(B)/weibao-stub: $(call obj,$(STUB_SRC)) $(B)/libweibao-core.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(STUB_LIBS)
+
+$(B)/tests/%: $(B)/obj/tests/unit/%.o $(B)/libweibao-agent.a $(B)/libweibao-core.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(TEST_LIBS)
+
+$(B)/bench/%: $(B)/obj/bench/%.o $(B)/libweibao-agent.a $(B)/libweibao-core.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(AGENT_LIBS)
+
+# ---- dependencies (Debian packages only) ----
+DEB_BUILD = build-essential pkg-config clang clang-format libsensors-dev libcurl4-openssl-dev \
+            libcjson-dev libmicrohttpd-dev libsqlite3-dev libsystemd-dev libcmocka-dev
+DEB_TEST  = python3 python3-pytest lm-sensors util-linux iproute2 procps curl sqlite3
+DEB_BENCH = collectd-core monit
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+deps:
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+		$(DEB_BUILD) $(DEB_TEST) $(DEB_BENCH)
+
+# ---- tests ----
+unit: $(UNIT_BIN)
+	@tests/run-unit.sh $(UNIT_BIN)
+
+unit-asan:
+	$(MAKE) --no-print-directory B=build/asan CFLAGS="-O1 -g" \
+		EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+		EXTRA_LDFLAGS="-fsanitize=address,undefined" unit
+
+FUZZ_CC     = clang
+FUZZ_FLAGS  = -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+              $(call pc_cflags,libcjson)
+FUZZ_BIN   := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
+
+$(B)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(RULES_SRC)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC) $(RULES_SRC) $(call pc_libs,libcjson libsystemd) -lm
+
+fuzz: $(FUZZ_BIN)
+
+# A short run of every fuzz target over its seed corpus; `make fuzz` plus
+# running a target by hand is the long form.
+fuzz-smoke: $(FUZZ_BIN)
+	@tests/run-fuzz.sh $(FUZZ_BIN)
+
+golden: $(B)/weibao-agent
+	@tests/run-golden.sh $(B)/weibao-agent
+
+golden-update: $(B)/weibao-agent
+	@tests/run-golden.sh --update $(B)/weibao-agent
+
+integration: all
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
+# The full suite; prints one closing "N passed, N failed" line.
+test: all $(UNIT_BIN)
+	@tests/run-all.sh
+
+bench: all $(BENCH_BIN)
+	@bench/run.sh
+
+# ---- formatting ----
+FORMAT_SRC = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+
+format:
+	clang-format -i $(FORMAT_SRC)
+
+check-format:
+	@clang-format --dry-run -Werror $(FORMAT_SRC) && echo "format: ok"
+
+# ---- the embedded default ----
+demo: all
+	@examples/demo.sh
+
+install: all
+	install -D -m 0755 $(B)/weibao-agent $(DESTDIR)$(PREFIX)/sbin/weibao-agent
+	install -D -m 0755 $(B)/weibaoctl $(DESTDIR)$(PREFIX)/sbin/weibaoctl
+	install -D -m 0755 $(B)/weibao-stub $(DESTDIR)$(PREFIX)/sbin/weibao-stub
+
+clean:
+	rm -rf build
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

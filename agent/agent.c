@@ -1,0 +1,566 @@
+/* agent: see agent.h.
+ *
+ * Lifetime: agent_new builds nothing that touches the system besides reading
+ * files; agent_start brings pieces up in the order loop → signals → sender →
+ * faults → rule engine → control socket → collectors, and agent_free takes
+ * them down in exactly the reverse order. */
+#include "agent.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "../collectors/collector.h"
+#include "../lib/event.h"
+#include "../lib/log.h"
+#include "../lib/xalloc.h"
+#include "../rules/conf.h"
+#include "../rules/rules.h"
+#include "control.h"
+#include "faults.h"
+#include "identity.h"
+#include "loop.h"
+#include "sender.h"
+
+#define AGENT_TICK_USEC 250000 /* how often pending "for" durations are checked */
+#define TOKEN_MAX 4096
+
+struct running_collector {
+        const struct collector_ops *ops;
+        void *state;
+        bool started;
+        char *error; /* why it is not running, or NULL */
+};
+
+struct agent {
+        char *config_path;
+        struct config *config;
+        struct identity *id;
+        struct loop *loop;
+        struct sender *sender;
+        struct faults *faults;
+        struct rule_engine *engine;
+        struct control *control;
+        struct running_collector *collectors;
+        size_t n_collectors;
+        struct loop_source *tick;
+        int64_t started_wall;
+        int64_t rules_loaded_wall;
+        uint64_t reloads, reload_failures;
+        bool started;
+};
+
+/* ---- events ---- */
+
+static void on_event(const struct event *e, void *userdata)
+{
+        struct agent *a = userdata;
+
+        rule_engine_eval(a->engine, e, faults_handle_hit, a->faults);
+}
+
+/* The agent's own problems are events too, so rules turn them into P5 cases. */
+static void emit_agent_event(struct agent *a, const char *name, const char *object, const char *k1, const char *v1,
+                             const char *k2, const char *v2)
+{
+        struct event e;
+
+        event_init(&e, "agent", name, object);
+        if (k1)
+                event_add_string(&e, k1, v1);
+        if (k2)
+                event_add_string(&e, k2, v2);
+        on_event(&e, a);
+}
+
+static uint64_t on_tick(struct loop_source *s, uint64_t now, void *userdata)
+{
+        struct agent *a = userdata;
+
+        (void)s;
+        rule_engine_tick(a->engine, now, faults_handle_hit, a->faults);
+        return AGENT_TICK_USEC;
+}
+
+/* ---- configuration pieces ---- */
+
+/* Reads the bearer token; the file must not be readable by group or others. */
+static int read_token(const char *path, char **ret, char *err, size_t errsize)
+{
+        struct stat st;
+        char buf[TOKEN_MAX + 2];
+        size_t n;
+        FILE *f = fopen(path, "re");
+
+        if (!f) {
+                snprintf(err, errsize, "cannot read token file %s: %s", path, strerror(errno));
+                return -errno;
+        }
+        if (fstat(fileno(f), &st) < 0 || (st.st_mode & 077)) {
+                fclose(f);
+                snprintf(err, errsize, "token file %s is accessible by group or others (mode %03o); chmod 600 it",
+                         path, (unsigned)(st.st_mode & 0777));
+                return -EPERM;
+        }
+        n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        if (n > TOKEN_MAX) {
+                snprintf(err, errsize, "token file %s is larger than %d bytes", path, TOKEN_MAX);
+                return -E2BIG;
+        }
+        buf[n] = '\0';
+        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+                buf[--n] = '\0';
+        if (n == 0) {
+                snprintf(err, errsize, "token file %s is empty", path);
+                return -EINVAL;
+        }
+        *ret = xstrdup(buf);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static void collectors_free(struct running_collector *cs, size_t n)
+{
+        if (!cs)
+                return;
+        /* reverse order of start */
+        for (size_t i = n; i-- > 0;) {
+                if (cs[i].started)
+                        cs[i].ops->stop(cs[i].state);
+                cs[i].ops->free(cs[i].state);
+                free(cs[i].error);
+        }
+        free(cs);
+}
+
+/* Configures every enabled collector from cfg into a fresh array. */
+static int collectors_prepare(const struct config *cfg, struct diag *d, struct running_collector **ret, size_t *ret_n)
+{
+        size_t n = 0, count = 0;
+        struct running_collector *cs;
+        int r = 0;
+
+        for (const struct collector_ops *const *o = collector_registry; *o; o++)
+                count++;
+        cs = xcalloc(count ? count : 1, sizeof *cs);
+        if (!cs)
+                return -ENOMEM;
+        for (const struct collector_ops *const *o = collector_registry; *o; o++) {
+                const struct conf_block *b = config_find_collector(cfg, (*o)->name);
+                bool enabled = (*o)->default_enabled || b;
+                int q;
+
+                if (b) {
+                        bool en = true;
+                        if (conf_block_get_bool(b, "enabled", &en, d) == 0)
+                                enabled = en;
+                }
+                if (!enabled)
+                        continue;
+                q = (*o)->new(b, d, &cs[n].state);
+                if (q < 0) {
+                        r = q;
+                        continue;
+                }
+                cs[n++].ops = *o;
+        }
+        /* Collector blocks that name no built-in collector are errors. */
+        for (size_t i = 0; i < cfg->n_collectors; i++) {
+                const char *name = conf_block_name(cfg->collectors[i]);
+                bool known = false;
+                for (const struct collector_ops *const *o = collector_registry; *o && !known; o++)
+                        known = strcmp((*o)->name, name) == 0;
+                if (!known) {
+                        diag_add(d, cfg->path, 0, 0, "unknown collector '%s'", name);
+                        r = -EINVAL;
+                }
+        }
+        if (r < 0) {
+                collectors_free(cs, n);
+                return r;
+        }
+        *ret = cs;
+        *ret_n = n;
+        return 0;
+}
+
+static void collectors_start(struct agent *a)
+{
+        for (size_t i = 0; i < a->n_collectors; i++) {
+                struct running_collector *c = &a->collectors[i];
+                int r = c->ops->start(c->state, a->loop, on_event, a);
+                if (r < 0) {
+                        free(c->error);
+                        c->error = xstrdup(strerror(-r));
+                        log_err("collector %s: cannot start: %s", c->ops->name, strerror(-r));
+                        emit_agent_event(a, "collector-failed", c->ops->name, "collector", c->ops->name, "error",
+                                         strerror(-r));
+                        continue;
+                }
+                c->started = true;
+                log_info("collector %s: started", c->ops->name);
+        }
+}
+
+/* ---- lifecycle ---- */
+
+int agent_new(const char *config_path, struct diag *d, struct agent **ret)
+{
+        struct agent *a = xcalloc(1, sizeof *a);
+        int r;
+
+        if (!a)
+                return -ENOMEM;
+        a->config_path = xstrdup(config_path);
+        if (!a->config_path) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        r = config_load(config_path, &a->config, d);
+        if (r < 0)
+                goto fail;
+        r = collectors_prepare(a->config, d, &a->collectors, &a->n_collectors);
+        if (r < 0)
+                goto fail;
+        *ret = a;
+        return 0;
+fail:
+        agent_free(a);
+        return r;
+}
+
+static void notify_status(struct agent *a)
+{
+        struct faults_stats fs;
+
+        faults_get_stats(a->faults, &fs);
+        sd_notifyf(0, "STATUS=%zu rules, %" PRIu64 " faults firing, %" PRIu64 " cases opened, %" PRIu64
+                      " sends pending",
+                   ruleset_count(rule_engine_rules(a->engine)), fs.firing, fs.cases_opened, fs.sends_pending);
+}
+
+static void on_signal(struct loop_source *s, int signo, void *userdata)
+{
+        struct agent *a = userdata;
+
+        (void)s;
+        if (signo == SIGHUP) {
+                agent_reload(a);
+                return;
+        }
+        log_notice("received %s, shutting down", strsignal(signo));
+        sd_notify(0, "STOPPING=1");
+        loop_exit(a->loop, 0);
+}
+
+static cJSON *control_answer(int argc, char **argv, void *userdata);
+
+static int apply_central(struct agent *a, const struct config *cfg, char *err, size_t errsize)
+{
+        char *token = NULL;
+        struct faults_settings fset = {.retry_usec = cfg->retry_usec, .occurrence_usec = 60000000};
+        int r = read_token(cfg->token_file, &token, err, errsize);
+
+        if (r < 0)
+                return r;
+        r = sender_configure(a->sender, cfg->central_url, token, cfg->central_timeout_usec);
+        free(token);
+        if (r < 0) {
+                snprintf(err, errsize, "configuring the central API: %s", strerror(-r));
+                return r;
+        }
+        if (a->faults)
+                faults_set_settings(a->faults, &fset);
+        return 0;
+}
+
+int agent_start(struct agent *a)
+{
+        struct config *cfg = a->config;
+        struct faults_settings fset = {.retry_usec = cfg->retry_usec, .occurrence_usec = 60000000};
+        char err[600];
+        int r;
+
+        log_set_level(cfg->log_level);
+        a->started_wall = time_wall_usec();
+        r = identity_load(cfg->agent_id, &a->id);
+        if (r < 0) {
+                log_err("reading host identity: %s", strerror(-r));
+                return r;
+        }
+        r = loop_new(&a->loop);
+        if (r < 0) {
+                log_err("creating event loop: %s", strerror(-r));
+                return r;
+        }
+        if ((r = loop_add_signal(a->loop, SIGTERM, "SIGTERM", on_signal, a, NULL)) < 0 ||
+            (r = loop_add_signal(a->loop, SIGINT, "SIGINT", on_signal, a, NULL)) < 0 ||
+            (r = loop_add_signal(a->loop, SIGHUP, "SIGHUP", on_signal, a, NULL)) < 0) {
+                log_err("setting up signals: %s", strerror(-r));
+                return r;
+        }
+        signal(SIGPIPE, SIG_IGN);
+        r = sender_new(a->loop, &a->sender);
+        if (r < 0) {
+                log_err("setting up the HTTP client: %s", strerror(-r));
+                return r;
+        }
+        r = apply_central(a, cfg, err, sizeof err);
+        if (r < 0) {
+                log_err("%s", err);
+                return r;
+        }
+        r = faults_new(a->loop, a->id, a->sender, &fset, &a->faults);
+        if (r < 0) {
+                log_err("setting up the fault table: %s", strerror(-r));
+                return r;
+        }
+        r = rule_engine_new(0, &a->engine);
+        if (r < 0) {
+                log_err("setting up the rule engine: %s", strerror(-r));
+                return r;
+        }
+        rule_engine_set_rules(a->engine, config_take_rules(cfg));
+        a->rules_loaded_wall = time_wall_usec();
+        r = loop_add_timer(a->loop, AGENT_TICK_USEC, 0, "rule-tick", on_tick, a, &a->tick);
+        if (r < 0) {
+                log_err("adding rule timer: %s", strerror(-r));
+                return r;
+        }
+        r = control_new(a->loop, cfg->control_socket, control_answer, a, &a->control);
+        if (r < 0) {
+                log_err("opening control socket %s: %s", cfg->control_socket, strerror(-r));
+                return r;
+        }
+        collectors_start(a);
+        a->started = true;
+        log_notice("weibao-agent %s started: agent id %s, %zu rules, %zu collectors, central %s", a->id->version,
+                   a->id->agent_id, ruleset_count(rule_engine_rules(a->engine)), a->n_collectors, cfg->central_url);
+        sd_notify(0, "READY=1");
+        notify_status(a);
+        return 0;
+}
+
+int agent_run(struct agent *a)
+{
+        int r = loop_run(a->loop);
+
+        if (r < 0) {
+                log_err("event loop failed: %s", strerror(-r));
+                return 1;
+        }
+        return r;
+}
+
+int agent_reload(struct agent *a)
+{
+        struct diag *d = diag_new();
+        struct config *cfg = NULL;
+        struct running_collector *cs = NULL;
+        size_t n = 0;
+        char err[600];
+        int r;
+
+        if (!d) {
+                log_err("reload: out of memory; keeping the running configuration");
+                return -ENOMEM;
+        }
+        sd_notify(0, "RELOADING=1");
+        log_notice("reloading %s", a->config_path);
+        r = config_load(a->config_path, &cfg, d);
+        if (r >= 0)
+                r = collectors_prepare(cfg, d, &cs, &n);
+        if (r < 0) {
+                for (size_t i = 0; i < diag_count(d); i++)
+                        log_err("reload: %s", diag_get(d, i));
+                log_err("reload failed; the running configuration and rules stay in force");
+                goto out;
+        }
+        r = apply_central(a, cfg, err, sizeof err);
+        if (r < 0) {
+                log_err("reload: %s; the running configuration and rules stay in force", err);
+                goto out;
+        }
+        if (strcmp(cfg->control_socket, a->config->control_socket) != 0)
+                log_warning("reload: control_socket changes take effect at the next start");
+        log_set_level(cfg->log_level);
+        rule_engine_set_rules(a->engine, config_take_rules(cfg));
+        faults_rules_changed(a->faults, rule_engine_rules(a->engine));
+        a->rules_loaded_wall = time_wall_usec();
+        collectors_free(a->collectors, a->n_collectors);
+        a->collectors = cs;
+        a->n_collectors = n;
+        cs = NULL;
+        n = 0;
+        config_free(a->config);
+        a->config = cfg;
+        cfg = NULL;
+        collectors_start(a);
+        log_notice("reload done: %zu rules", ruleset_count(rule_engine_rules(a->engine)));
+        r = 0;
+out:
+        if (r < 0)
+                a->reload_failures++;
+        else
+                a->reloads++;
+        collectors_free(cs, n);
+        config_free(cfg);
+        diag_free(d);
+        sd_notify(0, "READY=1");
+        notify_status(a);
+        return r;
+}
+
+void agent_free(struct agent *a)
+{
+        if (!a)
+                return;
+        if (a->collectors)
+                collectors_free(a->collectors, a->n_collectors);
+        control_free(a->control);
+        loop_remove(a->tick);
+        rule_engine_free(a->engine);
+        faults_free(a->faults);
+        sender_free(a->sender);
+        loop_free(a->loop);
+        identity_free(a->id);
+        config_free(a->config);
+        free(a->config_path);
+        free(a);
+}
+
+/* ---- control commands ---- */
+
+static cJSON *answer_ok(void)
+{
+        cJSON *o = cJSON_CreateObject();
+
+        if (o)
+                cJSON_AddTrueToObject(o, "ok");
+        return o;
+}
+
+static cJSON *collectors_json(const struct agent *a)
+{
+        cJSON *arr = cJSON_CreateArray();
+
+        for (size_t i = 0; arr && i < a->n_collectors; i++) {
+                const struct running_collector *c = &a->collectors[i];
+                cJSON *o = c->started ? c->ops->status(c->state) : cJSON_CreateObject();
+                if (!o)
+                        continue;
+                cJSON_AddStringToObject(o, "name", c->ops->name);
+                cJSON_AddBoolToObject(o, "running", c->started);
+                if (c->error)
+                        cJSON_AddStringToObject(o, "error", c->error);
+                cJSON_AddItemToArray(arr, o);
+        }
+        return arr;
+}
+
+static cJSON *status_json(const struct agent *a)
+{
+        cJSON *o = answer_ok(), *x;
+        struct faults_stats fs;
+        struct rule_engine_stats es;
+        char ts[40];
+
+        if (!o)
+                return NULL;
+        faults_get_stats(a->faults, &fs);
+        rule_engine_get_stats(a->engine, &es);
+        cJSON_AddItemToObject(o, "agent", identity_to_json(a->id));
+        cJSON_AddStringToObject(o, "started_at", time_format_rfc3339(a->started_wall, ts, sizeof ts));
+        cJSON_AddNumberToObject(o, "uptime_s", (double)(time_wall_usec() - a->started_wall) / 1e6);
+        cJSON_AddStringToObject(o, "config", a->config_path);
+        cJSON_AddStringToObject(o, "central", a->config->central_url);
+        if ((x = cJSON_AddObjectToObject(o, "rules"))) {
+                cJSON_AddNumberToObject(x, "loaded", (double)ruleset_count(rule_engine_rules(a->engine)));
+                cJSON_AddStringToObject(x, "loaded_at", time_format_rfc3339(a->rules_loaded_wall, ts, sizeof ts));
+                cJSON_AddNumberToObject(x, "reloads", (double)a->reloads);
+                cJSON_AddNumberToObject(x, "reload_failures", (double)a->reload_failures);
+                cJSON_AddNumberToObject(x, "events", (double)es.events);
+                cJSON_AddNumberToObject(x, "unmatched_events", (double)es.unmatched);
+                cJSON_AddNumberToObject(x, "states", (double)es.states);
+                cJSON_AddNumberToObject(x, "states_shed", (double)es.shed);
+        }
+        if ((x = cJSON_AddObjectToObject(o, "faults"))) {
+                cJSON_AddNumberToObject(x, "firing", (double)fs.firing);
+                cJSON_AddNumberToObject(x, "cleared", (double)fs.cleared);
+                cJSON_AddNumberToObject(x, "shed", (double)fs.shed);
+        }
+        if ((x = cJSON_AddObjectToObject(o, "cases"))) {
+                cJSON_AddNumberToObject(x, "opened", (double)fs.cases_opened);
+                cJSON_AddNumberToObject(x, "sends_pending", (double)fs.sends_pending);
+                cJSON_AddNumberToObject(x, "send_failures", (double)fs.send_failures);
+                cJSON_AddNumberToObject(x, "in_flight", (double)sender_in_flight(a->sender));
+        }
+        cJSON_AddItemToObject(o, "collectors", collectors_json(a));
+        if ((x = cJSON_AddArrayToObject(o, "loop_sources"))) {
+                for (size_t i = 0; i < loop_source_count(a->loop); i++) {
+                        const char *kind, *name;
+                        if (loop_source_describe(a->loop, i, &kind, &name) < 0)
+                                continue;
+                        cJSON *s = cJSON_CreateObject();
+                        if (!s)
+                                break;
+                        cJSON_AddStringToObject(s, "kind", kind);
+                        cJSON_AddStringToObject(s, "name", name);
+                        cJSON_AddItemToArray(x, s);
+                }
+        }
+        return o;
+}
+
+static cJSON *control_answer(int argc, char **argv, void *userdata)
+{
+        struct agent *a = userdata;
+        cJSON *o;
+        char ts[40];
+
+        if (strcmp(argv[0], "status") == 0)
+                return status_json(a);
+        if (strcmp(argv[0], "faults") == 0) {
+                if ((o = answer_ok()))
+                        cJSON_AddItemToObject(o, "faults", faults_to_json(a->faults));
+                return o;
+        }
+        if (strcmp(argv[0], "snapshot") == 0) {
+                cJSON *snap;
+                if (!(o = answer_ok()) || !(snap = cJSON_AddObjectToObject(o, "snapshot")))
+                        return o;
+                cJSON_AddNumberToObject(snap, "version", 1);
+                cJSON_AddStringToObject(snap, "time", time_format_rfc3339(time_wall_usec(), ts, sizeof ts));
+                cJSON_AddItemToObject(snap, "agent", identity_to_json(a->id));
+                cJSON_AddItemToObject(snap, "collectors", collectors_json(a));
+                cJSON_AddItemToObject(snap, "faults", faults_to_json(a->faults));
+                return o;
+        }
+        if (strcmp(argv[0], "reload") == 0) {
+                int r = agent_reload(a);
+                if (!(o = cJSON_CreateObject()))
+                        return NULL;
+                cJSON_AddBoolToObject(o, "ok", r >= 0);
+                if (r < 0)
+                        cJSON_AddStringToObject(o, "error", "reload failed; the running configuration and rules "
+                                                            "stay in force (the agent's log has the reasons)");
+                else
+                        cJSON_AddNumberToObject(o, "rules", (double)ruleset_count(rule_engine_rules(a->engine)));
+                return o;
+        }
+        (void)argc;
+        if (!(o = cJSON_CreateObject()))
+                return NULL;
+        cJSON_AddFalseToObject(o, "ok");
+        char msg[200];
+        snprintf(msg, sizeof msg, "unknown command '%.100s' (known: status, faults, snapshot, reload)", argv[0]);
+        cJSON_AddStringToObject(o, "error", msg);
+        return o;
+}

@@ -1,0 +1,243 @@
+/* weibaoctl: the command line for a running weibao-agent, over its Unix
+ * control socket (agent/control.h has the protocol). Prints status and faults
+ * for people, snapshot as JSON. Exit codes: 0 success, 1 the agent answered
+ * with an error or could not be reached, 2 invalid usage. */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "../lib/xalloc.h"
+
+#define DEFAULT_SOCKET "/run/weibao/control.sock"
+#define ANSWER_MAX (16 * 1024 * 1024)
+#define TIMEOUT_MS 10000
+
+static void usage(FILE *f)
+{
+        fprintf(f, "Usage: weibaoctl [-s SOCKET] [--json] COMMAND\n"
+                   "\n"
+                   "Commands:\n"
+                   "  status     collectors, rules loaded, faults and cases\n"
+                   "  faults     every fault the agent holds, firing and cleared\n"
+                   "  snapshot   current readings and faults as JSON\n"
+                   "  reload     re-read configuration and rules (like SIGHUP)\n"
+                   "\n"
+                   "  -s, --socket PATH  control socket (default $WEIBAO_CONTROL_SOCKET or " DEFAULT_SOCKET ")\n"
+                   "  -j, --json         print the agent's JSON answer as it is\n"
+                   "  -h, --help         show this help\n");
+}
+
+/* Sends cmd and reads the whole answer into a fresh string. */
+static int ask(const char *path, const char *cmd, char **ret)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        size_t len = 0, cap = 65536;
+        char *buf = NULL;
+        int fd, r;
+
+        if (strlen(path) >= sizeof sa.sun_path)
+                return -ENAMETOOLONG;
+        strcpy(sa.sun_path, path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+                r = -errno;
+                goto out;
+        }
+        if (dprintf(fd, "%s\n", cmd) < 0) {
+                r = -errno;
+                goto out;
+        }
+        buf = xmalloc(cap);
+        if (!buf) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (;;) {
+                struct pollfd p = {.fd = fd, .events = POLLIN};
+                ssize_t n;
+
+                r = poll(&p, 1, TIMEOUT_MS);
+                if (r == 0) {
+                        r = -ETIMEDOUT;
+                        goto out;
+                }
+                if (len + 1 >= cap) {
+                        char *nb;
+                        if (cap >= ANSWER_MAX) {
+                                r = -EFBIG;
+                                goto out;
+                        }
+                        nb = xrealloc(buf, cap * 2);
+                        if (!nb) {
+                                r = -ENOMEM;
+                                goto out;
+                        }
+                        buf = nb;
+                        cap *= 2;
+                }
+                n = read(fd, buf + len, cap - len - 1);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        goto out;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t)n;
+        }
+        buf[len] = '\0';
+        *ret = buf;
+        buf = NULL;
+        r = 0;
+out:
+        free(buf);
+        close(fd);
+        return r;
+}
+
+static const char *str(const cJSON *o, const char *key)
+{
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+        return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static double num(const cJSON *o, const char *key)
+{
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+        return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+static void print_faults(const cJSON *faults)
+{
+        const cJSON *f;
+        int n = 0;
+
+        cJSON_ArrayForEach(f, faults)
+        {
+                const cJSON *cid = cJSON_GetObjectItemCaseSensitive(f, "case_id");
+                printf("%-3s %-8s %-40s case %-6s %s (x%.0f, %s)\n", str(f, "level"), str(f, "state"),
+                       str(f, "key"), cJSON_IsString(cid) ? cid->valuestring : "-", str(f, "title"),
+                       num(f, "occurrences"), str(f, "delivery"));
+                if (*str(f, "last_error"))
+                        printf("    last delivery error: %s\n", str(f, "last_error"));
+                n++;
+        }
+        if (n == 0)
+                printf("no faults\n");
+}
+
+static void print_status(const cJSON *o)
+{
+        const cJSON *agent = cJSON_GetObjectItemCaseSensitive(o, "agent");
+        const cJSON *rules = cJSON_GetObjectItemCaseSensitive(o, "rules");
+        const cJSON *faults = cJSON_GetObjectItemCaseSensitive(o, "faults");
+        const cJSON *cases = cJSON_GetObjectItemCaseSensitive(o, "cases");
+        const cJSON *c;
+
+        printf("agent:      %s on %s (weibao-agent %s), up %.0f s\n", str(agent, "id"), str(agent, "hostname"),
+               str(agent, "version"), num(o, "uptime_s"));
+        printf("config:     %s\n", str(o, "config"));
+        printf("central:    %s\n", str(o, "central"));
+        printf("rules:      %.0f loaded at %s (%.0f reloads, %.0f failed); %.0f events, %.0f unmatched\n",
+               num(rules, "loaded"), str(rules, "loaded_at"), num(rules, "reloads"), num(rules, "reload_failures"),
+               num(rules, "events"), num(rules, "unmatched_events"));
+        printf("faults:     %.0f firing, %.0f cleared\n", num(faults, "firing"), num(faults, "cleared"));
+        printf("cases:      %.0f opened, %.0f sends pending, %.0f failed attempts\n", num(cases, "opened"),
+               num(cases, "sends_pending"), num(cases, "send_failures"));
+        printf("collectors:\n");
+        cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(o, "collectors"))
+        {
+                const cJSON *running = cJSON_GetObjectItemCaseSensitive(c, "running");
+                printf("  %-10s %s%s%s\n", str(c, "name"), cJSON_IsTrue(running) ? "running" : "stopped",
+                       *str(c, "error") ? ": " : "", str(c, "error"));
+        }
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option options[] = {
+                {"socket", required_argument, NULL, 's'},
+                {"json", no_argument, NULL, 'j'},
+                {"help", no_argument, NULL, 'h'},
+                {NULL, 0, NULL, 0},
+        };
+        const char *path = getenv("WEIBAO_CONTROL_SOCKET");
+        const char *cmd;
+        char *answer = NULL;
+        cJSON *o;
+        int c, json = 0, r, rc;
+
+        if (!path || !*path)
+                path = DEFAULT_SOCKET;
+        while ((c = getopt_long(argc, argv, "s:jh", options, NULL)) >= 0) {
+                switch (c) {
+                case 's':
+                        path = optarg;
+                        break;
+                case 'j':
+                        json = 1;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                default:
+                        usage(stderr);
+                        return 2;
+                }
+        }
+        if (optind != argc - 1) {
+                fprintf(stderr, "weibaoctl: expected exactly one command (try --help)\n");
+                return 2;
+        }
+        cmd = argv[optind];
+        if (strcmp(cmd, "status") != 0 && strcmp(cmd, "faults") != 0 && strcmp(cmd, "snapshot") != 0 &&
+            strcmp(cmd, "reload") != 0) {
+                fprintf(stderr, "weibaoctl: unknown command '%s' (try --help)\n", cmd);
+                return 1;
+        }
+        r = ask(path, cmd, &answer);
+        if (r < 0) {
+                fprintf(stderr, "weibaoctl: cannot talk to the agent at %s: %s (is weibao-agent running?)\n", path,
+                        strerror(-r));
+                return 1;
+        }
+        o = cJSON_Parse(answer);
+        if (!o) {
+                fprintf(stderr, "weibaoctl: the agent's answer is not JSON\n");
+                free(answer);
+                return 1;
+        }
+        rc = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "ok")) ? 0 : 1;
+        if (rc != 0) {
+                fprintf(stderr, "weibaoctl: %s\n", str(o, "error"));
+        } else if (json) {
+                fputs(answer, stdout);
+        } else if (strcmp(cmd, "status") == 0) {
+                print_status(o);
+        } else if (strcmp(cmd, "faults") == 0) {
+                print_faults(cJSON_GetObjectItemCaseSensitive(o, "faults"));
+        } else if (strcmp(cmd, "snapshot") == 0) {
+                char *s = cJSON_Print(cJSON_GetObjectItemCaseSensitive(o, "snapshot"));
+                if (s)
+                        printf("%s\n", s);
+                free(s);
+        } else {
+                printf("reloaded: %.0f rules\n", num(o, "rules"));
+        }
+        cJSON_Delete(o);
+        free(answer);
+        return rc;
+}

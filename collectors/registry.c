@@ -1,0 +1,9 @@
+/* registry: the list of built-in collectors. One line per collector. */
+#include "collector.h"
+
+extern const struct collector_ops sensors_collector_ops;
+
+const struct collector_ops *const collector_registry[] = {
+        &sensors_collector_ops,
+        NULL,
+};

@@ -1,0 +1,40 @@
+/* log: one process-wide logger with syslog-style levels.
+ *
+ * Writes "weibao-agent[level]: message" lines to stderr, or, when stderr is
+ * connected to the journal (JOURNAL_STREAM matches, as systemd sets it), sends
+ * structured entries with a PRIORITY= through sd_journal_send. The level is
+ * the one permitted process-wide global besides parsed options. */
+#pragma once
+
+#include <stdarg.h>
+
+enum log_level {
+        LOG_LEVEL_ERR,
+        LOG_LEVEL_WARNING,
+        LOG_LEVEL_NOTICE,
+        LOG_LEVEL_INFO,
+        LOG_LEVEL_DEBUG,
+        LOG_LEVEL_MAX,
+};
+
+/* Sets the program name used as prefix; ident must stay valid. */
+void log_init(const char *ident);
+void log_set_level(enum log_level level);
+enum log_level log_get_level(void);
+/* "err", "warning", "notice", "info", "debug". */
+const char *log_level_to_string(enum log_level level);
+/* Returns 0 and sets *ret on a known name, -EINVAL otherwise. */
+int log_level_from_string(const char *s, enum log_level *ret);
+
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void log_vmsg(enum log_level level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+#define log_err(...) log_msg(LOG_LEVEL_ERR, __VA_ARGS__)
+#define log_warning(...) log_msg(LOG_LEVEL_WARNING, __VA_ARGS__)
+#define log_notice(...) log_msg(LOG_LEVEL_NOTICE, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
+#define log_debug(...)                                                                             \
+        do {                                                                                       \
+                if (log_get_level() >= LOG_LEVEL_DEBUG)                                            \
+                        log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__);                                     \
+        } while (0)

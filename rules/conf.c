@@ -1,0 +1,780 @@
+/* conf: agent.conf interpreted from the generic block tree, collector
+ * blocks and their getters, and the normalised form.
+ *
+ * A configuration is built into a fresh struct config and only returned
+ * when no error was found, so a reload that fails keeps the running one.
+ * Relative paths resolve against the directory of the config file (the
+ * current directory for config_load_string). Rules files named by the
+ * agent's rules globs are loaded in glob(3)'s sorted order, pattern after
+ * pattern, each file once; rule blocks in the config itself come after. */
+#include <errno.h>
+#include <glob.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../lib/xalloc.h"
+#include "internal.h"
+
+#define DEFAULT_STATE_DIR "/var/lib/weibao"
+#define DEFAULT_CONTROL_SOCKET "/run/weibao/control.sock"
+#define DEFAULT_RULES "rules.d/*.rules"
+#define DEFAULT_TIMEOUT_USEC (10ULL * 1000000)
+#define DEFAULT_RETRY_USEC (30ULL * 1000000)
+
+struct conf_setting {
+        char *key;
+        struct tok val; /* type, text (owned), number, duration, position */
+        bool used;
+};
+
+struct conf_block {
+        char *name;
+        char *file;
+        unsigned line, col;
+        struct conf_setting *settings;
+        size_t n;
+};
+
+static void conf_block_free(struct conf_block *b)
+{
+        if (!b)
+                return;
+        for (size_t i = 0; i < b->n; i++) {
+                free(b->settings[i].key);
+                free(b->settings[i].val.text);
+        }
+        free(b->settings);
+        free(b->name);
+        free(b->file);
+        free(b);
+}
+
+const char *conf_block_name(const struct conf_block *b)
+{
+        return b->name;
+}
+
+static struct conf_setting *setting_find(const struct conf_block *b, const char *key)
+{
+        for (size_t i = 0; i < b->n; i++)
+                if (strcmp(b->settings[i].key, key) == 0) {
+                        b->settings[i].used = true;
+                        return &b->settings[i];
+                }
+        return NULL;
+}
+
+static int setting_error(const struct conf_block *b, const struct conf_setting *s, struct diag *d,
+                         const char *expected)
+{
+        char got[96];
+
+        tok_describe(&s->val, got, sizeof got);
+        diag_add(d, b->file, s->val.line, s->val.col, "expected %s for '%s' in collector %s, got %s", expected, s->key,
+                 b->name, got);
+        return -EINVAL;
+}
+
+int conf_block_get_string(const struct conf_block *b, const char *key, const char **ret, struct diag *d)
+{
+        const struct conf_setting *s = setting_find(b, key);
+
+        if (!s)
+                return -ENOENT;
+        if (s->val.type != TOK_STRING && s->val.type != TOK_WORD)
+                return setting_error(b, s, d, "a string such as \"text\"");
+        *ret = s->val.text;
+        return 0;
+}
+
+int conf_block_get_number(const struct conf_block *b, const char *key, double *ret, struct diag *d)
+{
+        const struct conf_setting *s = setting_find(b, key);
+
+        if (!s)
+                return -ENOENT;
+        if (s->val.type != TOK_NUMBER)
+                return setting_error(b, s, d, "a number");
+        *ret = s->val.num;
+        return 0;
+}
+
+int conf_block_get_duration(const struct conf_block *b, const char *key, uint64_t *ret_usec, struct diag *d)
+{
+        const struct conf_setting *s = setting_find(b, key);
+
+        if (!s)
+                return -ENOENT;
+        if (s->val.type == TOK_NUMBER && s->val.num == 0) {
+                *ret_usec = 0;
+                return 0;
+        }
+        if (s->val.type != TOK_DURATION)
+                return setting_error(b, s, d, "duration such as 10s");
+        *ret_usec = s->val.usec;
+        return 0;
+}
+
+int conf_block_get_bool(const struct conf_block *b, const char *key, bool *ret, struct diag *d)
+{
+        static const char *const yes[] = {"yes", "true", "on"}, *const no[] = {"no", "false", "off"};
+        const struct conf_setting *s = setting_find(b, key);
+
+        if (!s)
+                return -ENOENT;
+        if (s->val.type == TOK_WORD)
+                for (size_t i = 0; i < 3; i++) {
+                        if (strcmp(s->val.text, yes[i]) == 0) {
+                                *ret = true;
+                                return 0;
+                        }
+                        if (strcmp(s->val.text, no[i]) == 0) {
+                                *ret = false;
+                                return 0;
+                        }
+                }
+        return setting_error(b, s, d, "yes or no");
+}
+
+int conf_block_check_unused(const struct conf_block *b, struct diag *d)
+{
+        int r = 0;
+
+        for (size_t i = 0; i < b->n; i++)
+                if (!b->settings[i].used) {
+                        diag_add(d, b->file, b->settings[i].val.line, b->settings[i].val.col,
+                                 "unknown setting '%s' in collector %s", b->settings[i].key, b->name);
+                        r = -EINVAL;
+                }
+        return r;
+}
+
+/* ---- loading ---- */
+
+struct loader {
+        struct config *c;
+        struct diag *d;
+        unsigned n_errors;
+        bool read_rules;
+        const struct cstmt *agent_block, *central_block;
+};
+
+void config_free(struct config *c)
+{
+        if (!c)
+                return;
+        free(c->path);
+        free(c->base_dir);
+        free(c->agent_id);
+        free(c->state_dir);
+        free(c->control_socket);
+        for (size_t i = 0; i < c->n_rules_paths; i++)
+                free(c->rules_paths[i]);
+        free(c->rules_paths);
+        free(c->central_url);
+        free(c->token_file);
+        for (size_t i = 0; i < c->n_collectors; i++)
+                conf_block_free(c->collectors[i]);
+        free(c->collectors);
+        ruleset_free(c->rules);
+        free(c);
+}
+
+struct ruleset *config_take_rules(struct config *c)
+{
+        struct ruleset *rs = c->rules;
+
+        c->rules = NULL;
+        return rs;
+}
+
+const struct conf_block *config_find_collector(const struct config *c, const char *name)
+{
+        for (size_t i = 0; i < c->n_collectors; i++)
+                if (strcmp(c->collectors[i]->name, name) == 0)
+                        return c->collectors[i];
+        return NULL;
+}
+
+static void lerr(struct loader *l, const struct tok *t, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void lerr(struct loader *l, const struct tok *t, const char *fmt, ...)
+{
+        va_list ap;
+
+        l->n_errors++;
+        va_start(ap, fmt);
+        diag_vadd(l->d, t->file, t->line, t->col, fmt, ap);
+        va_end(ap);
+}
+
+static char *resolve_path(const struct config *c, const char *p)
+{
+        if (p[0] == '/')
+                return xstrdup(p);
+        return xasprintf("%s/%s", c->base_dir, p);
+}
+
+/* Checks "key VALUE" with exactly one value of one of the allowed types. */
+static const struct tok *one_value(struct loader *l, const struct cstmt *s, const char *expected, unsigned types)
+{
+        char got[96];
+
+        if (s->n_toks < 2) {
+                lerr(l, &s->toks[0], "expected %s after '%s', got end of line", expected, s->toks[0].text);
+                return NULL;
+        }
+        if (!(types & (1u << s->toks[1].type))) {
+                tok_describe(&s->toks[1], got, sizeof got);
+                lerr(l, &s->toks[1], "expected %s, got %s", expected, got);
+                return NULL;
+        }
+        if (s->n_toks > 2) {
+                tok_describe(&s->toks[2], got, sizeof got);
+                lerr(l, &s->toks[2], "expected end of line after the value of '%s', got %s", s->toks[0].text, got);
+                return NULL;
+        }
+        return &s->toks[1];
+}
+
+#define T(x) (1u << (x))
+
+static int set_string(struct loader *l, const struct cstmt *s, char **dst, bool path, const char *expected)
+{
+        const struct tok *v = one_value(l, s, expected, T(TOK_STRING) | (path ? 0 : T(TOK_WORD)));
+        char *n;
+
+        if (!v)
+                return 0;
+        if (v->text[0] == '\0') {
+                lerr(l, v, "'%s' must not be empty", s->toks[0].text);
+                return 0;
+        }
+        n = path ? resolve_path(l->c, v->text) : xstrdup(v->text);
+        if (!n)
+                return -ENOMEM;
+        free(*dst);
+        *dst = n;
+        return 0;
+}
+
+static void set_duration(struct loader *l, const struct cstmt *s, uint64_t *dst)
+{
+        const struct tok *v = one_value(l, s, "duration such as 10s", T(TOK_DURATION) | T(TOK_NUMBER));
+
+        if (!v)
+                return;
+        if (v->type == TOK_NUMBER || v->usec == 0) {
+                char got[96];
+
+                tok_describe(v, got, sizeof got);
+                lerr(l, v, v->type == TOK_NUMBER && v->num != 0 ? "expected duration such as 10s, got %s"
+                                                                : "'%s' must be more than 0s",
+                     v->type == TOK_NUMBER && v->num != 0 ? got : s->toks[0].text);
+                return;
+        }
+        *dst = v->usec;
+}
+
+/* Finds duplicates of non-repeatable settings in a block. */
+static bool duplicate(struct loader *l, const struct cblock *b, size_t i)
+{
+        const struct cstmt *s = &b->stmts[i];
+
+        for (size_t j = 0; j < i; j++)
+                if (!b->stmts[j].bad && strcmp(b->stmts[j].toks[0].text, s->toks[0].text) == 0) {
+                        lerr(l, &s->toks[0], "duplicate setting '%s' (first at line %u)", s->toks[0].text,
+                             b->stmts[j].toks[0].line);
+                        return true;
+                }
+        return false;
+}
+
+static bool block_header(struct loader *l, const struct cstmt *s, bool named)
+{
+        char got[96];
+
+        if (named) {
+                if (s->n_toks < 2 || s->toks[1].type != TOK_WORD) {
+                        if (s->n_toks < 2)
+                                snprintf(got, sizeof got, "%s", s->block ? "'{'" : "end of line");
+                        else
+                                tok_describe(&s->toks[1], got, sizeof got);
+                        lerr(l, s->n_toks < 2 ? &s->toks[0] : &s->toks[1], "expected a %s name, got %s",
+                             s->toks[0].text, got);
+                        return false;
+                }
+        }
+        if (s->n_toks > (named ? 2u : 1u)) {
+                tok_describe(&s->toks[named ? 2 : 1], got, sizeof got);
+                lerr(l, &s->toks[named ? 2 : 1], "expected '{' after '%s', got %s", s->toks[0].text, got);
+                return false;
+        }
+        if (!s->block) {
+                lerr(l, &s->toks[0], "expected '{' after '%s', got end of line", s->toks[0].text);
+                return false;
+        }
+        return true;
+}
+
+static int load_agent(struct loader *l, const struct cstmt *blk)
+{
+        struct config *c = l->c;
+        bool rules_seen = false;
+        int r = 0;
+
+        for (size_t i = 0; i < blk->block->n && r == 0; i++) {
+                const struct cstmt *s = &blk->block->stmts[i];
+                const char *k = s->toks[0].text;
+                const struct tok *v;
+
+                if (s->bad)
+                        continue;
+                if (s->toks[0].type != TOK_WORD || s->block) {
+                        lerr(l, &s->toks[0], "expected a setting of the agent block");
+                        continue;
+                }
+                if (strcmp(k, "rules") != 0 && duplicate(l, blk->block, i))
+                        continue;
+                if (strcmp(k, "id") == 0) {
+                        r = set_string(l, s, &c->agent_id, false, "an agent id such as \"web-01\"");
+                } else if (strcmp(k, "state_dir") == 0) {
+                        r = set_string(l, s, &c->state_dir, true, "a quoted path");
+                } else if (strcmp(k, "control_socket") == 0) {
+                        r = set_string(l, s, &c->control_socket, true, "a quoted path");
+                } else if (strcmp(k, "log_level") == 0) {
+                        v = one_value(l, s, "a log level (err, warning, notice, info or debug)",
+                                      T(TOK_WORD) | T(TOK_STRING));
+                        if (v && log_level_from_string(v->text, &c->log_level) < 0)
+                                lerr(l, v, "expected a log level (err, warning, notice, info or debug), got '%s'",
+                                     v->text);
+                } else if (strcmp(k, "rules") == 0) {
+                        char *p, **n;
+
+                        v = one_value(l, s, "a quoted glob such as \"rules.d/*.rules\"", T(TOK_STRING));
+                        if (!v)
+                                continue;
+                        if (!rules_seen) { /* the first one replaces the default */
+                                for (size_t j = 0; j < c->n_rules_paths; j++)
+                                        free(c->rules_paths[j]);
+                                c->n_rules_paths = 0;
+                                rules_seen = true;
+                        }
+                        p = resolve_path(c, v->text);
+                        n = p ? xrealloc(c->rules_paths, (c->n_rules_paths + 1) * sizeof *n) : NULL;
+                        if (!n) {
+                                free(p);
+                                return -ENOMEM;
+                        }
+                        c->rules_paths = n;
+                        c->rules_paths[c->n_rules_paths++] = p;
+                } else {
+                        lerr(l, &s->toks[0],
+                             "unknown setting '%s' in the agent block; expected id, state_dir, control_socket, "
+                             "log_level or rules",
+                             k);
+                }
+        }
+        return r;
+}
+
+static int load_central(struct loader *l, const struct cstmt *blk)
+{
+        struct config *c = l->c;
+        int r = 0;
+
+        for (size_t i = 0; i < blk->block->n && r == 0; i++) {
+                const struct cstmt *s = &blk->block->stmts[i];
+                const char *k = s->toks[0].text;
+
+                if (s->bad)
+                        continue;
+                if (s->toks[0].type != TOK_WORD || s->block) {
+                        lerr(l, &s->toks[0], "expected a setting of the central block");
+                        continue;
+                }
+                if (duplicate(l, blk->block, i))
+                        continue;
+                if (strcmp(k, "url") == 0) {
+                        r = set_string(l, s, &c->central_url, false, "a quoted URL such as \"https://cases.example\"");
+                        if (r == 0 && c->central_url && strncmp(c->central_url, "http://", 7) != 0 &&
+                            strncmp(c->central_url, "https://", 8) != 0) {
+                                lerr(l, &s->toks[1], "central url must start with http:// or https://, got \"%.60s\"",
+                                     c->central_url);
+                                free(c->central_url);
+                                c->central_url = NULL;
+                        }
+                } else if (strcmp(k, "token_file") == 0) {
+                        r = set_string(l, s, &c->token_file, true, "a quoted path");
+                } else if (strcmp(k, "timeout") == 0) {
+                        set_duration(l, s, &c->central_timeout_usec);
+                } else if (strcmp(k, "retry") == 0) {
+                        set_duration(l, s, &c->retry_usec);
+                } else {
+                        lerr(l, &s->toks[0],
+                             "unknown setting '%s' in the central block; expected url, token_file, timeout or retry",
+                             k);
+                }
+        }
+        return r;
+}
+
+static int load_collector(struct loader *l, const struct cstmt *blk)
+{
+        struct config *c = l->c;
+        struct conf_block *b, **v;
+
+        if (config_find_collector(c, blk->toks[1].text)) {
+                const struct conf_block *first = config_find_collector(c, blk->toks[1].text);
+
+                lerr(l, &blk->toks[1], "duplicate collector '%s' (first at %s:%u)", blk->toks[1].text, first->file,
+                     first->line);
+                return 0;
+        }
+        b = xcalloc(1, sizeof *b);
+        if (!b)
+                return -ENOMEM;
+        b->name = xstrdup(blk->toks[1].text);
+        b->file = xstrdup(blk->toks[0].file);
+        b->line = blk->toks[0].line;
+        b->col = blk->toks[0].col;
+        b->settings = xcalloc(blk->block->n + 1, sizeof *b->settings);
+        if (!b->name || !b->file || !b->settings)
+                goto oom;
+        for (size_t i = 0; i < blk->block->n; i++) {
+                const struct cstmt *s = &blk->block->stmts[i];
+                const struct tok *val;
+                struct conf_setting *set;
+                double sign = 1;
+                size_t vi = 1;
+
+                if (s->bad)
+                        continue;
+                if (s->toks[0].type != TOK_WORD || s->block) {
+                        lerr(l, &s->toks[0], "expected 'setting value' in collector %s", b->name);
+                        continue;
+                }
+                if (duplicate(l, blk->block, i))
+                        continue;
+                if (s->n_toks == 3 && s->toks[1].type == TOK_MINUS && s->toks[2].type == TOK_NUMBER) {
+                        sign = -1;
+                        vi = 2;
+                }
+                if (s->n_toks != vi + 1 ||
+                    !(T(s->toks[vi].type) & (T(TOK_STRING) | T(TOK_WORD) | T(TOK_NUMBER) | T(TOK_DURATION)))) {
+                        char got[96];
+
+                        if (s->n_toks < 2)
+                                snprintf(got, sizeof got, "end of line");
+                        else
+                                tok_describe(&s->toks[s->n_toks > vi + 1 ? vi + 1 : vi], got, sizeof got);
+                        lerr(l, s->n_toks < 2 ? &s->toks[0] : &s->toks[s->n_toks > vi + 1 ? vi + 1 : vi],
+                             "expected one value (string, number, duration or word) for '%s', got %s",
+                             s->toks[0].text, got);
+                        continue;
+                }
+                val = &s->toks[vi];
+                set = &b->settings[b->n];
+                set->key = xstrdup(s->toks[0].text);
+                set->val = *val;
+                set->val.num *= sign;
+                set->val.text = val->text ? xstrdup(val->text) : NULL;
+                set->val.file = b->file;
+                if (!s->toks[0].text || !set->key || (val->text && !set->val.text)) {
+                        free(set->key);
+                        free(set->val.text);
+                        goto oom;
+                }
+                b->n++;
+        }
+        v = xrealloc(c->collectors, (c->n_collectors + 1) * sizeof *v);
+        if (!v)
+                goto oom;
+        c->collectors = v;
+        c->collectors[c->n_collectors++] = b;
+        return 0;
+oom:
+        conf_block_free(b);
+        return -ENOMEM;
+}
+
+static int load_tree(struct loader *l, const struct cblock *tree)
+{
+        int r = 0;
+
+        for (size_t i = 0; i < tree->n && r == 0; i++) {
+                const struct cstmt *s = &tree->stmts[i];
+                const struct tok *k = &s->toks[0];
+                const struct cstmt **seen = NULL;
+
+                if (s->bad)
+                        continue;
+                switch (k->type == TOK_WORD ? k->kw : KW_NONE) {
+                case KW_AGENT:
+                case KW_CENTRAL:
+                        seen = k->kw == KW_AGENT ? &l->agent_block : &l->central_block;
+                        if (*seen) {
+                                lerr(l, k, "duplicate '%s' block (first at %s:%u)", k->text, (*seen)->toks[0].file,
+                                     (*seen)->toks[0].line);
+                                break;
+                        }
+                        if (!block_header(l, s, false))
+                                break;
+                        *seen = s;
+                        r = k->kw == KW_AGENT ? load_agent(l, s) : load_central(l, s);
+                        break;
+                case KW_COLLECTOR:
+                        if (block_header(l, s, true))
+                                r = load_collector(l, s);
+                        break;
+                case KW_RULE:
+                        break; /* compiled by ruleset_add_tree */
+                default: {
+                        char got[96];
+
+                        tok_describe(k, got, sizeof got);
+                        lerr(l, k, "expected agent, central, collector, rule or include, got %s", got);
+                }
+                }
+        }
+        return r;
+}
+
+static int load_rules_files(struct loader *l)
+{
+        struct config *c = l->c;
+        char **done = NULL;
+        size_t n_done = 0;
+        int r = 0;
+
+        for (size_t p = 0; p < c->n_rules_paths && r == 0; p++) {
+                glob_t g;
+                int gr = glob(c->rules_paths[p], GLOB_ERR, NULL, &g);
+
+                if (gr == GLOB_NOMATCH) {
+                        globfree(&g);
+                        continue;
+                }
+                if (gr != 0) {
+                        l->n_errors++;
+                        diag_add(l->d, c->path, 0, 0, "rules \"%s\": %s", c->rules_paths[p],
+                                 gr == GLOB_NOSPACE ? "out of memory" : "cannot read the directory");
+                        globfree(&g);
+                        if (gr == GLOB_NOSPACE)
+                                r = -ENOMEM;
+                        continue;
+                }
+                for (size_t i = 0; i < g.gl_pathc && r == 0; i++) {
+                        bool seen = false;
+                        char **v;
+
+                        for (size_t j = 0; j < n_done; j++)
+                                if (strcmp(done[j], g.gl_pathv[i]) == 0)
+                                        seen = true;
+                        if (seen)
+                                continue;
+                        v = xrealloc(done, (n_done + 1) * sizeof *v);
+                        if (!v) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        done = v;
+                        done[n_done] = xstrdup(g.gl_pathv[i]);
+                        if (!done[n_done]) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        n_done++;
+                        r = ruleset_add_file(c->rules, g.gl_pathv[i], l->d, &l->n_errors);
+                }
+                globfree(&g);
+        }
+        for (size_t j = 0; j < n_done; j++)
+                free(done[j]);
+        free(done);
+        return r;
+}
+
+static int config_build(const char *name, const char *text, size_t len, bool from_file, struct config **ret,
+                        struct diag *d)
+{
+        const struct parse_opts opts = {.allow_include = true};
+        struct loader l = {.d = d, .read_rules = from_file};
+        struct srcnames names = {0};
+        struct cblock *tree = NULL;
+        struct config *c;
+        char cwd[PATH_MAX];
+        size_t first_diag = diag_count(d);
+        int r = -ENOMEM;
+
+        c = l.c = xcalloc(1, sizeof *c);
+        if (!c)
+                goto out;
+        c->path = xstrdup(name);
+        if (!c->path)
+                goto out;
+        if (!getcwd(cwd, sizeof cwd))
+                snprintf(cwd, sizeof cwd, "/");
+        if (from_file) {
+                const char *slash = strrchr(name, '/');
+
+                if (name[0] == '/')
+                        c->base_dir = slash == name ? xstrdup("/") : xstrndup(name, (size_t)(slash - name));
+                else if (slash)
+                        c->base_dir = xasprintf("%s/%.*s", cwd, (int)(slash - name), name);
+                else
+                        c->base_dir = xstrdup(cwd);
+        } else {
+                c->base_dir = xstrdup(cwd);
+        }
+        c->state_dir = xstrdup(DEFAULT_STATE_DIR);
+        c->control_socket = xstrdup(DEFAULT_CONTROL_SOCKET);
+        c->log_level = LOG_LEVEL_INFO;
+        c->central_timeout_usec = DEFAULT_TIMEOUT_USEC;
+        c->retry_usec = DEFAULT_RETRY_USEC;
+        c->rules_paths = xcalloc(1, sizeof *c->rules_paths);
+        c->rules = ruleset_new();
+        if (!c->base_dir || !c->state_dir || !c->control_socket || !c->rules_paths || !c->rules)
+                goto out;
+        c->rules_paths[0] = resolve_path(c, DEFAULT_RULES);
+        if (!c->rules_paths[0])
+                goto out;
+        c->n_rules_paths = 1;
+
+        r = conf_parse_text(name, text, len, &names, &opts, d, &l.n_errors, &tree);
+        if (r < 0)
+                goto out;
+        r = load_tree(&l, tree);
+        if (r < 0)
+                goto out;
+        if (!l.central_block) {
+                l.n_errors++;
+                diag_add(d, name, 0, 0, "no central block: it must give at least url and token_file");
+        } else {
+                if (!c->central_url)
+                        lerr(&l, &l.central_block->toks[0], "the central block has no url (http:// or https://)");
+                if (!c->token_file)
+                        lerr(&l, &l.central_block->toks[0], "the central block has no token_file");
+        }
+        if (from_file) {
+                r = load_rules_files(&l);
+                if (r < 0)
+                        goto out;
+        }
+        r = ruleset_add_tree(c->rules, tree, false, d, &l.n_errors);
+        if (r < 0)
+                goto out;
+        if (l.n_errors == 0) {
+                r = ruleset_finish(c->rules);
+                if (r < 0)
+                        goto out;
+        }
+        r = l.n_errors > 0 ? -EINVAL : 0;
+out:
+        if (r == -ENOMEM)
+                diag_add(d, name, 0, 0, "out of memory");
+        else
+                diag_sort_from(d, first_diag);
+        cblock_free(tree);
+        srcnames_clear(&names);
+        if (r < 0) {
+                config_free(c);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}
+
+int config_load(const char *path, struct config **ret, struct diag *d)
+{
+        char *text = NULL;
+        size_t len = 0;
+        int r;
+
+        r = conf_read_file(path, &text, &len);
+        if (r < 0) {
+                diag_add(d, path, 0, 0, "cannot read configuration: %s",
+                         r == -EFBIG    ? "file larger than the 1 MiB limit"
+                         : r == -EINVAL ? "not a regular file"
+                                        : strerror(-r));
+                return r;
+        }
+        r = config_build(path, text, len, true, ret, d);
+        free(text);
+        return r;
+}
+
+int config_load_string(const char *name, const char *text, struct config **ret, struct diag *d)
+{
+        return config_build(name, text, strlen(text), false, ret, d);
+}
+
+static void setting_write(const struct tok *v, FILE *f)
+{
+        char buf[64];
+
+        switch (v->type) {
+        case TOK_STRING:
+                string_write(f, v->text);
+                break;
+        case TOK_WORD:
+                fputs(v->text, f);
+                break;
+        case TOK_NUMBER:
+                number_format(v->num, buf, sizeof buf);
+                fputs(buf, f);
+                break;
+        case TOK_DURATION:
+                duration_format(v->usec, buf, sizeof buf);
+                fputs(buf, f);
+                break;
+        default:
+                break;
+        }
+}
+
+void config_format(const struct config *c, FILE *f)
+{
+        char dur[64];
+
+        fputs("agent {\n", f);
+        if (c->agent_id) {
+                fputs("        id ", f);
+                string_write(f, c->agent_id);
+                fputc('\n', f);
+        }
+        fputs("        state_dir ", f);
+        string_write(f, c->state_dir);
+        fputs("\n        control_socket ", f);
+        string_write(f, c->control_socket);
+        fprintf(f, "\n        log_level %s\n", log_level_to_string(c->log_level));
+        for (size_t i = 0; i < c->n_rules_paths; i++) {
+                fputs("        rules ", f);
+                string_write(f, c->rules_paths[i]);
+                fputc('\n', f);
+        }
+        fputs("}\n\ncentral {\n        url ", f);
+        string_write(f, c->central_url ? c->central_url : "");
+        fputs("\n        token_file ", f);
+        string_write(f, c->token_file ? c->token_file : "");
+        duration_format(c->central_timeout_usec, dur, sizeof dur);
+        fprintf(f, "\n        timeout %s\n", dur);
+        duration_format(c->retry_usec, dur, sizeof dur);
+        fprintf(f, "        retry %s\n}\n", dur);
+        for (size_t i = 0; i < c->n_collectors; i++) {
+                const struct conf_block *b = c->collectors[i];
+
+                fprintf(f, "\ncollector %s {\n", b->name);
+                for (size_t j = 0; j < b->n; j++) {
+                        fprintf(f, "        %s ", b->settings[j].key);
+                        setting_write(&b->settings[j].val, f);
+                        fputc('\n', f);
+                }
+                fputs("}\n", f);
+        }
+        if (ruleset_count(c->rules) > 0) {
+                fputc('\n', f);
+                ruleset_format(c->rules, f);
+        }
+}

@@ -1,0 +1,802 @@
+/* eval: the rule engine. Evaluates events against a compiled ruleset and
+ * keeps the state machine per (rule, rendered key):
+ *
+ *   idle -> pending (when true; "for" starts) -> firing (for elapsed) ->
+ *   clearing (clear true; clear "for" starts) -> idle (cleared)
+ *
+ * with firing <- clearing when "when" is true again or neither condition
+ * holds (the clear condition must hold continuously). The last evaluated
+ * value of a condition is taken to hold until an event says otherwise, so
+ * both rule_engine_tick() and a later event promote a pending or clearing
+ * state whose time has come.
+ *
+ * Cost per event: one pass binding attributes to the ruleset's slots (a
+ * hash per attribute), one dispatch lookup by source, then the when
+ * condition of each rule of that source. A key is rendered only when the
+ * condition is true or the rule has live states; no allocation happens
+ * unless a new state is created or a saved title grows. */
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../lib/xalloc.h"
+#include "internal.h"
+
+enum rstate_kind {
+        RS_PENDING,
+        RS_FIRING,
+        RS_CLEARING,
+};
+
+struct rstate {
+        struct rstate *next; /* hash chain */
+        const struct rule *rule;
+        uint64_t hash;
+        enum rstate_kind kind;
+        uint64_t since;
+        char *title, *desc; /* texts of the last event, for transitions made by time */
+        size_t title_cap, desc_cap;
+        size_t key_len;
+        char key[];
+};
+
+struct rule_engine {
+        struct ruleset *rs;
+        size_t max_states;
+        struct rstate **buckets;
+        size_t n_buckets, n_states, n_firing, n_timed;
+        size_t *rule_states; /* live states per rule index */
+        const struct event_attr **slot_attr;
+        uint32_t *slot_gen;
+        uint32_t gen; /* per event: stamps of the caches below */
+        struct vcache { /* string values' hashes, per field index */
+                uint32_t gen;
+                bool str;
+                uint64_t hash;
+                const char *s;
+                size_t lit; /* literal id it was found equal to, + 1 */
+        } *vc;
+        size_t n_vc;
+        struct gcache { /* glob outcomes, per (field, pattern) */
+                uint32_t gen;
+                bool match;
+        } *gc;
+        size_t n_gc;
+        struct kcache { /* rendered keys, per key template */
+                uint32_t gen;
+                bool ok;
+                size_t len;
+                uint64_t hash;
+                char key[RULE_KEY_MAX];
+        } *kc;
+        size_t n_kc;
+        struct rule_engine_stats stats;
+        char title[RULE_TITLE_MAX], desc[RULE_DESC_MAX];
+};
+
+/* ---- conditions ---- */
+
+static bool node_bool(const struct enode *nodes, int i, const struct eval_ctx *c);
+
+static struct val node_val(const struct enode *nodes, int i, const struct eval_ctx *c)
+{
+        const struct enode *n = &nodes[i];
+        struct val v = {.type = VAL_MISSING}, a, b;
+
+        switch (n->kind) {
+        case EN_NUM:
+                v.type = VAL_NUM;
+                v.num = n->num;
+                return v;
+        case EN_STR:
+                v.type = VAL_STR;
+                v.str = n->str;
+                return v;
+        case EN_FIELD:
+                return field_value(c, &n->field);
+        case EN_NEG:
+                a = node_val(nodes, n->a, c);
+                if (a.type == VAL_NUM) {
+                        v.type = VAL_NUM;
+                        v.num = -a.num;
+                }
+                return v;
+        case EN_ARITH:
+                a = node_val(nodes, n->a, c);
+                if (a.type != VAL_NUM)
+                        return v;
+                if (nodes[n->b].kind == EN_NUM) {
+                        b.type = VAL_NUM;
+                        b.num = nodes[n->b].num;
+                } else {
+                        b = node_val(nodes, n->b, c);
+                }
+                if (b.type != VAL_NUM)
+                        return v;
+                switch (n->op) {
+                case TOK_PLUS:
+                        v.num = a.num + b.num;
+                        break;
+                case TOK_MINUS:
+                        v.num = a.num - b.num;
+                        break;
+                case TOK_STAR:
+                        v.num = a.num * b.num;
+                        break;
+                default:
+                        if (b.num == 0)
+                                return v; /* division by zero: missing */
+                        v.num = a.num / b.num;
+                }
+                v.type = VAL_NUM;
+                return v;
+        default:
+                /* a condition used as a value cannot compile */
+                return v;
+        }
+}
+
+bool glob_match(const struct enode *n, const char *s)
+{
+        size_t len;
+
+        switch (n->glob) {
+        case GLOB_EXACT:
+                return strcmp(s, n->str) == 0;
+        case GLOB_PREFIX:
+                return strncmp(s, n->str, n->len - 1) == 0;
+        case GLOB_SUFFIX:
+                len = strlen(s);
+                return len >= n->len - 1 && memcmp(s + len - (n->len - 1), n->str + 1, n->len - 1) == 0;
+        default:
+                return fnmatch(n->str, s, 0) == 0;
+        }
+}
+
+static bool node_bool(const struct enode *nodes, int i, const struct eval_ctx *c)
+{
+        const struct enode *n = &nodes[i];
+        struct val a, b;
+        int cmp;
+
+        switch (n->kind) {
+        case EN_AND:
+                return node_bool(nodes, n->a, c) && node_bool(nodes, n->b, c);
+        case EN_OR:
+                return node_bool(nodes, n->a, c) || node_bool(nodes, n->b, c);
+        case EN_NOT:
+                return !node_bool(nodes, n->a, c);
+        case EN_EXISTS:
+                return field_value(c, &n->field).type != VAL_MISSING;
+        case EN_TRUTHY:
+                a = node_val(nodes, n->a, c);
+                return a.type == VAL_NUM ? a.num != 0 : a.type == VAL_STR ? a.str[0] != '\0' : false;
+        case EN_GLOB:
+                a = node_val(nodes, n->a, c);
+                if (a.type != VAL_STR)
+                        return false;
+                return glob_match(n, a.str) == (n->op == TOK_MATCH);
+        case EN_CMP:
+                a = node_val(nodes, n->a, c);
+                if (a.type == VAL_MISSING)
+                        return false;
+                if (nodes[n->b].kind == EN_NUM) {
+                        b.type = VAL_NUM;
+                        b.num = nodes[n->b].num;
+                } else {
+                        b = node_val(nodes, n->b, c);
+                }
+                if (b.type != a.type)
+                        return false; /* missing, or number against string */
+                if (a.type == VAL_NUM) {
+                        switch (n->op) {
+                        case TOK_EQ:
+                                return a.num == b.num;
+                        case TOK_NE:
+                                return a.num != b.num;
+                        case TOK_LT:
+                                return a.num < b.num;
+                        case TOK_LE:
+                                return a.num <= b.num;
+                        case TOK_GT:
+                                return a.num > b.num;
+                        default:
+                                return a.num >= b.num;
+                        }
+                }
+                cmp = strcmp(a.str, b.str);
+                switch (n->op) {
+                case TOK_EQ:
+                        return cmp == 0;
+                case TOK_NE:
+                        return cmp != 0;
+                case TOK_LT:
+                        return cmp < 0;
+                case TOK_LE:
+                        return cmp <= 0;
+                case TOK_GT:
+                        return cmp > 0;
+                default:
+                        return cmp >= 0;
+                }
+        default:
+                return false;
+        }
+}
+
+bool expr_eval_bool(const struct expr *x, const struct eval_ctx *c)
+{
+        return x->root >= 0 && node_bool(x->nodes, x->root, c);
+}
+
+/* ---- the engine ---- */
+
+int rule_engine_new(size_t max_states, struct rule_engine **ret)
+{
+        struct rule_engine *re = xcalloc(1, sizeof *re);
+
+        if (!re)
+                return -ENOMEM;
+        re->max_states = max_states ? max_states : 65536;
+        re->n_buckets = 64;
+        re->buckets = xcalloc(re->n_buckets, sizeof *re->buckets);
+        if (!re->buckets) {
+                free(re);
+                return -ENOMEM;
+        }
+        re->gen = 1;
+        *ret = re;
+        return 0;
+}
+
+static void rstate_free(struct rstate *s)
+{
+        free(s->title);
+        free(s->desc);
+        free(s);
+}
+
+void rule_engine_free(struct rule_engine *re)
+{
+        if (!re)
+                return;
+        for (size_t b = 0; b < re->n_buckets; b++)
+                for (struct rstate *s = re->buckets[b], *next; s; s = next) {
+                        next = s->next;
+                        rstate_free(s);
+                }
+        free(re->buckets);
+        free(re->rule_states);
+        free(re->slot_attr);
+        free(re->slot_gen);
+        free(re->vc);
+        free(re->kc);
+        free(re->gc);
+        ruleset_free(re->rs);
+        free(re);
+}
+
+const struct ruleset *rule_engine_rules(const struct rule_engine *re)
+{
+        return re->rs;
+}
+
+static void state_account(struct rule_engine *re, const struct rstate *s, int delta)
+{
+        if (s->kind == RS_FIRING || s->kind == RS_CLEARING)
+                re->n_firing += (size_t)delta;
+        if (s->kind == RS_PENDING || s->kind == RS_CLEARING)
+                re->n_timed += (size_t)delta;
+}
+
+static void state_set(struct rule_engine *re, struct rstate *s, enum rstate_kind kind, uint64_t since)
+{
+        state_account(re, s, -1);
+        s->kind = kind;
+        s->since = since;
+        state_account(re, s, +1);
+}
+
+/* Unlinks and frees s; pp points at the link to it. */
+static void state_remove(struct rule_engine *re, struct rstate **pp)
+{
+        struct rstate *s = *pp;
+
+        *pp = s->next;
+        state_account(re, s, -1);
+        re->n_states--;
+        if (re->rule_states && s->rule->index < re->rs->n)
+                re->rule_states[s->rule->index]--;
+        rstate_free(s);
+}
+
+static struct rstate **state_find(struct rule_engine *re, const struct rule *r, const char *key, size_t len,
+                                  uint64_t hash)
+{
+        struct rstate **pp = &re->buckets[hash & (re->n_buckets - 1)];
+
+        for (; *pp; pp = &(*pp)->next) {
+                const struct rstate *s = *pp;
+
+                if (s->hash == hash && s->rule == r && s->key_len == len && memcmp(s->key, key, len) == 0)
+                        return pp;
+        }
+        return pp;
+}
+
+static void buckets_grow(struct rule_engine *re)
+{
+        size_t n = re->n_buckets * 2;
+        struct rstate **b = xcalloc(n, sizeof *b);
+
+        if (!b)
+                return; /* longer chains, still correct */
+        for (size_t i = 0; i < re->n_buckets; i++)
+                for (struct rstate *s = re->buckets[i], *next; s; s = next) {
+                        next = s->next;
+                        s->next = b[s->hash & (n - 1)];
+                        b[s->hash & (n - 1)] = s;
+                }
+        free(re->buckets);
+        re->buckets = b;
+        re->n_buckets = n;
+}
+
+static struct rstate *state_new(struct rule_engine *re, const struct rule *r, const char *key, size_t len,
+                                uint64_t hash, enum rstate_kind kind, uint64_t since)
+{
+        struct rstate *s;
+
+        if (re->n_states >= re->max_states) {
+                re->stats.shed++;
+                return NULL;
+        }
+        s = xcalloc(1, sizeof *s + len + 1);
+        if (!s) {
+                re->stats.shed++;
+                return NULL;
+        }
+        s->rule = r;
+        s->hash = hash;
+        s->kind = kind;
+        s->since = since;
+        s->key_len = len;
+        memcpy(s->key, key, len);
+        s->key[len] = '\0';
+        s->next = re->buckets[hash & (re->n_buckets - 1)];
+        re->buckets[hash & (re->n_buckets - 1)] = s;
+        re->n_states++;
+        re->rule_states[r->index]++;
+        state_account(re, s, +1);
+        if (re->n_states > re->n_buckets)
+                buckets_grow(re);
+        return s;
+}
+
+static void render_text(const struct tmpl *t, const struct eval_ctx *c, char *buf, size_t size)
+{
+        size_t full;
+
+        tmpl_render(t, c, false, buf, size, &full, NULL);
+        if (full > size - 1) {
+                size_t cut = utf8_cut(buf, size - 4);
+
+                memcpy(buf + cut, "...", 4);
+        }
+}
+
+static void render_texts(struct rule_engine *re, const struct rule *r, const struct eval_ctx *c)
+{
+        render_text(&r->title, c, re->title, sizeof re->title);
+        if (r->has_desc)
+                render_text(&r->desc, c, re->desc, sizeof re->desc);
+        else
+                re->desc[0] = '\0';
+}
+
+static void save_one(char **p, size_t *cap, const char *s)
+{
+        size_t len = strlen(s) + 1;
+
+        if (len > *cap) {
+                char *n = xrealloc(*p, len);
+
+                if (!n)
+                        return; /* keeps the older text */
+                *p = n;
+                *cap = len;
+        }
+        memcpy(*p, s, len);
+}
+
+static void save_texts(struct rule_engine *re, struct rstate *s)
+{
+        save_one(&s->title, &s->title_cap, re->title);
+        save_one(&s->desc, &s->desc_cap, re->desc);
+}
+
+static void emit(enum rule_transition t, const struct rstate *s, const char *title, const char *desc,
+                 const struct event *e, uint64_t mono, rule_hit_fn fn, void *userdata)
+{
+        struct rule_hit hit = {
+                .transition = t,
+                .rule = s->rule,
+                .level = s->rule->level,
+                .key = s->key,
+                .title = title ? title : "",
+                .description = desc ? desc : "",
+                .event = e,
+                .mono_usec = mono,
+        };
+
+        if (fn)
+                fn(&hit, userdata);
+}
+
+static bool elapsed(uint64_t now, uint64_t since, uint64_t dur)
+{
+        return now >= since && now - since >= dur;
+}
+
+/* The event's rendering of r's key template, shared by the rules with the
+ * same template; NULL when a field of the key is missing. */
+static const struct kcache *get_key(struct rule_engine *re, const struct rule *r, const struct eval_ctx *c)
+{
+        struct kcache *k = &re->kc[r->key_id];
+        size_t full;
+        uint64_t h;
+
+        if (k->gen == re->gen)
+                return k->ok ? k : NULL;
+        k->gen = re->gen;
+        k->ok = tmpl_render(&r->key, c, true, k->key, sizeof k->key, &full, &h) == 0;
+        if (!k->ok)
+                return NULL;
+        k->hash = h; /* of the whole text: the key itself unless cut below */
+        k->len = full;
+        if (full > sizeof k->key - 1) {
+                /* never let two long keys collide silently: keep a prefix
+                 * and append the hash of the whole key */
+                size_t cut = utf8_cut(k->key, sizeof k->key - 1 - 17);
+
+                snprintf(k->key + cut, sizeof k->key - cut, "~%016llx", (unsigned long long)h);
+                re->stats.keys_truncated++;
+                k->len = strlen(k->key);
+                k->hash = hash_mem(HASH_INIT, k->key, k->len);
+        }
+        return k;
+}
+
+static uint64_t state_hash(const struct rule *r, const struct kcache *k)
+{
+        return k->hash ^ (r->name_hash * 0x9e3779b97f4a7c15ULL);
+}
+
+static bool eval_when(struct rule_engine *re, const struct rule *r, const struct eval_ctx *c)
+{
+        for (size_t i = 0; i < r->n_pre; i++) {
+                const struct prefilter *p = &r->pre[i];
+                struct vcache *v = &re->vc[fieldref_index(&p->field)];
+
+                if (v->gen != re->gen) {
+                        struct val fv = field_value(c, &p->field);
+
+                        v->gen = re->gen;
+                        v->str = fv.type == VAL_STR;
+                        v->lit = 0;
+                        if (v->str) {
+                                v->s = fv.str;
+                                v->hash = p->glob ? 0 : hash_str(fv.str);
+                                v->lit = 0;
+                        }
+                }
+                if (!v->str)
+                        return false; /* missing or a number: no string match either way */
+                if (p->glob) {
+                        struct gcache *g = &re->gc[p->id];
+
+                        if (g->gen != re->gen) {
+                                g->gen = re->gen;
+                                g->match = glob_match(p->node, v->s);
+                        }
+                        if (g->match == p->negate)
+                                return false;
+                        continue;
+                }
+                if (v->lit == p->id + 1)
+                        continue;
+                if (v->hash == 0)
+                        v->hash = hash_str(v->s);
+                if (v->hash != p->hash || strcmp(v->s, p->lit) != 0)
+                        return false;
+                v->lit = p->id + 1;
+        }
+        for (size_t i = 0; i < r->n_rest; i++)
+                if (!node_bool(r->when.nodes, r->rest[i], c))
+                        return false;
+        return true;
+}
+
+/* Starts a state for a (rule, key) that was idle and whose when is true. */
+static void start_state(struct rule_engine *re, const struct rule *r, const struct eval_ctx *c,
+                        const struct kcache *k, uint64_t hash, uint64_t now, rule_hit_fn fn, void *userdata)
+{
+        struct rstate *s;
+
+        if (!r->has_for || r->for_usec == 0) {
+                s = state_new(re, r, k->key, k->len, hash, RS_FIRING, now);
+                if (!s)
+                        return;
+                render_texts(re, r, c);
+                emit(RULE_FIRING, s, re->title, re->desc, c->e, now, fn, userdata);
+                return;
+        }
+        s = state_new(re, r, k->key, k->len, hash, RS_PENDING, now);
+        if (!s)
+                return;
+        render_texts(re, r, c);
+        save_texts(re, s);
+}
+
+static void bind_event(struct rule_engine *re, const struct event *e)
+{
+        const struct slot_table *st = &re->rs->slots;
+
+        if (++re->gen == 0) {
+                memset(re->slot_gen, 0, st->n * sizeof *re->slot_gen);
+                memset(re->vc, 0, re->n_vc * sizeof *re->vc);
+                memset(re->kc, 0, re->n_kc * sizeof *re->kc);
+                memset(re->gc, 0, re->n_gc * sizeof *re->gc);
+                re->gen = 1;
+        }
+        if (st->n == 0)
+                return;
+        for (size_t i = 0; i < e->n_attrs && i < EVENT_ATTRS_MAX; i++) {
+                const struct event_attr *a = &e->attrs[i];
+                int s;
+
+                if (!a->key)
+                        continue;
+                s = slot_table_find(st, a->key, hash_str(a->key));
+                if (s >= 0 && re->slot_gen[s] != re->gen) { /* the first of duplicates wins */
+                        re->slot_gen[s] = re->gen;
+                        re->slot_attr[s] = a;
+                }
+        }
+}
+
+static const struct dispatch_entry *dispatch_find(const struct ruleset *rs, const char *source)
+{
+        uint64_t h;
+        size_t mask;
+
+        if (!source || rs->disp_cap == 0)
+                return NULL;
+        h = hash_str(source);
+        mask = rs->disp_cap - 1;
+        for (size_t i = h & mask;; i = (i + 1) & mask) {
+                uint32_t v = rs->disp_index[i];
+
+                if (v == 0)
+                        return NULL;
+                if (rs->disp[v - 1].hash == h && strcmp(rs->disp[v - 1].source, source) == 0)
+                        return &rs->disp[v - 1];
+        }
+}
+
+/* Applies one event to one rule. Returns true when its when or clear held. */
+static bool eval_rule(struct rule_engine *re, const struct rule *r, const struct eval_ctx *c, rule_hit_fn fn,
+                      void *userdata)
+{
+        const struct event *e = c->e;
+        uint64_t now = e->mono_usec, hash;
+        const struct kcache *k;
+        struct rstate **pp, *s;
+        bool w, cl;
+
+        w = eval_when(re, r, c);
+        if (!w && re->rule_states[r->index] == 0)
+                return false;
+        k = get_key(re, r, c);
+        if (!k)
+                return false; /* the rule does not apply to events without its key fields */
+        hash = state_hash(r, k);
+        pp = state_find(re, r, k->key, k->len, hash);
+        s = *pp;
+        if (!s) {
+                if (w)
+                        start_state(re, r, c, k, hash, now, fn, userdata);
+                return w;
+        }
+        cl = w ? false : r->clear.root >= 0 ? expr_eval_bool(&r->clear, c) : true;
+
+        /* transitions that time made since the previous event */
+        if (s->kind == RS_PENDING && elapsed(now, s->since, r->for_usec)) {
+                if (w) {
+                        state_set(re, s, RS_FIRING, now);
+                        render_texts(re, r, c);
+                        emit(RULE_FIRING, s, re->title, re->desc, e, now, fn, userdata);
+                        return true;
+                }
+                state_set(re, s, RS_FIRING, s->since + r->for_usec);
+                emit(RULE_FIRING, s, s->title, s->desc, NULL, s->since + r->for_usec, fn, userdata);
+        } else if (s->kind == RS_CLEARING && elapsed(now, s->since, r->clear_for_usec)) {
+                if (cl) {
+                        render_texts(re, r, c);
+                        emit(RULE_CLEARED, s, re->title, re->desc, e, now, fn, userdata);
+                } else {
+                        emit(RULE_CLEARED, s, s->title, s->desc, NULL, s->since + r->clear_for_usec, fn, userdata);
+                }
+                state_remove(re, pp);
+                if (w)
+                        start_state(re, r, c, k, hash, now, fn, userdata);
+                return w || cl;
+        }
+
+        switch (s->kind) {
+        case RS_PENDING:
+                if (w) {
+                        render_texts(re, r, c);
+                        save_texts(re, s);
+                } else {
+                        state_remove(re, pp);
+                }
+                break;
+        case RS_FIRING:
+                if (w) {
+                        render_texts(re, r, c);
+                        emit(RULE_REPEAT, s, re->title, re->desc, e, now, fn, userdata);
+                } else if (cl) {
+                        render_texts(re, r, c);
+                        if (!r->has_clear_for || r->clear_for_usec == 0) {
+                                emit(RULE_CLEARED, s, re->title, re->desc, e, now, fn, userdata);
+                                state_remove(re, pp);
+                        } else {
+                                state_set(re, s, RS_CLEARING, now);
+                                save_texts(re, s);
+                        }
+                }
+                break;
+        case RS_CLEARING:
+                if (w) {
+                        state_set(re, s, RS_FIRING, s->since);
+                        render_texts(re, r, c);
+                        emit(RULE_REPEAT, s, re->title, re->desc, e, now, fn, userdata);
+                } else if (cl) {
+                        render_texts(re, r, c);
+                        save_texts(re, s);
+                } else {
+                        state_set(re, s, RS_FIRING, s->since); /* clear must hold continuously */
+                }
+                break;
+        }
+        return w || cl;
+}
+
+void rule_engine_eval(struct rule_engine *re, const struct event *e, rule_hit_fn fn, void *userdata)
+{
+        const struct ruleset *rs = re->rs;
+        const struct dispatch_entry *de;
+        struct rule *const *list;
+        size_t n;
+        struct eval_ctx c;
+        bool matched = false;
+
+        re->stats.events++;
+        if (!rs || rs->n == 0) {
+                re->stats.unmatched++;
+                return;
+        }
+        bind_event(re, e);
+        c.e = e;
+        c.slot_attr = re->slot_attr;
+        c.slot_gen = re->slot_gen;
+        c.gen = re->gen;
+        de = dispatch_find(rs, e->source);
+        if (de) {
+                list = de->rules;
+                n = de->n;
+        } else {
+                list = rs->wild;
+                n = rs->n_wild;
+        }
+        for (size_t i = 0; i < n; i++)
+                matched |= eval_rule(re, list[i], &c, fn, userdata);
+        if (!matched)
+                re->stats.unmatched++;
+}
+
+void rule_engine_tick(struct rule_engine *re, uint64_t now, rule_hit_fn fn, void *userdata)
+{
+        if (re->n_timed == 0)
+                return;
+        for (size_t b = 0; b < re->n_buckets; b++) {
+                struct rstate **pp = &re->buckets[b];
+
+                while (*pp) {
+                        struct rstate *s = *pp;
+                        const struct rule *r = s->rule;
+
+                        if (s->kind == RS_PENDING && elapsed(now, s->since, r->for_usec)) {
+                                state_set(re, s, RS_FIRING, s->since + r->for_usec);
+                                emit(RULE_FIRING, s, s->title, s->desc, NULL, s->since, fn, userdata);
+                        } else if (s->kind == RS_CLEARING && elapsed(now, s->since, r->clear_for_usec)) {
+                                emit(RULE_CLEARED, s, s->title, s->desc, NULL, s->since + r->clear_for_usec, fn,
+                                     userdata);
+                                state_remove(re, pp);
+                                continue;
+                        }
+                        pp = &s->next;
+                }
+        }
+}
+
+void rule_engine_set_rules(struct rule_engine *re, struct ruleset *rs)
+{
+        size_t n_slots = rs ? rs->slots.n : 0, n_rules = rs ? rs->n : 0;
+        const struct event_attr **slot_attr = xcalloc(n_slots + 1, sizeof *slot_attr);
+        uint32_t *slot_gen = xcalloc(n_slots + 1, sizeof *slot_gen);
+        size_t *rule_states = xcalloc(n_rules + 1, sizeof *rule_states);
+        size_t n_vc = BUILTIN_MAX + n_slots, n_kc = rs ? rs->n_keys : 0;
+        struct vcache *vc = xcalloc(n_vc, sizeof *vc);
+        struct kcache *kc = xcalloc(n_kc + 1, sizeof *kc);
+        size_t n_gc = rs ? rs->n_globs : 0;
+        struct gcache *gc = xcalloc(n_gc + 1, sizeof *gc);
+
+        if (!slot_attr || !slot_gen || !rule_states || !vc || !kc || !gc) {
+                free(gc);
+                free(slot_attr);
+                free(slot_gen);
+                free(rule_states);
+                free(vc);
+                free(kc);
+                ruleset_free(rs);
+                return;
+        }
+        for (size_t b = 0; b < re->n_buckets; b++) {
+                struct rstate **pp = &re->buckets[b];
+
+                while (*pp) {
+                        struct rstate *s = *pp;
+                        const struct rule *nr = rs ? ruleset_find(rs, s->rule->name, s->rule->name_hash) : NULL;
+
+                        if (!nr) {
+                                *pp = s->next;
+                                state_account(re, s, -1);
+                                re->n_states--;
+                                rstate_free(s);
+                                continue;
+                        }
+                        /* same name hash: the state stays in its bucket */
+                        s->rule = nr;
+                        rule_states[nr->index]++;
+                        pp = &s->next;
+                }
+        }
+        ruleset_free(re->rs);
+        free(re->slot_attr);
+        free(re->slot_gen);
+        free(re->rule_states);
+        re->rs = rs;
+        re->slot_attr = slot_attr;
+        re->slot_gen = slot_gen;
+        re->rule_states = rule_states;
+        free(re->vc);
+        free(re->kc);
+        re->vc = vc;
+        re->n_vc = n_vc;
+        re->kc = kc;
+        re->n_kc = n_kc;
+        free(re->gc);
+        re->gc = gc;
+        re->n_gc = n_gc;
+        re->gen = 1;
+}
+
+void rule_engine_get_stats(const struct rule_engine *re, struct rule_engine_stats *ret)
+{
+        *ret = re->stats;
+        ret->states = re->n_states;
+        ret->firing = re->n_firing;
+}

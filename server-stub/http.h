@@ -1,0 +1,64 @@
+/* http: the stub's HTTP server — libmicrohttpd glue, the route table,
+ * bearer-token check and the request-body cap.
+ *
+ * libmicrohttpd runs one internal polling thread; every handler runs on it,
+ * one request at a time, so handlers and the store need no locking. Handlers
+ * see a plain call record (no libmicrohttpd types) and fill a reply with a
+ * status and a JSON body; this module owns the wire format: every answer is
+ * JSON with Content-Type application/json, every error {"error": "..."}. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <cjson/cJSON.h>
+
+struct store;
+struct http_server;
+
+#define HTTP_MAX_PARAMS 4 /* {placeholders} in one route */
+#define HTTP_MAX_QUERY 16 /* query arguments in one request; more is a 400 */
+
+struct http_query_arg {
+        const char *key;
+        const char *value; /* NULL for "?key" without "=" */
+};
+
+/* One request as handlers see it. Everything is valid only during the
+ * handler call. */
+struct http_call {
+        const char *method;
+        const char *path;
+        const char *params[HTTP_MAX_PARAMS]; /* route placeholders, in order */
+        const char *body;                    /* not NUL-terminated; NULL when empty */
+        size_t body_len;
+        size_t n_query;
+        struct http_query_arg query[HTTP_MAX_QUERY];
+        void *conn; /* for http_call_header() */
+};
+
+struct http_reply {
+        unsigned status;
+        cJSON *json; /* owned by the reply; NULL after an allocation failure */
+};
+
+typedef void (*http_handler_fn)(struct store *store, const struct http_call *call, struct http_reply *reply);
+
+/* The value of request header name (case-insensitive), or NULL. */
+const char *http_call_header(const struct http_call *call, const char *name);
+
+/* Sets reply to status with json (takes ownership of json). */
+void http_reply_json(struct http_reply *reply, unsigned status, cJSON *json);
+/* Sets reply to status with {"error": message}. */
+void http_reply_error(struct http_reply *reply, unsigned status, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+/* Binds addr, starts serving with store and token (both borrowed, valid
+ * until http_server_stop). Returns 0, the server and the bound port (useful
+ * when addr asked for port 0); or a negative errno with a message in err. */
+int http_server_start(const struct sockaddr *addr, socklen_t addrlen, const char *token, struct store *store,
+                      struct http_server **ret, uint16_t *ret_port, char *err, size_t errsize);
+/* Stops serving (in-flight requests finish) and frees srv; NULL is a no-op. */
+void http_server_stop(struct http_server *srv);

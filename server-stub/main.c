@@ -1,0 +1,318 @@
+/* weibao-stub: the reference central ticket API (docs/api.md), used by the
+ * integration tests, the demo and as the executable statement of the API.
+ *
+ * main parses options, reads the token, opens the store, starts the HTTP
+ * server and then only waits for SIGINT/SIGTERM; all requests run on
+ * libmicrohttpd's single internal thread. The signals are blocked before that
+ * thread exists so it inherits the mask and they are only ever taken by
+ * sigwaitinfo() here. Exit codes: 0 clean stop, 1 cannot serve (bind,
+ * libmicrohttpd), 2 usage or configuration (options, token, database). */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "../lib/log.h"
+#include "../lib/xalloc.h"
+#include "http.h"
+#include "store.h"
+
+#define TOKEN_MAX 4096 /* bytes in a token or token file */
+
+/* Parsed command line: the one global this program has besides the log level. */
+static struct options {
+        const char *listen;
+        const char *db;
+        const char *token_file;
+        const char *token;
+        bool verbose;
+} opts;
+
+static void usage(FILE *f)
+{
+        fprintf(f, "Usage: weibao-stub --listen HOST:PORT --db FILE (--token-file FILE | --token TOKEN) [--verbose]\n"
+                   "\n"
+                   "The reference central ticket API of weibao (docs/api.md).\n"
+                   "\n"
+                   "  --listen HOST:PORT   address to serve on: 127.0.0.1:8080, [::1]:8080; port 0 picks one\n"
+                   "  --db FILE            SQLite database of cases (created if missing)\n"
+                   "  --token-file FILE    file whose first line is the bearer token clients must send\n"
+                   "  --token TOKEN        the bearer token itself (visible in ps; for tests)\n"
+                   "  --verbose            log at debug level\n"
+                   "  --help               show this help\n"
+                   "\n"
+                   "Prints \"weibao-stub: listening on http://HOST:PORT\" once bound.\n"
+                   "Exit status: 0 stopped by SIGINT/SIGTERM, 1 cannot serve, 2 usage or configuration error.\n");
+}
+
+/* Returns 0 (parsed), 1 (--help), or -EINVAL after printing the reason. */
+static int parse_options(int argc, char **argv)
+{
+        static const struct option longopts[] = {
+                {"listen", required_argument, NULL, 'l'},
+                {"db", required_argument, NULL, 'd'},
+                {"token-file", required_argument, NULL, 'f'},
+                {"token", required_argument, NULL, 't'},
+                {"verbose", no_argument, NULL, 'v'},
+                {"help", no_argument, NULL, 'h'},
+                {NULL, 0, NULL, 0},
+        };
+        int c;
+
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":l:d:f:t:vh", longopts, NULL)) != -1) {
+                switch (c) {
+                case 'l':
+                        opts.listen = optarg;
+                        break;
+                case 'd':
+                        opts.db = optarg;
+                        break;
+                case 'f':
+                        opts.token_file = optarg;
+                        break;
+                case 't':
+                        opts.token = optarg;
+                        break;
+                case 'v':
+                        opts.verbose = true;
+                        break;
+                case 'h':
+                        return 1;
+                case ':':
+                        fprintf(stderr, "weibao-stub: option %s needs an argument\n", argv[optind - 1]);
+                        return -EINVAL;
+                default:
+                        fprintf(stderr, "weibao-stub: unknown option %s\n", argv[optind - 1]);
+                        return -EINVAL;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "weibao-stub: unexpected argument %s\n", argv[optind]);
+                return -EINVAL;
+        }
+        if (!opts.listen) {
+                fprintf(stderr, "weibao-stub: --listen HOST:PORT is required\n");
+                return -EINVAL;
+        }
+        if (!opts.db) {
+                fprintf(stderr, "weibao-stub: --db FILE is required\n");
+                return -EINVAL;
+        }
+        if (!opts.token_file == !opts.token) {
+                fprintf(stderr, "weibao-stub: exactly one of --token-file FILE or --token TOKEN is required\n");
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* Resolves "HOST:PORT" or "[V6]:PORT" into *ret. Returns 0 or -EINVAL with
+ * a message in err. */
+static int parse_listen(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len, char *err, size_t errsize)
+{
+        char host[256];
+        const char *port, *colon;
+        struct addrinfo hints = {0}, *ai = NULL;
+        size_t hlen;
+        int rc;
+
+        if (s[0] == '[') {
+                const char *close = strchr(s, ']');
+                if (!close || close[1] != ':') {
+                        snprintf(err, errsize, "expected [ADDRESS]:PORT");
+                        return -EINVAL;
+                }
+                hlen = (size_t)(close - s - 1);
+                s++;
+                port = close + 2;
+        } else {
+                colon = strrchr(s, ':');
+                if (!colon || strchr(s, ':') != colon) {
+                        snprintf(err, errsize, "expected HOST:PORT (IPv6 as [ADDRESS]:PORT)");
+                        return -EINVAL;
+                }
+                hlen = (size_t)(colon - s);
+                port = colon + 1;
+        }
+        if (hlen == 0 || hlen >= sizeof host) {
+                snprintf(err, errsize, "missing or overlong host");
+                return -EINVAL;
+        }
+        memcpy(host, s, hlen);
+        host[hlen] = '\0';
+        if (!*port || strlen(port) > 5 || strspn(port, "0123456789") != strlen(port) || atoi(port) > 65535) {
+                snprintf(err, errsize, "port: expected 0..65535");
+                return -EINVAL;
+        }
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+        rc = getaddrinfo(host, port, &hints, &ai);
+        if (rc != 0) {
+                snprintf(err, errsize, "%s: %s", host, gai_strerror(rc));
+                return -EINVAL;
+        }
+        memcpy(ret, ai->ai_addr, ai->ai_addrlen);
+        *ret_len = ai->ai_addrlen;
+        freeaddrinfo(ai);
+        return 0;
+}
+
+/* Reads the token: the first line of path, surrounding whitespace removed.
+ * Returns 0 and a string (caller frees with free()), or a negative errno
+ * with a message in err. */
+static int read_token_file(const char *path, char **ret, char *err, size_t errsize)
+{
+        char buf[TOKEN_MAX + 2];
+        size_t len = 0;
+        ssize_t n;
+        int fd, r;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+                r = -errno;
+                snprintf(err, errsize, "%s", strerror(errno));
+                return r;
+        }
+        while (len < sizeof buf - 1 && (n = read(fd, buf + len, sizeof buf - 1 - len)) != 0) {
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        snprintf(err, errsize, "%s", strerror(errno));
+                        close(fd);
+                        return r;
+                }
+                len += (size_t)n;
+        }
+        close(fd);
+        buf[len] = '\0';
+        buf[strcspn(buf, "\n")] = '\0';
+        len = strlen(buf);
+        while (len > 0 && (buf[len - 1] == ' ' || buf[len - 1] == '\t' || buf[len - 1] == '\r'))
+                buf[--len] = '\0';
+        if (len > TOKEN_MAX) {
+                snprintf(err, errsize, "token longer than %d bytes", TOKEN_MAX);
+                return -EINVAL;
+        }
+        *ret = xstrdup(buf + strspn(buf, " \t"));
+        if (!*ret) {
+                snprintf(err, errsize, "out of memory");
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/* A token must be non-empty visible ASCII: it travels in an HTTP header. */
+static bool token_valid(const char *t)
+{
+        if (!*t || strlen(t) > TOKEN_MAX)
+                return false;
+        for (; *t; t++)
+                if ((unsigned char)*t < 0x21 || (unsigned char)*t > 0x7e)
+                        return false;
+        return true;
+}
+
+static void format_url(const struct sockaddr_storage *ss, uint16_t port, char *buf, size_t size)
+{
+        char host[INET6_ADDRSTRLEN];
+
+        if (ss->ss_family == AF_INET6) {
+                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, host, sizeof host);
+                snprintf(buf, size, "http://[%s]:%u", host, port);
+        } else {
+                inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, host, sizeof host);
+                snprintf(buf, size, "http://%s:%u", host, port);
+        }
+}
+
+int main(int argc, char **argv)
+{
+        cJSON_Hooks hooks = {.malloc_fn = xmalloc, .free_fn = free};
+        struct sockaddr_storage addr;
+        socklen_t addrlen = 0;
+        struct http_server *srv = NULL;
+        struct store *store = NULL;
+        char *token = NULL;
+        char err[512], url[128];
+        sigset_t mask;
+        uint16_t port;
+        int r, sig, ret = 2;
+
+        log_init("weibao-stub");
+        cJSON_InitHooks(&hooks);
+        r = parse_options(argc, argv);
+        if (r > 0) {
+                usage(stdout);
+                return 0;
+        }
+        if (r < 0) {
+                usage(stderr);
+                return 2;
+        }
+        if (opts.verbose)
+                log_set_level(LOG_LEVEL_DEBUG);
+        if (parse_listen(opts.listen, &addr, &addrlen, err, sizeof err) < 0) {
+                log_err("--listen %s: %s", opts.listen, err);
+                return 2;
+        }
+        if (opts.token_file) {
+                if (read_token_file(opts.token_file, &token, err, sizeof err) < 0) {
+                        log_err("reading token file %s: %s", opts.token_file, err);
+                        goto out;
+                }
+        } else if (!(token = xstrdup(opts.token))) {
+                log_err("out of memory");
+                goto out;
+        }
+        if (!token_valid(token)) {
+                log_err("token %s: must be 1..%d bytes of visible ASCII",
+                        opts.token_file ? opts.token_file : "from --token", TOKEN_MAX);
+                goto out;
+        }
+        if (store_open(opts.db, &store, err, sizeof err) < 0) {
+                log_err("opening database %s: %s", opts.db, err);
+                goto out;
+        }
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGTERM);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        if (http_server_start((const struct sockaddr *)&addr, addrlen, token, store, &srv, &port, err, sizeof err) <
+            0) {
+                log_err("serving on %s: %s", opts.listen, err);
+                ret = 1;
+                goto out;
+        }
+        format_url(&addr, port, url, sizeof url);
+        printf("weibao-stub: listening on %s\n", url);
+        fflush(stdout);
+        log_info("serving %s with database %s", url, opts.db);
+
+        for (;;) {
+                sig = sigwaitinfo(&mask, NULL);
+                if (sig == SIGINT || sig == SIGTERM)
+                        break;
+        }
+        log_info("%s received, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        ret = 0;
+out:
+        http_server_stop(srv);
+        store_free(store);
+        free(token);
+        return ret;
+}

@@ -1,0 +1,25 @@
+/* libFuzzer target: the agent's reading of central API answers
+ * (agent/answer.c). Any byte string must parse or be refused without crash,
+ * leak or unbounded output. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../agent/answer.c"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+        char *id = NULL, buf[64];
+
+        if (answer_parse_case_id((const char *)data, size, &id) == 0) {
+                if (strlen(id) == 0 || strlen(id) >= ANSWER_ID_MAX)
+                        abort();
+                free(id);
+        }
+        answer_error_text((const char *)data, size, buf, sizeof buf);
+        if (strlen(buf) >= sizeof buf)
+                abort();
+        return 0;
+}
