@@ -105,8 +105,8 @@ static int read_token(const char *path, char **ret, char *err, size_t errsize)
         }
         if (fstat(fileno(f), &st) < 0 || (st.st_mode & 077)) {
                 fclose(f);
-                snprintf(err, errsize, "token file %s is accessible by group or others (mode %03o); chmod 600 it",
-                         path, (unsigned)(st.st_mode & 0777));
+                snprintf(err, errsize, "token file %s is accessible by group or others (mode %03o); chmod 600 it", path,
+                         (unsigned)(st.st_mode & 0777));
                 return -EPERM;
         }
         n = fread(buf, 1, sizeof buf - 1, f);
@@ -164,7 +164,7 @@ static int collectors_prepare(const struct config *cfg, struct diag *d, struct r
                 }
                 if (!enabled)
                         continue;
-                q = (*o)->new(b, d, &cs[n].state);
+                q = (*o)->new (b, d, &cs[n].state);
                 if (q < 0) {
                         r = q;
                         continue;
@@ -241,8 +241,8 @@ static void notify_status(struct agent *a)
         struct faults_stats fs;
 
         faults_get_stats(a->faults, &fs);
-        sd_notifyf(0, "STATUS=%zu rules, %" PRIu64 " faults firing, %" PRIu64 " cases opened, %" PRIu64
-                      " sends pending",
+        sd_notifyf(0,
+                   "STATUS=%zu rules, %" PRIu64 " faults firing, %" PRIu64 " cases opened, %" PRIu64 " sends pending",
                    ruleset_count(rule_engine_rules(a->engine)), fs.firing, fs.cases_opened, fs.sends_pending);
 }
 
@@ -549,8 +549,9 @@ static cJSON *control_answer(int argc, char **argv, void *userdata)
                         return NULL;
                 cJSON_AddBoolToObject(o, "ok", r >= 0);
                 if (r < 0)
-                        cJSON_AddStringToObject(o, "error", "reload failed; the running configuration and rules "
-                                                            "stay in force (the agent's log has the reasons)");
+                        cJSON_AddStringToObject(o, "error",
+                                                "reload failed; the running configuration and rules "
+                                                "stay in force (the agent's log has the reasons)");
                 else
                         cJSON_AddNumberToObject(o, "rules", (double)ruleset_count(rule_engine_rules(a->engine)));
                 return o;

@@ -249,8 +249,8 @@ static struct case_rec *rec_new(struct faults *fs, struct fault *f)
         r->fault = f;
         r->fault_key = xstrdup(f->key);
         r->open_body = build_open_body(fs, f);
-        r->idem_key = xasprintf("%016" PRIx64 "-%" PRId64, hash_str(fs->id->agent_id) ^ hash_str(f->key),
-                                f->first_seen);
+        r->idem_key =
+                xasprintf("%016" PRIx64 "-%" PRId64, hash_str(fs->id->agent_id) ^ hash_str(f->key), f->first_seen);
         r->occurrences_reported = f->occurrences;
         r->last_occurrence_mono = time_mono_usec();
         if (!r->fault_key || !r->open_body || !r->idem_key) {
@@ -425,8 +425,7 @@ static void fault_start(struct faults *fs, struct fault *f, const struct rule_hi
         if (!f->rec)
                 log_err("fault %s: out of memory preparing its case; it will not be opened", f->key);
         fs->stats.firing++;
-        log_notice("fault %s: firing at %s (rule %s): %s", f->key, rule_level_to_string(f->level), f->rule,
-                   f->title);
+        log_notice("fault %s: firing at %s (rule %s): %s", f->key, rule_level_to_string(f->level), f->rule, f->title);
 }
 
 static void fault_clear(struct faults *fs, struct fault *f, const char *why)
@@ -540,8 +539,7 @@ void faults_handle_hit(const struct rule_hit *hit, void *userdata)
                         f->level = f->rules[top].level;
                         set_str(&f->rule, f->rules[top].name);
                         if (f->level != old) {
-                                snprintf(reason, sizeof reason, "rule %s cleared; rule %s still firing", name,
-                                         f->rule);
+                                snprintf(reason, sizeof reason, "rule %s cleared; rule %s still firing", name, f->rule);
                                 fault_level_changed(f, old, reason);
                         }
                 }
@@ -582,8 +580,7 @@ static void rec_failed(struct case_rec *r, const char *what, const struct sender
                 char text[300];
                 snprintf(msg, sizeof msg, "HTTP %ld: %s", res->http_status,
                          answer_error_text(res->body, res->body_len, text, sizeof text));
-        }
-        else {
+        } else {
                 snprintf(msg, sizeof msg, "%s", res->error ? res->error : "unknown error");
         }
         r->failures++;
@@ -651,12 +648,11 @@ static void rec_send(struct faults *fs, struct case_rec *r, uint64_t now)
         if (r->in_flight || now < r->next_try_mono)
                 return;
         if (!r->case_id) {
-                ret = sender_request(fs->sender, "POST", "/api/v1/cases", r->open_body, r->idem_key, on_open_done,
-                                     r);
+                ret = sender_request(fs->sender, "POST", "/api/v1/cases", r->open_body, r->idem_key, on_open_done, r);
         } else if (r->updates) {
                 snprintf(path, sizeof path, "/api/v1/cases/%s/updates", r->case_id);
-                ret = sender_request(fs->sender, "POST", path, r->updates->body, r->updates->idem_key,
-                                     on_update_done, r);
+                ret = sender_request(fs->sender, "POST", path, r->updates->body, r->updates->idem_key, on_update_done,
+                                     r);
         } else {
                 return;
         }
@@ -791,10 +787,10 @@ cJSON *faults_to_json(const struct faults *fs)
                                 cJSON_AddNullToObject(o, "case_id");
                         else if (f->last_case_id)
                                 cJSON_AddStringToObject(o, "case_id", f->last_case_id);
-                        const char *delivery = !f->rec             ? "none"
-                                               : !f->rec->case_id  ? "opening"
-                                               : f->rec->updates   ? "updating"
-                                                                   : "delivered";
+                        const char *delivery = !f->rec            ? "none"
+                                               : !f->rec->case_id ? "opening"
+                                               : f->rec->updates  ? "updating"
+                                                                  : "delivered";
                         cJSON_AddStringToObject(o, "delivery", delivery);
                         if (f->rec && f->rec->last_error && f->rec->failures)
                                 cJSON_AddStringToObject(o, "last_error", f->rec->last_error);

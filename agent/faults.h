@@ -59,10 +59,10 @@ void faults_flush(struct faults *f);
 struct faults_stats {
         uint64_t firing;
         uint64_t cleared;
-        uint64_t cases_opened;   /* acknowledged by the central side */
-        uint64_t sends_pending;  /* opens and updates not yet acknowledged */
-        uint64_t send_failures;  /* failed attempts so far */
-        uint64_t shed;           /* faults refused because the table was full */
+        uint64_t cases_opened;  /* acknowledged by the central side */
+        uint64_t sends_pending; /* opens and updates not yet acknowledged */
+        uint64_t send_failures; /* failed attempts so far */
+        uint64_t shed;          /* faults refused because the table was full */
 };
 void faults_get_stats(const struct faults *f, struct faults_stats *ret);
 /* A new JSON array describing every fault; NULL on allocation failure. */

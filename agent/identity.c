@@ -109,8 +109,7 @@ cJSON *identity_to_json(const struct identity *id)
                 return NULL;
         if (!cJSON_AddStringToObject(o, "id", id->agent_id) || !cJSON_AddStringToObject(o, "hostname", id->hostname) ||
             !cJSON_AddStringToObject(o, "machine_id", id->machine_id) || !cJSON_AddStringToObject(o, "os", id->os) ||
-            !cJSON_AddStringToObject(o, "kernel", id->kernel) ||
-            !cJSON_AddStringToObject(o, "version", id->version)) {
+            !cJSON_AddStringToObject(o, "kernel", id->kernel) || !cJSON_AddStringToObject(o, "version", id->version)) {
                 cJSON_Delete(o);
                 return NULL;
         }

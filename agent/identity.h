@@ -9,7 +9,7 @@
 #endif
 
 struct identity {
-        char *agent_id;   /* configured id, else the machine-id, else the hostname */
+        char *agent_id; /* configured id, else the machine-id, else the hostname */
         char *hostname;
         char *machine_id; /* "" when /etc/machine-id is unreadable */
         char *os;         /* PRETTY_NAME from os-release, "" if unknown */

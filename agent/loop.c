@@ -125,8 +125,7 @@ void loop_free(struct loop *l)
         free(l);
 }
 
-static int source_new(struct loop *l, enum loop_kind kind, const char *name, void *userdata,
-                      struct loop_source **ret)
+static int source_new(struct loop *l, enum loop_kind kind, const char *name, void *userdata, struct loop_source **ret)
 {
         struct loop_source *s;
 

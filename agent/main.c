@@ -122,10 +122,13 @@ int main(int argc, char **argv)
 {
         enum { OPT_CHECK = 0x100, OPT_CHECK_RULES, OPT_VERSION };
         static const struct option options[] = {
-                {"config", required_argument, NULL, 'c'},   {"check", no_argument, NULL, OPT_CHECK},
+                {"config", required_argument, NULL, 'c'},
+                {"check", no_argument, NULL, OPT_CHECK},
                 {"check-rules", no_argument, NULL, OPT_CHECK_RULES},
-                {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
-                {"version", no_argument, NULL, OPT_VERSION}, {NULL, 0, NULL, 0},
+                {"log-level", required_argument, NULL, 'l'},
+                {"help", no_argument, NULL, 'h'},
+                {"version", no_argument, NULL, OPT_VERSION},
+                {NULL, 0, NULL, 0},
         };
         const char *config_path = DEFAULT_CONFIG, *level_arg = NULL;
         int c, check = 0, check_rules_mode = 0, rc;

@@ -12,10 +12,10 @@ struct loop;
 struct sender;
 
 struct sender_result {
-        long http_status;    /* 0 when no HTTP answer arrived */
-        const char *body;    /* the answer's body, NUL-terminated ("" if none) */
+        long http_status; /* 0 when no HTTP answer arrived */
+        const char *body; /* the answer's body, NUL-terminated ("" if none) */
         size_t body_len;
-        const char *error;   /* transport error text when http_status == 0, else NULL */
+        const char *error; /* transport error text when http_status == 0, else NULL */
 };
 
 /* Called exactly once per request that was started, unless the sender is

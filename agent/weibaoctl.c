@@ -128,9 +128,9 @@ static void print_faults(const cJSON *faults)
         cJSON_ArrayForEach(f, faults)
         {
                 const cJSON *cid = cJSON_GetObjectItemCaseSensitive(f, "case_id");
-                printf("%-3s %-8s %-40s case %-6s %s (x%.0f, %s)\n", str(f, "level"), str(f, "state"),
-                       str(f, "key"), cJSON_IsString(cid) ? cid->valuestring : "-", str(f, "title"),
-                       num(f, "occurrences"), str(f, "delivery"));
+                printf("%-3s %-8s %-40s case %-6s %s (x%.0f, %s)\n", str(f, "level"), str(f, "state"), str(f, "key"),
+                       cJSON_IsString(cid) ? cid->valuestring : "-", str(f, "title"), num(f, "occurrences"),
+                       str(f, "delivery"));
                 if (*str(f, "last_error"))
                         printf("    last delivery error: %s\n", str(f, "last_error"));
                 n++;

@@ -50,6 +50,13 @@ started=()
 
 say() { echo "idle: $*" >&2; }
 
+# nap SECONDS: sleep in the background and wait for it, so that a TERM is
+# handled at once rather than when the sleep ends.
+nap() {
+        sleep "$1" &
+        wait "$!"
+}
+
 # stop_pids PID...: TERM, up to 3 s grace, then KILL; reaps them.
 stop_pids() {
         local pid i alive
@@ -335,21 +342,22 @@ EOF
 # least lowered. CPU is scaled from the measured wall time to 60 s. Sets
 # status=1 when the agent (a label without "[peer]") could not be measured.
 measure() {
-        local label=$1 name=$2 pid t0 t1="" w0 w1 mem rss pss rss_max=0 pss_max=0 left=0 step
+        local label=$1 name=$2 pid t0 t1="" w0 w1 mem rss pss rss_max=0 pss_max=0 left=0 step others=""
         pid=pid_$name
         pid=${!pid}
-        sleep "$settle"
+        nap "$settle"
         w0=$EPOCHREALTIME
         t0=$(cpu_ticks "$pid") || t0=
         if [ -n "$t0" ]; then
                 say "measuring $name (pid $pid) for ${seconds}s after ${settle}s to settle"
                 for ((left = seconds; left > 0; left -= step)); do
                         step=$((left < sample ? left : sample))
-                        sleep "$step"
+                        nap "$step"
                         mem=$(mem_kb "$pid") || break
                         read -r rss pss <<<"$mem"
                         ((rss > rss_max)) && rss_max=$rss
                         ((pss > pss_max)) && pss_max=$pss
+                        others+=$(other_copies "$pid")
                 done
                 t1=$(cpu_ticks "$pid") || t1=
                 w1=$EPOCHREALTIME
@@ -361,7 +369,13 @@ measure() {
                 case $label in *\[*) ;; *) status=1 ;; esac
                 return
         fi
-        case $label in *\[*) ;; *)
+        if [ -n "$others" ]; then
+                say "warning: other processes ran $(readlink "/proc/$pid/exe") during the window" \
+                        "(pids$(tr ' ' '\n' <<<"$others" | sort -un | tr '\n' ' ')); they share pages" \
+                        "with $name and lower its PSS: compare the private (USS) figure"
+        fi
+        # The agent's breakdown always; a peer's when its PSS may be lowered.
+        case "$label|$others" in *\[*\|) ;; *)
                 say "$name at the end of the window, PSS by mapping:"
                 pss_breakdown "$pid"
                 ;;
@@ -398,6 +412,20 @@ pss_breakdown() {
                      printf "%d %d %s\n", pss[n], rss[n], n }' \
                 "/proc/$1/smaps" 2>/dev/null | sort -rn | head -n 8 |
                 awk '{ printf "idle:   PSS %5.2f MiB of RSS %5.2f MiB  %s\n", $1 / 1024, $2 / 1024, $3 }' >&2
+}
+
+# other_copies PID: the PIDs of other processes running the same executable
+# as PID, outside its tree (another engineer's test agent, a system collectd).
+other_copies() {
+        local exe f p mine
+        exe=$(readlink "/proc/$1/exe" 2>/dev/null) || return 0
+        scan_children
+        mine=" $(tree "$1" | tr '\n' ' ')"
+        while read -r f; do
+                p=${f#/proc/}
+                p=${p%/exe}
+                case $mine in *" $p "*) ;; *) printf ' %s' "$p" ;; esac
+        done < <(find /proc -mindepth 2 -maxdepth 2 -name exe -lname "$exe" 2>/dev/null)
 }
 
 unavailable() {

@@ -48,7 +48,8 @@ if ss -ltn 2>/dev/null | grep -q '127.0.0.1:8080 '; then
 fi
 
 say "starting weibao-stub on 127.0.0.1:8080 (database var/stub.db)"
-build/weibao-stub --listen 127.0.0.1:8080 --db "$var/stub.db" --token-file "$var/token" &
+echo "(its request log goes to var/stub.log)"
+build/weibao-stub --listen 127.0.0.1:8080 --db "$var/stub.db" --token-file "$var/token" 2>>"$var/stub.log" &
 stub_pid=$!
 for _ in $(seq 50); do
         curl -sf http://127.0.0.1:8080/api/v1/health >/dev/null 2>&1 && break
@@ -68,16 +69,24 @@ unshare $userns --mount --propagation private sh -c '
         exec "$2" --config "$3"' demo "$var/demo-hwmon" "$root/build/weibao-agent" "$root/examples/agent.conf" &
 agent_pid=$!
 
-cases() {
-        curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:8080/api/v1/cases?fault_key=$1"
+api() {
+        curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:8080/api/v1/$1"
 }
+cases() {
+        api "cases?fault_key=$1"
+}
+# Prints every case of the fault key with its readings and updates.
 show_case() {
-        python3 -c 'import json,sys
-for c in json.load(sys.stdin)["cases"]:
-    print("case %s  %s  %s" % (c["id"], c["level"], c["title"]))
-    print("  fault key %s, rule %s, occurrences %s, fault active: %s" % (c["fault_key"], c["rule"], c["occurrences"], c["fault_active"]))
-    print("  readings:", json.dumps(c.get("readings", {})))
-    for u in c.get("updates", []): print("  update:", u.get("type"), u.get("message", ""))'
+        for id in $(cases "$1" | python3 -c 'import json,sys; print(" ".join(str(c["id"]) for c in json.load(sys.stdin)["cases"]))'); do
+                api "cases/$id" | python3 -c 'import json,sys
+c = json.load(sys.stdin)
+print("case %s  %s  %s" % (c["id"], c["level"], c["title"]))
+print("  fault key %s, rule %s, occurrences %s, fault active: %s, status: %s" % (c["fault_key"], c["rule"], c["occurrences"], c["fault_active"], c["status"]))
+print("  agent: %s on %s (%s, kernel %s)" % (c["agent"]["id"], c["agent"]["hostname"], c["agent"]["os"], c["agent"]["kernel"]))
+print("  readings: " + json.dumps(c.get("readings", {}), ensure_ascii=False))
+for u in c.get("updates", []):
+    print("  update %s: %s" % (u.get("type"), u.get("message") or u.get("reason") or ""))'
+        done
 }
 key="temp:demo_cpu-virtual-0/Package%20id%200"
 
@@ -97,7 +106,7 @@ for _ in $(seq 30); do
         sleep 1
 done
 say "the case on the central API (GET /api/v1/cases)"
-cases "$key" | show_case
+show_case "$key"
 build/weibaoctl -s "$var/weibao.sock" faults || true
 
 say "cooling down to 60 °C; the fault clears after 60 s below critical - 5"
@@ -111,6 +120,6 @@ for _ in $(seq 90); do
         [ "$active" = "False" ] && break
         sleep 1
 done
-cases "$key" | show_case
+show_case "$key"
 say "demo done; agent and stub keep running (weibaoctl -s var/weibao.sock status). Ctrl-C stops both."
 wait "$agent_pid"

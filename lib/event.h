@@ -32,7 +32,7 @@ struct event {
         const char *object; /* what it is about: "coretemp-isa-0000/Package id 0" */
         bool has_value;
         double value;
-        const char *unit; /* "C", "%", ... or NULL */
+        const char *unit;   /* "C", "%", ... or NULL */
         uint64_t mono_usec; /* CLOCK_MONOTONIC */
         int64_t wall_usec;  /* CLOCK_REALTIME, microseconds since the epoch */
         size_t n_attrs;

@@ -16,8 +16,8 @@ static const char *log_ident = "weibao";
 static int log_to_journal = -1; /* -1: not yet decided */
 
 static const char *const level_names[LOG_LEVEL_MAX] = {
-        [LOG_LEVEL_ERR] = "err",       [LOG_LEVEL_WARNING] = "warning", [LOG_LEVEL_NOTICE] = "notice",
-        [LOG_LEVEL_INFO] = "info",     [LOG_LEVEL_DEBUG] = "debug",
+        [LOG_LEVEL_ERR] = "err",   [LOG_LEVEL_WARNING] = "warning", [LOG_LEVEL_NOTICE] = "notice",
+        [LOG_LEVEL_INFO] = "info", [LOG_LEVEL_DEBUG] = "debug",
 };
 
 static const int level_priorities[LOG_LEVEL_MAX] = {
@@ -81,8 +81,8 @@ void log_vmsg(enum log_level level, const char *fmt, va_list ap)
         if (log_to_journal < 0)
                 log_to_journal = stderr_is_journal();
         if (log_to_journal) {
-                sd_journal_send("MESSAGE=%s", buf, "PRIORITY=%d", level_priorities[level],
-                                "SYSLOG_IDENTIFIER=%s", log_ident, NULL);
+                sd_journal_send("MESSAGE=%s", buf, "PRIORITY=%d", level_priorities[level], "SYSLOG_IDENTIFIER=%s",
+                                log_ident, NULL);
                 return;
         }
         fprintf(stderr, "%s[%s]: %s\n", log_ident, level_names[level], buf);

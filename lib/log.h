@@ -33,8 +33,8 @@ void log_vmsg(enum log_level level, const char *fmt, va_list ap) __attribute__((
 #define log_warning(...) log_msg(LOG_LEVEL_WARNING, __VA_ARGS__)
 #define log_notice(...) log_msg(LOG_LEVEL_NOTICE, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
-#define log_debug(...)                                                                             \
-        do {                                                                                       \
-                if (log_get_level() >= LOG_LEVEL_DEBUG)                                            \
-                        log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__);                                     \
+#define log_debug(...)                                         \
+        do {                                                   \
+                if (log_get_level() >= LOG_LEVEL_DEBUG)        \
+                        log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__); \
         } while (0)

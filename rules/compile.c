@@ -132,7 +132,8 @@ int slot_table_resolve(struct slot_table *st, const char *name, struct fieldref 
                         st->hashes = hashes;
                         st->cap = cap;
                 }
-                if ((st->n + 1) * 2 > st->index_cap && slot_index_rebuild(st, st->index_cap ? st->index_cap * 2 : 32) < 0)
+                if ((st->n + 1) * 2 > st->index_cap &&
+                    slot_index_rebuild(st, st->index_cap ? st->index_cap * 2 : 32) < 0)
                         return -ENOMEM;
                 copy = xstrdup(name);
                 if (!copy)
@@ -195,7 +196,8 @@ static const struct tok *xp_pos(const struct xparser *p)
         return p->i < p->n ? &p->toks[p->i] : &p->toks[p->n - 1];
 }
 
-static void xp_error(struct xparser *p, const struct tok *at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void xp_error(struct xparser *p, const struct tok *at, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
 static void xp_error(struct xparser *p, const struct tok *at, const char *fmt, ...)
 {
         va_list ap;
@@ -697,7 +699,13 @@ static void expr_free(struct expr *x)
 static int expr_compile(struct expr *x, const struct tok *toks, size_t n, size_t *i, bool stop_at_for,
                         struct slot_table *st, struct diag *d, unsigned *n_errors)
 {
-        struct xparser p = {.toks = toks, .n = n, .i = *i, .x = x, .st = st, .d = d, .n_errors = n_errors,
+        struct xparser p = {.toks = toks,
+                            .n = n,
+                            .i = *i,
+                            .x = x,
+                            .st = st,
+                            .d = d,
+                            .n_errors = n_errors,
                             .stop_at_for = stop_at_for};
         enum vtype t = VT_ANY;
         int root;
@@ -1034,8 +1042,8 @@ static int rule_template(const struct cstmt *s, struct tmpl *t, struct slot_tabl
                                    s->toks[0].text);
                 } else if (s->toks[1].type != TOK_STRING) {
                         tok_describe(&s->toks[1], got, sizeof got);
-                        conf_error(d, n_errors, &s->toks[1], "expected a quoted template such as \"{chip}/{label}\", got %s",
-                                   got);
+                        conf_error(d, n_errors, &s->toks[1],
+                                   "expected a quoted template such as \"{chip}/{label}\", got %s", got);
                 } else {
                         tok_describe(&s->toks[2], got, sizeof got);
                         conf_error(d, n_errors, &s->toks[2], "expected end of line after the template, got %s", got);
@@ -1067,8 +1075,9 @@ static int rule_compile(struct ruleset *rs, const struct cstmt *rs_stmt, struct 
                         snprintf(got, sizeof got, "%s", rs_stmt->block ? "'{'" : "end of line");
                 else
                         tok_describe(at, got, sizeof got);
-                conf_error(d, n_errors, at, rs_stmt->n_toks > 2 ? "expected '{' after the rule name, got %s"
-                                                                  : "expected a rule name such as temperature-high, got %s",
+                conf_error(d, n_errors, at,
+                           rs_stmt->n_toks > 2 ? "expected '{' after the rule name, got %s"
+                                               : "expected a rule name such as temperature-high, got %s",
                            got);
                 return 0;
         }
@@ -1110,10 +1119,14 @@ static int rule_compile(struct ruleset *rs, const struct cstmt *rs_stmt, struct 
                 enum kw which = k->type == TOK_WORD ? k->kw : KW_NONE;
                 size_t pos = 1;
 
-                if (s->bad)
+                if (s->bad) {
+                        /* reported already; do not also call it missing */
+                        if (which > KW_NONE && which < KW_MAX)
+                                seen[which] = s;
                         continue;
-                if (which != KW_WHEN && which != KW_FOR && which != KW_CLEAR && which != KW_LEVEL &&
-                    which != KW_KEY && which != KW_TITLE && which != KW_DESCRIPTION) {
+                }
+                if (which != KW_WHEN && which != KW_FOR && which != KW_CLEAR && which != KW_LEVEL && which != KW_KEY &&
+                    which != KW_TITLE && which != KW_DESCRIPTION) {
                         tok_describe(k, got, sizeof got);
                         conf_error(d, n_errors, k, "unknown statement %s in rule %s; expected %s", got, r->name,
                                    stmt_list);
@@ -1139,8 +1152,7 @@ static int rule_compile(struct ruleset *rs, const struct cstmt *rs_stmt, struct 
                         break;
                 case KW_CLEAR:
                         if (!(pos < s->n_toks && s->toks[pos].type == TOK_WORD && s->toks[pos].kw == KW_FOR))
-                                ret = expr_compile(&r->clear, s->toks, s->n_toks, &pos, true, &rs->slots, d,
-                                                   n_errors);
+                                ret = expr_compile(&r->clear, s->toks, s->n_toks, &pos, true, &rs->slots, d, n_errors);
                         if (ret == 0 && pos < s->n_toks) {
                                 ret = rule_duration(s, pos + 1, &r->clear_for_usec, d, n_errors);
                                 r->has_clear_for = ret == 0;
@@ -1220,8 +1232,7 @@ out:
         return ret;
 }
 
-int ruleset_add_tree(struct ruleset *rs, const struct cblock *tree, bool rules_only, struct diag *d,
-                     unsigned *n_errors)
+int ruleset_add_tree(struct ruleset *rs, const struct cblock *tree, bool rules_only, struct diag *d, unsigned *n_errors)
 {
         for (size_t i = 0; i < tree->n; i++) {
                 const struct cstmt *s = &tree->stmts[i];
@@ -1286,8 +1297,8 @@ static int plan_conjuncts(struct rule *r, int i)
                         if (f->field.builtin == BUILTIN_SOURCE && r->dispatch_source &&
                             strcmp(lit->str, r->dispatch_source) == 0)
                                 return 0; /* guaranteed by dispatch */
-                        r->pre[r->n_pre++] = (struct prefilter){.field = f->field, .hash = hash_str(lit->str),
-                                                                .lit = lit->str};
+                        r->pre[r->n_pre++] =
+                                (struct prefilter){.field = f->field, .hash = hash_str(lit->str), .lit = lit->str};
                         return 0;
                 }
         }
@@ -1325,8 +1336,8 @@ static int rule_plan(struct ruleset *rs, struct rule *r)
                                 const struct prefilter *op = &o->pre[q];
 
                                 if (op->glob == pf->glob && op->hash == pf->hash && strcmp(op->lit, pf->lit) == 0 &&
-                                    (!pf->glob || (op->field.builtin == pf->field.builtin &&
-                                                   op->field.slot == pf->field.slot))) {
+                                    (!pf->glob ||
+                                     (op->field.builtin == pf->field.builtin && op->field.slot == pf->field.slot))) {
                                         pf->id = op->id;
                                         found = true;
                                         break;
@@ -1419,8 +1430,8 @@ int ruleset_add_file(struct ruleset *rs, const char *path, struct diag *d, unsig
         return r;
 }
 
-static int ruleset_parse(const char *name, const char *text, size_t len, const char *path,
-                         struct ruleset **ret, struct diag *d)
+static int ruleset_parse(const char *name, const char *text, size_t len, const char *path, struct ruleset **ret,
+                         struct diag *d)
 {
         const struct parse_opts opts = {.allow_include = true};
         struct ruleset *rs = ruleset_new();

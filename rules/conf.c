@@ -66,8 +66,7 @@ static struct conf_setting *setting_find(const struct conf_block *b, const char 
         return NULL;
 }
 
-static int setting_error(const struct conf_block *b, const struct conf_setting *s, struct diag *d,
-                         const char *expected)
+static int setting_error(const struct conf_block *b, const struct conf_setting *s, struct diag *d, const char *expected)
 {
         char got[96];
 
@@ -269,8 +268,9 @@ static void set_duration(struct loader *l, const struct cstmt *s, uint64_t *dst)
                 char got[96];
 
                 tok_describe(v, got, sizeof got);
-                lerr(l, v, v->type == TOK_NUMBER && v->num != 0 ? "expected duration such as 10s, got %s"
-                                                                : "'%s' must be more than 0s",
+                lerr(l, v,
+                     v->type == TOK_NUMBER && v->num != 0 ? "expected duration such as 10s, got %s"
+                                                          : "'%s' must be more than 0s",
                      v->type == TOK_NUMBER && v->num != 0 ? got : s->toks[0].text);
                 return;
         }
@@ -402,8 +402,6 @@ static int load_central(struct loader *l, const struct cstmt *blk)
                             strncmp(c->central_url, "https://", 8) != 0) {
                                 lerr(l, &s->toks[1], "central url must start with http:// or https://, got \"%.60s\"",
                                      c->central_url);
-                                free(c->central_url);
-                                c->central_url = NULL;
                         }
                 } else if (strcmp(k, "token_file") == 0) {
                         r = set_string(l, s, &c->token_file, true, "a quoted path");
@@ -470,8 +468,8 @@ static int load_collector(struct loader *l, const struct cstmt *blk)
                         else
                                 tok_describe(&s->toks[s->n_toks > vi + 1 ? vi + 1 : vi], got, sizeof got);
                         lerr(l, s->n_toks < 2 ? &s->toks[0] : &s->toks[s->n_toks > vi + 1 ? vi + 1 : vi],
-                             "expected one value (string, number, duration or word) for '%s', got %s",
-                             s->toks[0].text, got);
+                             "expected one value (string, number, duration or word) for '%s', got %s", s->toks[0].text,
+                             got);
                         continue;
                 }
                 val = &s->toks[vi];

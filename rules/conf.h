@@ -62,18 +62,18 @@ struct config {
         char *base_dir; /* relative paths below are resolved against this */
 
         /* agent { ... } */
-        char *agent_id;       /* NULL: use /etc/machine-id */
-        char *state_dir;      /* default "/var/lib/weibao" */
-        char *control_socket; /* default "/run/weibao/control.sock" */
+        char *agent_id;           /* NULL: use /etc/machine-id */
+        char *state_dir;          /* default "/var/lib/weibao" */
+        char *control_socket;     /* default "/run/weibao/control.sock" */
         enum log_level log_level; /* default info */
-        char **rules_paths;   /* glob patterns, absolute after loading; default: every .rules file in rules.d */
+        char **rules_paths;       /* glob patterns, absolute after loading; default: every .rules file in rules.d */
         size_t n_rules_paths;
 
         /* central { ... } */
-        char *central_url;         /* required, e.g. "http://127.0.0.1:8080" */
-        char *token_file;          /* absolute after loading; required */
+        char *central_url;             /* required, e.g. "http://127.0.0.1:8080" */
+        char *token_file;              /* absolute after loading; required */
         uint64_t central_timeout_usec; /* default 10s */
-        uint64_t retry_usec;       /* default 30s: how often failed sends are retried */
+        uint64_t retry_usec;           /* default 30s: how often failed sends are retried */
 
         /* collector NAME { ... }, in file order; owned by the config */
         struct conf_block **collectors;

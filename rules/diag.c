@@ -20,7 +20,7 @@ struct diag {
                 const char *file; /* points into msgs[i]: the prefix before ':' is not kept separately */
                 size_t file_len;
                 unsigned line, col;
-        } *pos;
+        } * pos;
         size_t n;
         bool oom;
         bool overflow;
@@ -82,8 +82,7 @@ static void diag_push(struct diag *d, char *msg, size_t file_len, unsigned line,
 static size_t file_rank(const struct diag *d, size_t start, size_t i)
 {
         for (size_t j = start; j < i; j++)
-                if (d->pos[j].file_len == d->pos[i].file_len &&
-                    memcmp(d->msgs[j], d->msgs[i], d->pos[i].file_len) == 0)
+                if (d->pos[j].file_len == d->pos[i].file_len && memcmp(d->msgs[j], d->msgs[i], d->pos[i].file_len) == 0)
                         return j;
         return i;
 }
@@ -103,7 +102,8 @@ void diag_sort_from(struct diag *d, size_t start)
                 for (size_t j = i; j > start; j--) {
                         size_t ra = file_rank(d, start, j - 1), rb = file_rank(d, start, j);
                         const struct dpos *a = &d->pos[j - 1], *b = &d->pos[j];
-                        bool swap = rb < ra || (rb == ra && (b->line < a->line || (b->line == a->line && b->col < a->col)));
+                        bool swap =
+                                rb < ra || (rb == ra && (b->line < a->line || (b->line == a->line && b->col < a->col)));
                         char *tm;
                         struct dpos tp;
 
@@ -129,8 +129,8 @@ void diag_vadd(struct diag *d, const char *file, unsigned line, unsigned col, co
                 if (!d->overflow) {
                         d->overflow = true;
                         diag_push(d,
-                                  xasprintf("%s: too many errors; only the first %d are shown",
-                                            file ? file : "<input>", DIAG_MAX),
+                                  xasprintf("%s: too many errors; only the first %d are shown", file ? file : "<input>",
+                                            DIAG_MAX),
                                   0, 0, 0);
                 }
                 return;

@@ -49,19 +49,19 @@ struct rule_engine {
         size_t *rule_states; /* live states per rule index */
         const struct event_attr **slot_attr;
         uint32_t *slot_gen;
-        uint32_t gen; /* per event: stamps of the caches below */
+        uint32_t gen;   /* per event: stamps of the caches below */
         struct vcache { /* string values' hashes, per field index */
                 uint32_t gen;
                 bool str;
                 uint64_t hash;
                 const char *s;
                 size_t lit; /* literal id it was found equal to, + 1 */
-        } *vc;
+        } * vc;
         size_t n_vc;
         struct gcache { /* glob outcomes, per (field, pattern) */
                 uint32_t gen;
                 bool match;
-        } *gc;
+        } * gc;
         size_t n_gc;
         struct kcache { /* rendered keys, per key template */
                 uint32_t gen;
@@ -69,7 +69,7 @@ struct rule_engine {
                 size_t len;
                 uint64_t hash;
                 char key[RULE_KEY_MAX];
-        } *kc;
+        } * kc;
         size_t n_kc;
         struct rule_engine_stats stats;
         char title[RULE_TITLE_MAX], desc[RULE_DESC_MAX];
@@ -519,8 +519,8 @@ static bool eval_when(struct rule_engine *re, const struct rule *r, const struct
 }
 
 /* Starts a state for a (rule, key) that was idle and whose when is true. */
-static void start_state(struct rule_engine *re, const struct rule *r, const struct eval_ctx *c,
-                        const struct kcache *k, uint64_t hash, uint64_t now, rule_hit_fn fn, void *userdata)
+static void start_state(struct rule_engine *re, const struct rule *r, const struct eval_ctx *c, const struct kcache *k,
+                        uint64_t hash, uint64_t now, rule_hit_fn fn, void *userdata)
 {
         struct rstate *s;
 
@@ -619,8 +619,10 @@ static bool eval_rule(struct rule_engine *re, const struct rule *r, const struct
                         emit(RULE_FIRING, s, re->title, re->desc, e, now, fn, userdata);
                         return true;
                 }
-                state_set(re, s, RS_FIRING, s->since + r->for_usec);
-                emit(RULE_FIRING, s, s->title, s->desc, NULL, s->since + r->for_usec, fn, userdata);
+                uint64_t at = s->since + r->for_usec;
+
+                state_set(re, s, RS_FIRING, at);
+                emit(RULE_FIRING, s, s->title, s->desc, NULL, at, fn, userdata);
         } else if (s->kind == RS_CLEARING && elapsed(now, s->since, r->clear_for_usec)) {
                 if (cl) {
                         render_texts(re, r, c);

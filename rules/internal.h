@@ -125,8 +125,7 @@ struct lexer {
         unsigned *n_errors;
 };
 
-void lexer_init(struct lexer *lx, const char *file, const char *text, size_t len, struct diag *d,
-                unsigned *n_errors);
+void lexer_init(struct lexer *lx, const char *file, const char *text, size_t len, struct diag *d, unsigned *n_errors);
 /* Reads the next token into *t (t->text owned by the caller, freed with
  * tok_clear). Returns 0, or -ENOMEM. Lexical errors give TOK_ERROR after
  * a diagnostic. */
@@ -232,11 +231,11 @@ struct fieldref {
 
 struct enode {
         enum enode_kind kind;
-        int op;      /* EN_CMP: TOK_EQ..TOK_GE; EN_ARITH: TOK_PLUS..TOK_SLASH; EN_GLOB: TOK_MATCH/NOMATCH */
-        int a, b;    /* children (node indices), -1 if none */
-        double num;  /* EN_NUM */
-        char *str;   /* EN_STR, EN_GLOB pattern */
-        size_t len;  /* EN_STR/EN_GLOB: strlen(str) */
+        int op;     /* EN_CMP: TOK_EQ..TOK_GE; EN_ARITH: TOK_PLUS..TOK_SLASH; EN_GLOB: TOK_MATCH/NOMATCH */
+        int a, b;   /* children (node indices), -1 if none */
+        double num; /* EN_NUM */
+        char *str;  /* EN_STR, EN_GLOB pattern */
+        size_t len; /* EN_STR/EN_GLOB: strlen(str) */
         enum glob_kind glob;
         struct fieldref field; /* EN_FIELD, EN_EXISTS */
         char *field_text;      /* EN_FIELD, EN_EXISTS: as written: "chip", "varbind[\"x\"]" */
@@ -304,13 +303,13 @@ struct rule {
          * guarantees it */
         struct prefilter {
                 struct fieldref field;
-                bool glob;       /* field ~ pattern (or !~) rather than field == lit */
-                bool negate;     /* !~ */
-                uint64_t hash;   /* hash of lit */
-                const char *lit; /* literal or pattern, owned by the node */
+                bool glob;                /* field ~ pattern (or !~) rather than field == lit */
+                bool negate;              /* !~ */
+                uint64_t hash;            /* hash of lit */
+                const char *lit;          /* literal or pattern, owned by the node */
                 const struct enode *node; /* the glob node */
-                size_t id;       /* distinct (lit) or (field, pattern) number in the ruleset */
-        } *pre;
+                size_t id;                /* distinct (lit) or (field, pattern) number in the ruleset */
+        } * pre;
         size_t n_pre;
         int *rest;
         size_t n_rest;
@@ -368,7 +367,7 @@ struct ruleset {
                 char *name;
                 const char *file;
                 unsigned line;
-        } *rejected;
+        } * rejected;
         size_t n_rejected;
         size_t n_keys;  /* distinct key templates */
         size_t n_lits;  /* distinct literals of equality prefilters */

@@ -25,10 +25,21 @@ static const struct keyword {
         const char *name;
         enum kw kw;
 } keywords[] = {
-        {"agent", KW_AGENT},   {"and", KW_AND},         {"central", KW_CENTRAL}, {"clear", KW_CLEAR},
-        {"collector", KW_COLLECTOR}, {"description", KW_DESCRIPTION}, {"exists", KW_EXISTS},
-        {"for", KW_FOR},       {"include", KW_INCLUDE}, {"key", KW_KEY},         {"level", KW_LEVEL},
-        {"not", KW_NOT},       {"or", KW_OR},           {"rule", KW_RULE},       {"title", KW_TITLE},
+        {"agent", KW_AGENT},
+        {"and", KW_AND},
+        {"central", KW_CENTRAL},
+        {"clear", KW_CLEAR},
+        {"collector", KW_COLLECTOR},
+        {"description", KW_DESCRIPTION},
+        {"exists", KW_EXISTS},
+        {"for", KW_FOR},
+        {"include", KW_INCLUDE},
+        {"key", KW_KEY},
+        {"level", KW_LEVEL},
+        {"not", KW_NOT},
+        {"or", KW_OR},
+        {"rule", KW_RULE},
+        {"title", KW_TITLE},
         {"when", KW_WHEN},
 };
 
@@ -254,14 +265,18 @@ bool word_valid(const char *s)
 /* ---- tokens ---- */
 
 static const char *const tok_names[TOK_TYPE_MAX] = {
-        [TOK_EOF] = "end of file", [TOK_NEWLINE] = "end of line", [TOK_WORD] = "word",
-        [TOK_STRING] = "string",   [TOK_NUMBER] = "number",       [TOK_DURATION] = "duration",
-        [TOK_LBRACE] = "'{'",      [TOK_RBRACE] = "'}'",          [TOK_LPAREN] = "'('",
-        [TOK_RPAREN] = "')'",      [TOK_LBRACKET] = "'['",        [TOK_RBRACKET] = "']'",
-        [TOK_COMMA] = "','",       [TOK_EQ] = "'=='",             [TOK_NE] = "'!='",
-        [TOK_LT] = "'<'",          [TOK_LE] = "'<='",             [TOK_GT] = "'>'",
-        [TOK_GE] = "'>='",         [TOK_MATCH] = "'~'",           [TOK_NOMATCH] = "'!~'",
-        [TOK_PLUS] = "'+'",        [TOK_MINUS] = "'-'",           [TOK_STAR] = "'*'",
+        [TOK_EOF] = "end of file", [TOK_NEWLINE] = "end of line",
+        [TOK_WORD] = "word",       [TOK_STRING] = "string",
+        [TOK_NUMBER] = "number",   [TOK_DURATION] = "duration",
+        [TOK_LBRACE] = "'{'",      [TOK_RBRACE] = "'}'",
+        [TOK_LPAREN] = "'('",      [TOK_RPAREN] = "')'",
+        [TOK_LBRACKET] = "'['",    [TOK_RBRACKET] = "']'",
+        [TOK_COMMA] = "','",       [TOK_EQ] = "'=='",
+        [TOK_NE] = "'!='",         [TOK_LT] = "'<'",
+        [TOK_LE] = "'<='",         [TOK_GT] = "'>'",
+        [TOK_GE] = "'>='",         [TOK_MATCH] = "'~'",
+        [TOK_NOMATCH] = "'!~'",    [TOK_PLUS] = "'+'",
+        [TOK_MINUS] = "'-'",       [TOK_STAR] = "'*'",
         [TOK_SLASH] = "'/'",       [TOK_ERROR] = "invalid input",
 };
 
@@ -300,8 +315,7 @@ void tok_clear(struct tok *t)
         t->text = NULL;
 }
 
-void lexer_init(struct lexer *lx, const char *file, const char *text, size_t len, struct diag *d,
-                unsigned *n_errors)
+void lexer_init(struct lexer *lx, const char *file, const char *text, size_t len, struct diag *d, unsigned *n_errors)
 {
         lx->file = file;
         lx->p = text;
@@ -407,7 +421,8 @@ static int lex_string(struct lexer *lx, struct tok *t)
                                 break;
                         default:
                                 if (!bad)
-                                        lx_error(lx, esc, "unknown escape '\\%c' in string; use \\\\, \\\", \\n, \\t or \\r",
+                                        lx_error(lx, esc,
+                                                 "unknown escape '\\%c' in string; use \\\\, \\\", \\n, \\t or \\r",
                                                  isprint((unsigned char)*lx->p) ? *lx->p : '?');
                                 bad = true;
                                 out = '?';

@@ -160,8 +160,8 @@ static char *dir_of(const char *name)
         return xstrndup(name, (size_t)(slash - name));
 }
 
-static int parse_stream(struct pstate *ps, struct pfile *pf, struct cblock *out, bool top,
-                        const struct tok *opener, unsigned level);
+static int parse_stream(struct pstate *ps, struct pfile *pf, struct cblock *out, bool top, const struct tok *opener,
+                        unsigned level);
 
 /* Skips a block whose nesting is too deep, without recursion. */
 static int skip_block(struct pfile *pf)
@@ -205,7 +205,9 @@ static int do_include(struct pstate *ps, struct pfile *pf, struct cstmt *s, stru
                         tok_describe(&s->toks[1], what, sizeof what);
                 conf_error(ps->d, ps->n_errors, s->n_toks < 2 ? kw : &s->toks[1],
                            "expected a quoted path after include, such as include \"local.rules\", got %s",
-                           s->n_toks == 2 ? what : s->n_toks < 2 ? "end of line" : "more than one value");
+                           s->n_toks == 2  ? what
+                           : s->n_toks < 2 ? "end of line"
+                                           : "more than one value");
                 return 0;
         }
         if (!ps->opts->allow_include) {
@@ -229,8 +231,8 @@ static int do_include(struct pstate *ps, struct pfile *pf, struct cstmt *s, stru
         }
         for (size_t i = 0; i < ps->depth; i++)
                 if (ps->stack[i] && strcmp(ps->stack[i], real) == 0) {
-                        conf_error(ps->d, ps->n_errors, &s->toks[1],
-                                   "include cycle: \"%s\" is already being read", path);
+                        conf_error(ps->d, ps->n_errors, &s->toks[1], "include cycle: \"%s\" is already being read",
+                                   path);
                         r = 0;
                         goto out;
                 }
@@ -270,8 +272,8 @@ out:
 }
 
 /* Parses statements until end of file (top) or the closing brace. */
-static int parse_stream(struct pstate *ps, struct pfile *pf, struct cblock *out, bool top,
-                        const struct tok *opener, unsigned level)
+static int parse_stream(struct pstate *ps, struct pfile *pf, struct cblock *out, bool top, const struct tok *opener,
+                        unsigned level)
 {
         struct tok t;
         int r;
@@ -335,8 +337,7 @@ static int parse_stream(struct pstate *ps, struct pfile *pf, struct cblock *out,
                                 stmt_clear(&s);
                                 return r;
                         }
-                        if (t.type == TOK_NEWLINE || t.type == TOK_EOF || t.type == TOK_LBRACE ||
-                            t.type == TOK_RBRACE)
+                        if (t.type == TOK_NEWLINE || t.type == TOK_EOF || t.type == TOK_LBRACE || t.type == TOK_RBRACE)
                                 break;
                 }
                 if (t.type == TOK_EOF)

@@ -63,21 +63,21 @@ struct rule_hit {
         enum rule_transition transition;
         const struct rule *rule;
         enum rule_level level;
-        const char *key;         /* rendered key template */
-        const char *title;       /* rendered from the triggering event */
-        const char *description; /* rendered; "" when the rule has none */
+        const char *key;           /* rendered key template */
+        const char *title;         /* rendered from the triggering event */
+        const char *description;   /* rendered; "" when the rule has none */
         const struct event *event; /* the triggering event; NULL when it came from rule_engine_tick() */
-        uint64_t mono_usec;      /* when the transition happened */
+        uint64_t mono_usec;        /* when the transition happened */
 };
 
 typedef void (*rule_hit_fn)(const struct rule_hit *hit, void *userdata);
 
 struct rule_engine_stats {
-        uint64_t events;    /* events evaluated */
-        uint64_t unmatched; /* events that matched no rule's when or clear */
-        uint64_t states;    /* (rule, key) states held now */
-        uint64_t firing;    /* of which firing or clearing */
-        uint64_t shed;      /* new states refused because the state table was full */
+        uint64_t events;         /* events evaluated */
+        uint64_t unmatched;      /* events that matched no rule's when or clear */
+        uint64_t states;         /* (rule, key) states held now */
+        uint64_t firing;         /* of which firing or clearing */
+        uint64_t shed;           /* new states refused because the state table was full */
         uint64_t keys_truncated; /* rendered keys over 255 bytes, cut and suffixed with a hash */
 };
 

@@ -27,7 +27,7 @@ struct order {
 struct tctx {
         struct order *o;
         int id;
-        int repeats; /* times to re-arm */
+        int repeats;                /* times to re-arm */
         struct loop_source *victim; /* removed when this timer fires */
 };
 

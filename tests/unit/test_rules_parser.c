@@ -97,7 +97,7 @@ static void test_durations(void **state)
         static const struct {
                 const char *text;
                 uint64_t usec;
-        } ok[] = {{"500ms", 500000},      {"10s", 10000000},     {"5m", 300000000},   {"1h", 3600000000ULL},
+        } ok[] = {{"500ms", 500000},        {"10s", 10000000},       {"5m", 300000000},    {"1h", 3600000000ULL},
                   {"1h30m", 5400000000ULL}, {"2d", 172800000000ULL}, {"1s500ms", 1500000}, {"0s", 0}};
         static const char *const bad[] = {"10x", "1.5s", "10", "s", "99999999d", "1h-", ""};
         const char *why;
@@ -153,8 +153,9 @@ static void test_comments_and_continuation(void **state)
         char *out;
 
         (void)state;
-        out = format_rules("# leading comment\nrule r { # trailing\n\n  when value > 1 and \\\n   x == \"#not a comment\" "
-                           "# c\n level P3\n key \"k\"\n title \"t\"\n}\n");
+        out = format_rules(
+                "# leading comment\nrule r { # trailing\n\n  when value > 1 and \\\n   x == \"#not a comment\" "
+                "# c\n level P3\n key \"k\"\n title \"t\"\n}\n");
         assert_non_null(strstr(out, "when value > 1 and x == \"#not a comment\"\n"));
         free(out);
 }
@@ -333,7 +334,8 @@ static void test_include(void **state)
                 assert_int_equal(mkdir(sub, 0700), 0);
         }
         write_file("main.rules", "include \"sub/one.rules\"\n" RULE("x"));
-        write_file("sub/one.rules", "include \"two.rules\"\nrule one {\n when a\n level P1\n key \"k\"\n title \"t\"\n}\n");
+        write_file("sub/one.rules",
+                   "include \"two.rules\"\nrule one {\n when a\n level P1\n key \"k\"\n title \"t\"\n}\n");
         write_file("sub/two.rules", "rule two {\n when b\n level P2\n key \"k\"\n title \"t\"\n}\n");
         e = load_errors("main.rules", &rs);
         if (e)
@@ -347,8 +349,8 @@ static void test_include(void **state)
         write_file("a.rules", "include \"b.rules\"\n");
         write_file("b.rules", "include \"a.rules\"\n");
         e = load_errors("a.rules", &rs);
-        snprintf(expect, sizeof expect, "%s/b.rules:1:9: include cycle: \"%s/./a.rules\" is already being read",
-                 tmpdir, tmpdir);
+        snprintf(expect, sizeof expect, "%s/b.rules:1:9: include cycle: \"%s/./a.rules\" is already being read", tmpdir,
+                 tmpdir);
         assert_non_null(e);
         if (!strstr(e, "include cycle"))
                 fail_msg("%s", e);
@@ -425,7 +427,8 @@ static void test_format_round_trip(void **state)
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
                 char text[512], want[512], *once, *twice;
 
-                snprintf(text, sizeof text, "rule r {\n when %s\n for 90s\n clear value < 3 for 1500ms\n level P2\n"
+                snprintf(text, sizeof text,
+                         "rule r {\n when %s\n for 90s\n clear value < 3 for 1500ms\n level P2\n"
                          " key \"k:{a}\"\n title \"t {{x}}\"\n description \"d\\n\"\n}\n",
                          cases[i][0]);
                 once = format_rules(text);
