@@ -336,7 +336,8 @@ int agent_start(struct agent *a)
         }
         r = control_new(a->loop, cfg->control_socket, control_answer, a, &a->control);
         if (r < 0) {
-                log_err("opening control socket %s: %s", cfg->control_socket, strerror(-r));
+                log_err("opening control socket %s: %s", cfg->control_socket,
+                        r == -EADDRINUSE ? "another weibao-agent is answering on it" : strerror(-r));
                 return r;
         }
         collectors_start(a);
@@ -390,7 +391,9 @@ int agent_reload(struct agent *a)
         }
         if (strcmp(cfg->control_socket, a->config->control_socket) != 0)
                 log_warning("reload: control_socket changes take effect at the next start");
-        log_set_level(cfg->log_level);
+        /* Only a changed log_level applies, so a --log-level given at start survives reloads. */
+        if (cfg->log_level != a->config->log_level)
+                log_set_level(cfg->log_level);
         rule_engine_set_rules(a->engine, config_take_rules(cfg));
         faults_rules_changed(a->faults, rule_engine_rules(a->engine));
         a->rules_loaded_wall = time_wall_usec();

@@ -225,7 +225,19 @@ int control_new(struct loop *loop, const char *path, control_handler_fn fn, void
                 r = -errno;
                 goto fail;
         }
-        (void)unlink(path); /* a stale socket from a crashed run */
+        /* A socket file nobody answers on is left from a crashed run and may
+         * go; one that answers belongs to a running agent and must stay. */
+        if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) == 0 || errno == EAGAIN) {
+                r = -EADDRINUSE;
+                goto fail;
+        }
+        close(c->fd);
+        c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (c->fd < 0) {
+                r = -errno;
+                goto fail;
+        }
+        (void)unlink(path);
         if (bind(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0 || chmod(path, 0660) < 0 || listen(c->fd, 16) < 0) {
                 r = -errno;
                 goto fail;

@@ -165,6 +165,23 @@ void number_format_natural(double v, char *buf, size_t size)
                 snprintf(buf, size, "0");
                 return;
         }
+        if (v == (double)(long long)v && v > -1e15 && v < 1e15 && size >= 24) {
+                /* integers, the common reading: no printf */
+                char tmp[24];
+                long long n = (long long)v;
+                unsigned long long u = n < 0 ? (unsigned long long)-n : (unsigned long long)n;
+                size_t i = sizeof tmp, k = 0;
+
+                do {
+                        tmp[--i] = (char)('0' + u % 10);
+                        u /= 10;
+                } while (u > 0);
+                if (n < 0)
+                        buf[k++] = '-';
+                memcpy(buf + k, tmp + i, sizeof tmp - i);
+                buf[k + sizeof tmp - i] = '\0';
+                return;
+        }
         snprintf(buf, size, "%.15g", v);
 }
 
