@@ -6,9 +6,11 @@
 CC       ?= cc
 B        ?= build
 PREFIX   ?= /usr/local
+LIBEXECDIR ?= $(PREFIX)/libexec/weibao
 PYTHON   ?= /usr/bin/python3
 
-PKGS_AGENT = libcurl libcjson libsystemd
+PKGS_AGENT = libcjson libsystemd
+PKGS_SENDER = libcurl libcjson libsystemd
 PKGS_STUB  = libmicrohttpd sqlite3 libcjson libsystemd
 PKGS_CTL   = libcjson libsystemd
 PKGS_TEST  = cmocka
@@ -26,7 +28,7 @@ pc_libs   = $(shell pkg-config --libs $(1))
 
 LIB_SRC    := $(wildcard lib/*.c)
 RULES_SRC  := $(wildcard rules/*.c)
-AGENT_SRC  := $(filter-out agent/main.c agent/weibaoctl.c,$(wildcard agent/*.c)) $(wildcard collectors/*.c)
+AGENT_SRC  := $(filter-out agent/main.c agent/weibaoctl.c agent/sender_worker.c,$(wildcard agent/*.c)) $(wildcard collectors/*.c)
 STUB_SRC   := $(wildcard server-stub/*.c)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
@@ -39,13 +41,15 @@ AGENT_OBJ  := $(call obj,$(AGENT_SRC))
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 BENCH_BIN  := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 
-ALL_CFLAGS := $(CFLAGS) $(call pc_cflags,$(PKGS_AGENT) $(PKGS_STUB) $(PKGS_TEST))
+ALL_CFLAGS := $(CFLAGS) $(call pc_cflags,$(PKGS_AGENT) $(PKGS_SENDER) $(PKGS_STUB) $(PKGS_TEST)) \
+              -DWEIBAO_LIBEXECDIR=\"$(LIBEXECDIR)\"
 AGENT_LIBS := $(call pc_libs,$(PKGS_AGENT)) $(SENSORS_LIBS) -lm
+SENDER_LIBS := $(call pc_libs,$(PKGS_SENDER))
 STUB_LIBS  := $(call pc_libs,$(PKGS_STUB)) -lm
 CTL_LIBS   := $(call pc_libs,$(PKGS_CTL))
 TEST_LIBS  := $(AGENT_LIBS) $(call pc_libs,$(PKGS_TEST) sqlite3 libmicrohttpd)
 
-PROGRAMS = $(B)/weibao-agent $(B)/weibaoctl $(B)/weibao-stub
+PROGRAMS = $(B)/weibao-agent $(B)/weibao-sender $(B)/weibaoctl $(B)/weibao-stub
 
 .SECONDARY:
 
@@ -68,6 +72,10 @@ $(B)/libweibao-agent.a: $(AGENT_OBJ)
 
 $(B)/weibao-agent: $(call obj,agent/main.c) $(B)/libweibao-agent.a $(B)/libweibao-core.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(AGENT_LIBS)
+
+# The HTTP worker: the only program that links libcurl (see agent/sender.c for why).
+$(B)/weibao-sender: $(call obj,agent/sender_worker.c) $(B)/libweibao-core.a
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(SENDER_LIBS)
 
 $(B)/weibaoctl: $(call obj,agent/weibaoctl.c) $(B)/libweibao-core.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(CTL_LIBS)
@@ -151,6 +159,7 @@ demo: all
 
 install: all
 	install -D -m 0755 $(B)/weibao-agent $(DESTDIR)$(PREFIX)/sbin/weibao-agent
+	install -D -m 0755 $(B)/weibao-sender $(DESTDIR)$(LIBEXECDIR)/weibao-sender
 	install -D -m 0755 $(B)/weibaoctl $(DESTDIR)$(PREFIX)/sbin/weibaoctl
 	install -D -m 0755 $(B)/weibao-stub $(DESTDIR)$(PREFIX)/sbin/weibao-stub
 

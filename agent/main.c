@@ -1,7 +1,6 @@
 /* weibao-agent: command line. Runs in the foreground (systemd style);
  * --check validates config and every rules file without starting anything.
  * Exit codes: 0 success, 1 runtime failure, 2 invalid usage or configuration. */
-#include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -16,7 +15,6 @@
 #include "identity.h"
 
 #define DEFAULT_CONFIG "/etc/weibao/agent.conf"
-#define RULES_FILE_MAX (1024 * 1024)
 
 static void usage(FILE *f)
 {
@@ -35,31 +33,6 @@ static void usage(FILE *f)
                    "      --version            show the version\n");
 }
 
-/* Reads a whole rules file (capped) into a fresh string. */
-static int read_file(const char *path, char **ret)
-{
-        FILE *f = fopen(path, "re");
-        char *buf;
-        size_t n;
-
-        if (!f)
-                return -errno;
-        buf = xmalloc(RULES_FILE_MAX + 2);
-        if (!buf) {
-                fclose(f);
-                return -ENOMEM;
-        }
-        n = fread(buf, 1, RULES_FILE_MAX + 1, f);
-        fclose(f);
-        if (n > RULES_FILE_MAX) {
-                free(buf);
-                return -EFBIG;
-        }
-        buf[n] = '\0';
-        *ret = buf;
-        return 0;
-}
-
 static int check_rules(int argc, char **argv)
 {
         int rc = 0;
@@ -67,23 +40,16 @@ static int check_rules(int argc, char **argv)
         for (int i = 0; i < argc; i++) {
                 struct diag *d = diag_new();
                 struct ruleset *rs = NULL;
-                char *text = NULL;
-                int r;
 
                 if (!d)
                         return 1;
-                r = read_file(argv[i], &text);
-                if (r < 0) {
-                        fprintf(stderr, "%s: %s\n", argv[i], r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
-                        rc = 2;
-                } else if (ruleset_parse_string(argv[i], text, &rs, d) < 0) {
+                if (ruleset_load_file(argv[i], &rs, d) < 0) {
                         diag_print(d, stderr);
                         rc = 2;
                 } else {
                         ruleset_format(rs, stdout);
                 }
                 ruleset_free(rs);
-                free(text);
                 diag_free(d);
         }
         return rc;
@@ -181,10 +147,6 @@ int main(int argc, char **argv)
         if (check)
                 return check_config(config_path);
 
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
-                log_err("initialising libcurl failed");
-                return 1;
-        }
         d = diag_new();
         if (!d)
                 return 1;
@@ -195,7 +157,6 @@ int main(int argc, char **argv)
                 for (size_t i = 0; i < diag_count(d); i++)
                         log_err("%s", diag_get(d, i));
                 diag_free(d);
-                curl_global_cleanup();
                 return 2;
         }
         diag_free(d);
@@ -204,6 +165,5 @@ int main(int argc, char **argv)
                 log_set_level(level);
         rc = rc < 0 ? 1 : agent_run(a);
         agent_free(a);
-        curl_global_cleanup();
         return rc;
 }

@@ -370,9 +370,10 @@ measure() {
                 return
         fi
         if [ -n "$others" ]; then
-                say "warning: other processes ran $(readlink "/proc/$pid/exe") during the window" \
-                        "(pids$(tr ' ' '\n' <<<"$others" | sort -un | tr '\n' ' ')); they share pages" \
-                        "with $name and lower its PSS: compare the private (USS) figure"
+                say "warning: other processes ran the same $(readlink "/proc/$pid/exe") during" \
+                        "the window (pids$(tr ' ' '\n' <<<"$others" | sort -un | tr '\n' ' ')); while they" \
+                        "run they share pages with $name and lower its PSS (the reported PSS is the" \
+                        "highest sample, taken when the fewest pages were shared)"
         fi
         # The agent's breakdown always; a peer's when its PSS may be lowered.
         case "$label|$others" in *\[*\|) ;; *)
@@ -398,9 +399,10 @@ log_tail() {
         done
 }
 
-# pss_breakdown PID: on stderr, the private share (USS) and the mappings that
-# weigh most in PSS, with their RSS, so a figure over the goal says where it
-# comes from and how much of it other processes share.
+# pss_breakdown PID: on stderr, the private memory (USS: pages no other
+# process maps at this moment) and the mappings that weigh most in PSS, with
+# their RSS, so a figure over the goal says where it comes from and how much
+# of it other processes share right now.
 pss_breakdown() {
         awk '/^Private_(Clean|Dirty):/ { p += $2 }
              END { printf "idle:   private (USS) %.2f MiB\n", p / 1024 }' \
@@ -415,17 +417,19 @@ pss_breakdown() {
 }
 
 # other_copies PID: the PIDs of other processes running the same executable
-# as PID, outside its tree (another engineer's test agent, a system collectd).
+# file (same device and inode, so a binary rebuilt meanwhile does not count)
+# as PID, outside its tree: another engineer's test agent, a system collectd.
 other_copies() {
-        local exe f p mine
-        exe=$(readlink "/proc/$1/exe" 2>/dev/null) || return 0
+        local id f fid p mine
+        id=$(stat -L -c %d:%i "/proc/$1/exe" 2>/dev/null) || return 0
         scan_children
         mine=" $(tree "$1" | tr '\n' ' ')"
-        while read -r f; do
+        while read -r f fid; do
+                [ "$fid" = "$id" ] || continue
                 p=${f#/proc/}
                 p=${p%/exe}
                 case $mine in *" $p "*) ;; *) printf ' %s' "$p" ;; esac
-        done < <(find /proc -mindepth 2 -maxdepth 2 -name exe -lname "$exe" 2>/dev/null)
+        done < <(stat -L -c '%n %d:%i' /proc/[0-9]*/exe 2>/dev/null)
 }
 
 unavailable() {

@@ -10,7 +10,9 @@
  *
  * Dispatch: the "source == \"x\"" conjunct at the top of a when condition
  * puts the rule in the list for source x; an event only meets the rules of
- * its own source and the rules without such a conjunct. */
+ * its own source and the rules without such a conjunct. Within a source,
+ * an equality on one more field narrows the candidates further (struct
+ * dispatch_entry in internal.h). */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -551,6 +553,8 @@ static enum glob_kind glob_classify(const char *pat)
                 return GLOB_PREFIX;
         if (pat[0] == '*' && strcspn(pat + 1, "*?[\\") == len - 1)
                 return GLOB_SUFFIX;
+        if (len >= 2 && pat[0] == '*' && pat[len - 1] == '*' && strcspn(pat + 1, "*?[\\") == len - 2)
+                return GLOB_CONTAINS;
         return GLOB_FNMATCH;
 }
 
@@ -589,6 +593,9 @@ static int parse_cmp(struct xparser *p, enum vtype *ret_type)
                 p->x->nodes[n].op = op->type;
                 p->x->nodes[n].a = l;
                 p->x->nodes[n].b = r;
+                p->x->nodes[n].cmp = lt == VT_NUM || rt == VT_NUM   ? CMP_NUM
+                                     : lt == VT_STR || rt == VT_STR ? CMP_STR
+                                                                    : CMP_ANY;
                 *ret_type = VT_BOOL;
                 return n;
         case TOK_MATCH:
@@ -905,6 +912,17 @@ static void rule_free(struct rule *r)
         free(r);
 }
 
+static void disp_entry_free(struct dispatch_entry *de)
+{
+        free(de->source);
+        free(de->rules);
+        free(de->undisc);
+        for (size_t i = 0; i < de->n_lits; i++)
+                free(de->lits[i].cand);
+        free(de->lits);
+        free(de->lit_index);
+}
+
 struct ruleset *ruleset_new(void)
 {
         return xcalloc(1, sizeof(struct ruleset));
@@ -919,13 +937,11 @@ void ruleset_free(struct ruleset *rs)
         free(rs->rules);
         srcnames_clear(&rs->names);
         slot_table_free(&rs->slots);
-        for (size_t i = 0; i < rs->n_disp; i++) {
-                free(rs->disp[i].source);
-                free(rs->disp[i].rules);
-        }
+        for (size_t i = 0; i < rs->n_disp; i++)
+                disp_entry_free(&rs->disp[i]);
         free(rs->disp);
         free(rs->disp_index);
-        free(rs->wild);
+        disp_entry_free(&rs->wild);
         free(rs->name_index);
         for (size_t i = 0; i < rs->n_rejected; i++)
                 free(rs->rejected[i].name);
@@ -1297,8 +1313,8 @@ static int plan_conjuncts(struct rule *r, int i)
                         if (f->field.builtin == BUILTIN_SOURCE && r->dispatch_source &&
                             strcmp(lit->str, r->dispatch_source) == 0)
                                 return 0; /* guaranteed by dispatch */
-                        r->pre[r->n_pre++] =
-                                (struct prefilter){.field = f->field, .hash = hash_str(lit->str), .lit = lit->str};
+                        r->pre[r->n_pre++] = (struct prefilter){
+                                .field = f->field, .hash = hash_words(lit->str, lit->len), .lit = lit->str};
                         return 0;
                 }
         }
@@ -1306,7 +1322,7 @@ static int plan_conjuncts(struct rule *r, int i)
                 r->pre[r->n_pre++] = (struct prefilter){.field = r->when.nodes[n->a].field,
                                                         .glob = true,
                                                         .negate = n->op == TOK_NOMATCH,
-                                                        .hash = hash_str(n->str),
+                                                        .hash = hash_words(n->str, n->len),
                                                         .lit = n->str,
                                                         .node = n};
                 return 0;
@@ -1357,9 +1373,143 @@ static int rule_plan(struct ruleset *rs, struct rule *r)
         return 0;
 }
 
+static bool same_field(const struct fieldref *a, const struct fieldref *b)
+{
+        return a->builtin == b->builtin && a->slot == b->slot;
+}
+
+/* r's first equality prefilter on f, or NULL. */
+static const struct prefilter *rule_eq_on(const struct rule *r, const struct fieldref *f)
+{
+        for (size_t i = 0; i < r->n_pre; i++)
+                if (!r->pre[i].glob && same_field(&r->pre[i].field, f))
+                        return &r->pre[i];
+        return NULL;
+}
+
+static bool bit_get(const uint64_t *bits, size_t i)
+{
+        return bits[i / 64] >> (i % 64) & 1;
+}
+
+static void bit_set(uint64_t *bits, size_t i)
+{
+        bits[i / 64] |= 1ULL << (i % 64);
+}
+
+/* Scratch space of ruleset_finish, sized by literal ids and field indices. */
+struct disc_scratch {
+        size_t *counts; /* literal id -> rules */
+        size_t *lit_of; /* literal id -> lits entry + 1 */
+        bool *tried;    /* field index -> already scored */
+        size_t n_fields;
+};
+
+/* Chooses de->disc: the field that, compared with the commonest of its
+ * literals, still rules out the most rules of the entry. Returns false when
+ * no field rules out any rule. */
+static bool choose_disc(const struct ruleset *rs, const struct dispatch_entry *de, struct disc_scratch *sc,
+                        struct fieldref *ret)
+{
+        size_t best = 0, *counts = sc->counts;
+
+        memset(sc->tried, 0, sc->n_fields * sizeof *sc->tried);
+        for (size_t i = 0; i < rs->n; i++) {
+                const struct rule *r = rs->rules[i];
+
+                if (!bit_get(de->rules, i))
+                        continue;
+                for (size_t p = 0; p < r->n_pre; p++) {
+                        const struct fieldref *f = &r->pre[p].field;
+                        size_t with = 0, most = 0;
+
+                        if (r->pre[p].glob || sc->tried[fieldref_index(f)])
+                                continue;
+                        sc->tried[fieldref_index(f)] = true;
+                        memset(counts, 0, rs->n_lits * sizeof *counts);
+                        for (size_t j = i; j < rs->n; j++) {
+                                const struct prefilter *q = bit_get(de->rules, j) ? rule_eq_on(rs->rules[j], f) : NULL;
+
+                                if (!q)
+                                        continue;
+                                with++;
+                                if (++counts[q->id] > most)
+                                        most = counts[q->id];
+                        }
+                        if (with - most > best) {
+                                best = with - most;
+                                *ret = *f;
+                        }
+                }
+        }
+        return best > 0;
+}
+
+static int disc_lit_add(struct dispatch_entry *de, const struct prefilter *q, size_t n_words)
+{
+        struct disc_lit *v = xrealloc(de->lits, (de->n_lits + 1) * sizeof *v);
+
+        if (!v)
+                return -ENOMEM;
+        de->lits = v;
+        v[de->n_lits] = (struct disc_lit){.lit = q->lit, .hash = q->hash, .id = q->id};
+        v[de->n_lits].cand = xcalloc(n_words, sizeof *v[de->n_lits].cand);
+        if (!v[de->n_lits].cand)
+                return -ENOMEM;
+        memcpy(v[de->n_lits].cand, de->undisc, n_words * sizeof *de->undisc);
+        de->n_lits++;
+        return 0;
+}
+
+/* Builds the candidate index of de, whose rules bitmap is filled in. */
+static int disp_index_build(const struct ruleset *rs, struct dispatch_entry *de, struct disc_scratch *sc)
+{
+        size_t cap = 8, *lit_of = sc->lit_of;
+
+        if (!choose_disc(rs, de, sc, &de->disc))
+                return 0;
+        de->has_disc = true;
+        de->undisc = xcalloc(rs->n_words, sizeof *de->undisc);
+        if (!de->undisc)
+                return -ENOMEM;
+        for (size_t i = 0; i < rs->n; i++)
+                if (bit_get(de->rules, i) && !rule_eq_on(rs->rules[i], &de->disc))
+                        bit_set(de->undisc, i);
+        /* lit_of: literal id -> lits entry + 1 */
+        memset(lit_of, 0, rs->n_lits * sizeof *lit_of);
+        for (size_t i = 0; i < rs->n; i++) {
+                const struct prefilter *q = bit_get(de->rules, i) ? rule_eq_on(rs->rules[i], &de->disc) : NULL;
+
+                if (!q)
+                        continue;
+                if (lit_of[q->id] == 0) {
+                        if (disc_lit_add(de, q, rs->n_words) < 0)
+                                return -ENOMEM;
+                        lit_of[q->id] = de->n_lits;
+                }
+                bit_set(de->lits[lit_of[q->id] - 1].cand, i);
+        }
+        while (cap < de->n_lits * 2)
+                cap *= 2;
+        de->lit_index = xcalloc(cap, sizeof *de->lit_index);
+        if (!de->lit_index)
+                return -ENOMEM;
+        de->lit_cap = cap;
+        for (size_t l = 0; l < de->n_lits; l++) {
+                size_t i = de->lits[l].hash & (cap - 1);
+
+                while (de->lit_index[i] != 0)
+                        i = (i + 1) & (cap - 1);
+                de->lit_index[i] = (uint32_t)(l + 1);
+        }
+        return 0;
+}
+
 int ruleset_finish(struct ruleset *rs)
 {
+        struct disc_scratch sc = {.n_fields = BUILTIN_MAX + rs->slots.n};
         size_t cap = 8;
+        int ret = -ENOMEM;
 
         for (size_t i = 0; i < rs->n; i++)
                 if (rule_plan(rs, rs->rules[i]) < 0)
@@ -1368,30 +1518,38 @@ int ruleset_finish(struct ruleset *rs)
         for (size_t i = 0; i < rs->n; i++)
                 if (rs->rules[i]->dispatch_source && disp_add(rs, rs->rules[i]->dispatch_source) < 0)
                         return -ENOMEM;
-        rs->wild = xcalloc(rs->n + 1, sizeof *rs->wild);
-        if (!rs->wild)
-                return -ENOMEM;
+        rs->n_words = (rs->n + 63) / 64;
+        sc.counts = xcalloc(rs->n_lits + 1, sizeof *sc.counts);
+        sc.lit_of = xcalloc(rs->n_lits + 1, sizeof *sc.lit_of);
+        sc.tried = xcalloc(sc.n_fields, sizeof *sc.tried);
+        rs->wild.rules = xcalloc(rs->n_words + 1, sizeof *rs->wild.rules);
+        if (!sc.counts || !sc.lit_of || !sc.tried || !rs->wild.rules)
+                goto out;
         for (size_t i = 0; i < rs->n; i++)
                 if (!rs->rules[i]->dispatch_source)
-                        rs->wild[rs->n_wild++] = rs->rules[i];
+                        bit_set(rs->wild.rules, i);
+        if (disp_index_build(rs, &rs->wild, &sc) < 0)
+                goto out;
         for (size_t e = 0; e < rs->n_disp; e++) {
                 struct dispatch_entry *de = &rs->disp[e];
 
-                de->rules = xcalloc(rs->n + 1, sizeof *de->rules);
+                de->rules = xcalloc(rs->n_words + 1, sizeof *de->rules);
                 if (!de->rules)
-                        return -ENOMEM;
+                        goto out;
                 for (size_t i = 0; i < rs->n; i++) {
                         const char *s = rs->rules[i]->dispatch_source;
 
                         if (!s || strcmp(s, de->source) == 0)
-                                de->rules[de->n++] = rs->rules[i];
+                                bit_set(de->rules, i);
                 }
+                if (disp_index_build(rs, de, &sc) < 0)
+                        goto out;
         }
         while (cap < rs->n_disp * 2)
                 cap *= 2;
         rs->disp_index = xcalloc(cap, sizeof *rs->disp_index);
         if (!rs->disp_index)
-                return -ENOMEM;
+                goto out;
         rs->disp_cap = cap;
         for (size_t e = 0; e < rs->n_disp; e++) {
                 size_t i = rs->disp[e].hash & (cap - 1);
@@ -1400,7 +1558,12 @@ int ruleset_finish(struct ruleset *rs)
                         i = (i + 1) & (cap - 1);
                 rs->disp_index[i] = (uint32_t)(e + 1);
         }
-        return 0;
+        ret = 0;
+out:
+        free(sc.counts);
+        free(sc.lit_of);
+        free(sc.tried);
+        return ret;
 }
 
 int ruleset_add_file(struct ruleset *rs, const char *path, struct diag *d, unsigned *n_errors)

@@ -10,11 +10,15 @@
  * both rule_engine_tick() and a later event promote a pending or clearing
  * state whose time has come.
  *
- * Cost per event: one pass binding attributes to the ruleset's slots (a
- * hash per attribute), one dispatch lookup by source, then the when
- * condition of each rule of that source. A key is rendered only when the
- * condition is true or the rule has live states; no allocation happens
- * unless a new state is created or a saved title grows. */
+ * Cost per event: one pass binding attributes to the ruleset's slots
+ * (through a cache by the key's address, see struct ncache), one dispatch
+ * lookup by source, one lookup of the entry's discriminating field (struct
+ * dispatch_entry), then the when condition of each candidate rule and of
+ * each rule with live states, in load order. A key is rendered only when
+ * the condition is true or the rule has live states, and hashed for the
+ * state table only when some state has a key with the same cheap hash
+ * (kfilter). No allocation happens unless a new state is created or a saved
+ * title grows. */
 #include <errno.h>
 #include <fnmatch.h>
 #include <stdlib.h>
@@ -32,7 +36,8 @@ enum rstate_kind {
 struct rstate {
         struct rstate *next; /* hash chain */
         const struct rule *rule;
-        uint64_t hash;
+        uint64_t hash;     /* state_hash() */
+        uint64_t key_hash; /* hash_words() of the key: its slot in the key filter */
         enum rstate_kind kind;
         uint64_t since;
         char *title, *desc; /* texts of the last event, for transitions made by time */
@@ -41,18 +46,40 @@ struct rstate {
         char key[];
 };
 
+/* Event strings seen before, by address: attribute keys and sources are
+ * nearly always string literals of a collector, so their address finds
+ * their slot (or dispatch entry) without hashing them. An address alone
+ * proves nothing (a collector may build keys in a reused buffer), so a hit
+ * also compares the text with a copy; names too long for the copy are
+ * looked up the long way every time. */
+struct ncache {
+        const char *p; /* NULL: empty */
+        int id;        /* slot or dispatch entry; -1: none */
+        char text[52]; /* the entry fills one cache line */
+};
+
+#define KEY_CACHE_SIZE 64 /* attribute names in use at once, with room to spare; power of two */
+#define SOURCE_CACHE_SIZE 16
+
 struct rule_engine {
         struct ruleset *rs;
         size_t max_states;
         struct rstate **buckets;
         size_t n_buckets, n_states, n_firing, n_timed;
+        /* states per hash_words() of their key, modulo n_kfilter (a power
+         * of two): a rendered key whose count is 0 has no state in any
+         * rule, which spares the FNV-1a hash and the lookup per rule */
+        uint32_t *kfilter;
+        size_t n_kfilter;
         size_t *rule_states; /* live states per rule index */
+        uint64_t *stateful;  /* bitmap: rule_states[i] > 0 */
         const struct event_attr **slot_attr;
         uint32_t *slot_gen;
         uint32_t gen;   /* per event: stamps of the caches below */
         struct vcache { /* string values' hashes, per field index */
                 uint32_t gen;
                 bool str;
+                bool hashed; /* hash is computed (only when a literal needs it) */
                 uint64_t hash;
                 const char *s;
                 size_t lit; /* literal id it was found equal to, + 1 */
@@ -66,70 +93,126 @@ struct rule_engine {
         struct kcache { /* rendered keys, per key template */
                 uint32_t gen;
                 bool ok;
+                bool live;   /* some rule may have a state with this key (kfilter) */
+                bool hashed; /* hash is computed (only for live keys) */
                 size_t len;
-                uint64_t hash;
+                uint64_t hash;     /* FNV-1a */
+                uint64_t key_hash; /* hash_words */
                 char key[RULE_KEY_MAX];
         } * kc;
         size_t n_kc;
+        struct ncache keys[KEY_CACHE_SIZE], sources[SOURCE_CACHE_SIZE]; /* both for rs */
         struct rule_engine_stats stats;
         char title[RULE_TITLE_MAX], desc[RULE_DESC_MAX];
 };
 
-/* ---- conditions ---- */
+/* ---- conditions ----
+ *
+ * The compiler knows which comparisons can only hold between numbers or
+ * only between strings (enum cmp_type), so most are evaluated through
+ * node_num() or node_str(), which return nothing larger than a register;
+ * only attribute-against-attribute comparisons and truth values go through
+ * the general node_val(). A missing value, a value of the other type and a
+ * division by zero all make node_num()/node_str() fail, and a comparison
+ * with a failed side is false, as docs/rules.md says. */
 
-static bool node_bool(const struct enode *nodes, int i, const struct eval_ctx *c);
+static bool node_num(const struct enode *nodes, int i, const struct eval_ctx *c, double *ret);
+
+/* The number a value node has for this event; false when it has none.
+ * Leaves, the usual operands, are handled here without a call. */
+static inline bool value_num(const struct enode *nodes, int i, const struct eval_ctx *c, double *ret)
+{
+        const struct enode *n = &nodes[i];
+        const struct event_attr *at;
+
+        switch (n->kind) {
+        case EN_NUM:
+                *ret = n->num;
+                return true;
+        case EN_FIELD:
+                if (n->field.builtin == BUILTIN_VALUE) {
+                        *ret = c->e->value;
+                        return c->e->has_value;
+                }
+                if (n->field.builtin != BUILTIN_NONE)
+                        return false; /* the other built-ins are strings */
+                at = eval_slot(c, n->field.slot);
+                if (!at || at->type != EVENT_ATTR_NUMBER)
+                        return false;
+                *ret = at->num;
+                return true;
+        default:
+                return node_num(nodes, i, c, ret);
+        }
+}
+
+/* value_num() of the inner nodes: arithmetic and negation. */
+static bool node_num(const struct enode *nodes, int i, const struct eval_ctx *c, double *ret)
+{
+        const struct enode *n = &nodes[i];
+        double a, b;
+
+        switch (n->kind) {
+        case EN_NEG:
+                if (!value_num(nodes, n->a, c, &a))
+                        return false;
+                *ret = -a;
+                return true;
+        case EN_ARITH:
+                if (!value_num(nodes, n->a, c, &a) || !value_num(nodes, n->b, c, &b))
+                        return false;
+                switch (n->op) {
+                case TOK_PLUS:
+                        *ret = a + b;
+                        return true;
+                case TOK_MINUS:
+                        *ret = a - b;
+                        return true;
+                case TOK_STAR:
+                        *ret = a * b;
+                        return true;
+                default:
+                        if (b == 0)
+                                return false; /* division by zero: missing */
+                        *ret = a / b;
+                        return true;
+                }
+        default:
+                return false; /* a string literal */
+        }
+}
+
+/* The string a value node has for this event, or NULL. */
+static const char *node_str(const struct enode *nodes, int i, const struct eval_ctx *c)
+{
+        const struct enode *n = &nodes[i];
+        struct val v;
+
+        if (n->kind == EN_STR)
+                return n->str;
+        if (n->kind != EN_FIELD)
+                return NULL; /* numbers only */
+        v = field_value(c, &n->field);
+        return v.type == VAL_STR ? v.str : NULL;
+}
 
 static struct val node_val(const struct enode *nodes, int i, const struct eval_ctx *c)
 {
         const struct enode *n = &nodes[i];
-        struct val v = {.type = VAL_MISSING}, a, b;
+        struct val v = {.type = VAL_MISSING};
 
         switch (n->kind) {
-        case EN_NUM:
-                v.type = VAL_NUM;
-                v.num = n->num;
-                return v;
         case EN_STR:
                 v.type = VAL_STR;
                 v.str = n->str;
                 return v;
         case EN_FIELD:
                 return field_value(c, &n->field);
+        case EN_NUM:
         case EN_NEG:
-                a = node_val(nodes, n->a, c);
-                if (a.type == VAL_NUM) {
-                        v.type = VAL_NUM;
-                        v.num = -a.num;
-                }
-                return v;
         case EN_ARITH:
-                a = node_val(nodes, n->a, c);
-                if (a.type != VAL_NUM)
-                        return v;
-                if (nodes[n->b].kind == EN_NUM) {
-                        b.type = VAL_NUM;
-                        b.num = nodes[n->b].num;
-                } else {
-                        b = node_val(nodes, n->b, c);
-                }
-                if (b.type != VAL_NUM)
-                        return v;
-                switch (n->op) {
-                case TOK_PLUS:
-                        v.num = a.num + b.num;
-                        break;
-                case TOK_MINUS:
-                        v.num = a.num - b.num;
-                        break;
-                case TOK_STAR:
-                        v.num = a.num * b.num;
-                        break;
-                default:
-                        if (b.num == 0)
-                                return v; /* division by zero: missing */
-                        v.num = a.num / b.num;
-                }
-                v.type = VAL_NUM;
+                if (value_num(nodes, i, c, &v.num))
+                        v.type = VAL_NUM;
                 return v;
         default:
                 /* a condition used as a value cannot compile */
@@ -149,76 +232,107 @@ bool glob_match(const struct enode *n, const char *s)
         case GLOB_SUFFIX:
                 len = strlen(s);
                 return len >= n->len - 1 && memcmp(s + len - (n->len - 1), n->str + 1, n->len - 1) == 0;
+        case GLOB_CONTAINS:
+                return memmem(s, strlen(s), n->str + 1, n->len - 2) != NULL;
         default:
                 return fnmatch(n->str, s, 0) == 0;
         }
 }
 
+static bool cmp_holds(int op, int cmp)
+{
+        switch (op) {
+        case TOK_EQ:
+                return cmp == 0;
+        case TOK_NE:
+                return cmp != 0;
+        case TOK_LT:
+                return cmp < 0;
+        case TOK_LE:
+                return cmp <= 0;
+        case TOK_GT:
+                return cmp > 0;
+        default:
+                return cmp >= 0;
+        }
+}
+
+static bool num_holds(int op, double a, double b)
+{
+        switch (op) {
+        case TOK_EQ:
+                return a == b;
+        case TOK_NE:
+                return a != b;
+        case TOK_LT:
+                return a < b;
+        case TOK_LE:
+                return a <= b;
+        case TOK_GT:
+                return a > b;
+        default:
+                return a >= b;
+        }
+}
+
+static bool node_bool(const struct enode *nodes, int i, const struct eval_ctx *c);
+
+/* node_bool() with the commonest conditions, exists(f) and comparisons of
+ * numbers, evaluated without a call. */
+static inline bool cond(const struct enode *nodes, int i, const struct eval_ctx *c)
+{
+        const struct enode *n = &nodes[i];
+        double x, y;
+
+        if (n->kind == EN_EXISTS)
+                return field_value(c, &n->field).type != VAL_MISSING;
+        if (n->kind == EN_CMP && n->cmp == CMP_NUM)
+                return value_num(nodes, n->a, c, &x) && value_num(nodes, n->b, c, &y) && num_holds(n->op, x, y);
+        return node_bool(nodes, i, c);
+}
+
 static bool node_bool(const struct enode *nodes, int i, const struct eval_ctx *c)
 {
         const struct enode *n = &nodes[i];
+        const char *s, *t;
         struct val a, b;
-        int cmp;
+        double x, y;
 
         switch (n->kind) {
         case EN_AND:
-                return node_bool(nodes, n->a, c) && node_bool(nodes, n->b, c);
+                return cond(nodes, n->a, c) && cond(nodes, n->b, c);
         case EN_OR:
-                return node_bool(nodes, n->a, c) || node_bool(nodes, n->b, c);
+                return cond(nodes, n->a, c) || cond(nodes, n->b, c);
         case EN_NOT:
-                return !node_bool(nodes, n->a, c);
+                return !cond(nodes, n->a, c);
         case EN_EXISTS:
                 return field_value(c, &n->field).type != VAL_MISSING;
         case EN_TRUTHY:
                 a = node_val(nodes, n->a, c);
                 return a.type == VAL_NUM ? a.num != 0 : a.type == VAL_STR ? a.str[0] != '\0' : false;
         case EN_GLOB:
-                a = node_val(nodes, n->a, c);
-                if (a.type != VAL_STR)
-                        return false;
-                return glob_match(n, a.str) == (n->op == TOK_MATCH);
+                s = node_str(nodes, n->a, c);
+                if (!s)
+                        return false; /* numbers and missing fields never match, not even with !~ */
+                return glob_match(n, s) == (n->op == TOK_MATCH);
         case EN_CMP:
-                a = node_val(nodes, n->a, c);
-                if (a.type == VAL_MISSING)
-                        return false;
-                if (nodes[n->b].kind == EN_NUM) {
-                        b.type = VAL_NUM;
-                        b.num = nodes[n->b].num;
-                } else {
-                        b = node_val(nodes, n->b, c);
-                }
-                if (b.type != a.type)
-                        return false; /* missing, or number against string */
-                if (a.type == VAL_NUM) {
-                        switch (n->op) {
-                        case TOK_EQ:
-                                return a.num == b.num;
-                        case TOK_NE:
-                                return a.num != b.num;
-                        case TOK_LT:
-                                return a.num < b.num;
-                        case TOK_LE:
-                                return a.num <= b.num;
-                        case TOK_GT:
-                                return a.num > b.num;
-                        default:
-                                return a.num >= b.num;
-                        }
-                }
-                cmp = strcmp(a.str, b.str);
-                switch (n->op) {
-                case TOK_EQ:
-                        return cmp == 0;
-                case TOK_NE:
-                        return cmp != 0;
-                case TOK_LT:
-                        return cmp < 0;
-                case TOK_LE:
-                        return cmp <= 0;
-                case TOK_GT:
-                        return cmp > 0;
+                switch (n->cmp) {
+                case CMP_NUM:
+                        return value_num(nodes, n->a, c, &x) && value_num(nodes, n->b, c, &y) && num_holds(n->op, x, y);
+                case CMP_STR:
+                        s = node_str(nodes, n->a, c);
+                        t = s ? node_str(nodes, n->b, c) : NULL;
+                        return t && cmp_holds(n->op, strcmp(s, t));
                 default:
-                        return cmp >= 0;
+                        a = node_val(nodes, n->a, c);
+                        if (a.type == VAL_MISSING)
+                                return false;
+                        b = node_val(nodes, n->b, c);
+                        if (b.type != a.type)
+                                return false; /* missing, or number against string */
+                        if (a.type == VAL_NUM)
+                                return num_holds(n->op, a.num, b.num);
+                        return cmp_holds(n->op, strcmp(a.str, b.str));
                 }
         default:
                 return false;
@@ -227,7 +341,7 @@ static bool node_bool(const struct enode *nodes, int i, const struct eval_ctx *c
 
 bool expr_eval_bool(const struct expr *x, const struct eval_ctx *c)
 {
-        return x->root >= 0 && node_bool(x->nodes, x->root, c);
+        return x->root >= 0 && cond(x->nodes, x->root, c);
 }
 
 /* ---- the engine ---- */
@@ -241,7 +355,11 @@ int rule_engine_new(size_t max_states, struct rule_engine **ret)
         re->max_states = max_states ? max_states : 65536;
         re->n_buckets = 64;
         re->buckets = xcalloc(re->n_buckets, sizeof *re->buckets);
-        if (!re->buckets) {
+        re->n_kfilter = 2 * re->n_buckets;
+        re->kfilter = xcalloc(re->n_kfilter, sizeof *re->kfilter);
+        if (!re->buckets || !re->kfilter) {
+                free(re->buckets);
+                free(re->kfilter);
                 free(re);
                 return -ENOMEM;
         }
@@ -267,7 +385,9 @@ void rule_engine_free(struct rule_engine *re)
                         rstate_free(s);
                 }
         free(re->buckets);
+        free(re->kfilter);
         free(re->rule_states);
+        free(re->stateful);
         free(re->slot_attr);
         free(re->slot_gen);
         free(re->vc);
@@ -306,8 +426,9 @@ static void state_remove(struct rule_engine *re, struct rstate **pp)
         *pp = s->next;
         state_account(re, s, -1);
         re->n_states--;
-        if (re->rule_states && s->rule->index < re->rs->n)
-                re->rule_states[s->rule->index]--;
+        re->kfilter[s->key_hash & (re->n_kfilter - 1)]--;
+        if (re->rule_states && s->rule->index < re->rs->n && --re->rule_states[s->rule->index] == 0)
+                re->stateful[s->rule->index / 64] &= ~(1ULL << (s->rule->index % 64));
         rstate_free(s);
 }
 
@@ -323,6 +444,21 @@ static struct rstate **state_find(struct rule_engine *re, const struct rule *r, 
                         return pp;
         }
         return pp;
+}
+
+static void kfilter_grow(struct rule_engine *re)
+{
+        size_t n = 2 * re->n_buckets;
+        uint32_t *f = xcalloc(n, sizeof *f);
+
+        if (!f)
+                return; /* more false "maybe"s, still correct */
+        for (size_t i = 0; i < re->n_buckets; i++)
+                for (const struct rstate *s = re->buckets[i]; s; s = s->next)
+                        f[s->key_hash & (n - 1)]++;
+        free(re->kfilter);
+        re->kfilter = f;
+        re->n_kfilter = n;
 }
 
 static void buckets_grow(struct rule_engine *re)
@@ -341,6 +477,7 @@ static void buckets_grow(struct rule_engine *re)
         free(re->buckets);
         re->buckets = b;
         re->n_buckets = n;
+        kfilter_grow(re);
 }
 
 static struct rstate *state_new(struct rule_engine *re, const struct rule *r, const char *key, size_t len,
@@ -359,6 +496,8 @@ static struct rstate *state_new(struct rule_engine *re, const struct rule *r, co
         }
         s->rule = r;
         s->hash = hash;
+        s->key_hash = hash_words(key, len);
+        re->kfilter[s->key_hash & (re->n_kfilter - 1)]++;
         s->kind = kind;
         s->since = since;
         s->key_len = len;
@@ -367,7 +506,8 @@ static struct rstate *state_new(struct rule_engine *re, const struct rule *r, co
         s->next = re->buckets[hash & (re->n_buckets - 1)];
         re->buckets[hash & (re->n_buckets - 1)] = s;
         re->n_states++;
-        re->rule_states[r->index]++;
+        if (re->rule_states[r->index]++ == 0)
+                re->stateful[r->index / 64] |= 1ULL << (r->index % 64);
         state_account(re, s, +1);
         if (re->n_states > re->n_buckets)
                 buckets_grow(re);
@@ -441,7 +581,7 @@ static bool elapsed(uint64_t now, uint64_t since, uint64_t dur)
 
 /* The event's rendering of r's key template, shared by the rules with the
  * same template; NULL when a field of the key is missing. */
-static const struct kcache *get_key(struct rule_engine *re, const struct rule *r, const struct eval_ctx *c)
+static struct kcache *get_key(struct rule_engine *re, const struct rule *r, const struct eval_ctx *c)
 {
         struct kcache *k = &re->kc[r->key_id];
         size_t full;
@@ -453,7 +593,6 @@ static const struct kcache *get_key(struct rule_engine *re, const struct rule *r
         k->ok = tmpl_render(&r->key, c, true, k->key, sizeof k->key, &full, &h) == 0;
         if (!k->ok)
                 return NULL;
-        k->hash = h; /* of the whole text: the key itself unless cut below */
         k->len = full;
         if (full > sizeof k->key - 1) {
                 /* never let two long keys collide silently: keep a prefix
@@ -463,34 +602,57 @@ static const struct kcache *get_key(struct rule_engine *re, const struct rule *r
                 snprintf(k->key + cut, sizeof k->key - cut, "~%016llx", (unsigned long long)h);
                 re->stats.keys_truncated++;
                 k->len = strlen(k->key);
-                k->hash = hash_mem(HASH_INIT, k->key, k->len);
         }
+        k->key_hash = hash_words(k->key, k->len);
+        k->live = re->kfilter[k->key_hash & (re->n_kfilter - 1)] != 0;
+        k->hashed = false;
         return k;
 }
 
-static uint64_t state_hash(const struct rule *r, const struct kcache *k)
+static uint64_t state_hash(const struct rule *r, struct kcache *k)
 {
+        /* FNV-1a, as it always was: the table's bucket order is the order
+         * in which rule_engine_tick() reports */
+        if (!k->hashed) {
+                k->hash = hash_mem(HASH_INIT, k->key, k->len);
+                k->hashed = true;
+        }
         return k->hash ^ (r->name_hash * 0x9e3779b97f4a7c15ULL);
+}
+
+/* The event's value of f as the prefilters see it. */
+static inline struct vcache *vcache_get(struct rule_engine *re, const struct fieldref *f, const struct eval_ctx *c)
+{
+        struct vcache *v = &re->vc[fieldref_index(f)];
+
+        if (v->gen != re->gen) {
+                struct val fv = field_value(c, f);
+
+                v->gen = re->gen;
+                v->str = fv.type == VAL_STR;
+                v->hashed = false;
+                v->lit = 0;
+                if (v->str)
+                        v->s = fv.str;
+        }
+        return v;
+}
+
+static uint64_t vcache_hash(struct vcache *v)
+{
+        if (!v->hashed) {
+                v->hash = hash_words(v->s, strlen(v->s));
+                v->hashed = true;
+        }
+        return v->hash;
 }
 
 static bool eval_when(struct rule_engine *re, const struct rule *r, const struct eval_ctx *c)
 {
         for (size_t i = 0; i < r->n_pre; i++) {
                 const struct prefilter *p = &r->pre[i];
-                struct vcache *v = &re->vc[fieldref_index(&p->field)];
+                struct vcache *v = vcache_get(re, &p->field, c);
 
-                if (v->gen != re->gen) {
-                        struct val fv = field_value(c, &p->field);
-
-                        v->gen = re->gen;
-                        v->str = fv.type == VAL_STR;
-                        v->lit = 0;
-                        if (v->str) {
-                                v->s = fv.str;
-                                v->hash = p->glob ? 0 : hash_str(fv.str);
-                                v->lit = 0;
-                        }
-                }
                 if (!v->str)
                         return false; /* missing or a number: no string match either way */
                 if (p->glob) {
@@ -506,14 +668,12 @@ static bool eval_when(struct rule_engine *re, const struct rule *r, const struct
                 }
                 if (v->lit == p->id + 1)
                         continue;
-                if (v->hash == 0)
-                        v->hash = hash_str(v->s);
-                if (v->hash != p->hash || strcmp(v->s, p->lit) != 0)
+                if (vcache_hash(v) != p->hash || strcmp(v->s, p->lit) != 0)
                         return false;
                 v->lit = p->id + 1;
         }
         for (size_t i = 0; i < r->n_rest; i++)
-                if (!node_bool(r->when.nodes, r->rest[i], c))
+                if (!cond(r->when.nodes, r->rest[i], c))
                         return false;
         return true;
 }
@@ -539,6 +699,30 @@ static void start_state(struct rule_engine *re, const struct rule *r, const stru
         save_texts(re, s);
 }
 
+static struct ncache *ncache_entry(struct ncache *tab, size_t size, const char *p)
+{
+        return &tab[(((uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ULL) >> 32) & (size - 1)];
+}
+
+static bool ncache_get(const struct ncache *nc, const char *p, int *ret)
+{
+        if (nc->p != p || strcmp(nc->text, p) != 0)
+                return false;
+        *ret = nc->id;
+        return true;
+}
+
+static void ncache_put(struct ncache *nc, const char *p, int id)
+{
+        size_t len = strlen(p);
+
+        if (len >= sizeof nc->text)
+                return;
+        memcpy(nc->text, p, len + 1);
+        nc->p = p;
+        nc->id = id;
+}
+
 static void bind_event(struct rule_engine *re, const struct event *e)
 {
         const struct slot_table *st = &re->rs->slots;
@@ -554,11 +738,16 @@ static void bind_event(struct rule_engine *re, const struct event *e)
                 return;
         for (size_t i = 0; i < e->n_attrs && i < EVENT_ATTRS_MAX; i++) {
                 const struct event_attr *a = &e->attrs[i];
+                struct ncache *nc;
                 int s;
 
                 if (!a->key)
                         continue;
-                s = slot_table_find(st, a->key, hash_str(a->key));
+                nc = ncache_entry(re->keys, KEY_CACHE_SIZE, a->key);
+                if (!ncache_get(nc, a->key, &s)) {
+                        s = slot_table_find(st, a->key, hash_str(a->key));
+                        ncache_put(nc, a->key, s);
+                }
                 if (s >= 0 && re->slot_gen[s] != re->gen) { /* the first of duplicates wins */
                         re->slot_gen[s] = re->gen;
                         re->slot_attr[s] = a;
@@ -566,23 +755,35 @@ static void bind_event(struct rule_engine *re, const struct event *e)
         }
 }
 
-static const struct dispatch_entry *dispatch_find(const struct ruleset *rs, const char *source)
+static int dispatch_lookup(const struct ruleset *rs, const char *source)
 {
-        uint64_t h;
-        size_t mask;
+        uint64_t h = hash_str(source);
+        size_t mask = rs->disp_cap - 1;
 
-        if (!source || rs->disp_cap == 0)
-                return NULL;
-        h = hash_str(source);
-        mask = rs->disp_cap - 1;
         for (size_t i = h & mask;; i = (i + 1) & mask) {
                 uint32_t v = rs->disp_index[i];
 
                 if (v == 0)
-                        return NULL;
+                        return -1;
                 if (rs->disp[v - 1].hash == h && strcmp(rs->disp[v - 1].source, source) == 0)
-                        return &rs->disp[v - 1];
+                        return (int)(v - 1);
         }
+}
+
+static const struct dispatch_entry *dispatch_find(struct rule_engine *re, const char *source)
+{
+        const struct ruleset *rs = re->rs;
+        struct ncache *nc;
+        int id;
+
+        if (!source || rs->disp_cap == 0)
+                return NULL;
+        nc = ncache_entry(re->sources, SOURCE_CACHE_SIZE, source);
+        if (!ncache_get(nc, source, &id)) {
+                id = dispatch_lookup(rs, source);
+                ncache_put(nc, source, id);
+        }
+        return id >= 0 ? &rs->disp[id] : NULL;
 }
 
 /* Applies one event to one rule. Returns true when its when or clear held. */
@@ -591,7 +792,7 @@ static bool eval_rule(struct rule_engine *re, const struct rule *r, const struct
 {
         const struct event *e = c->e;
         uint64_t now = e->mono_usec, hash;
-        const struct kcache *k;
+        struct kcache *k;
         struct rstate **pp, *s;
         bool w, cl;
 
@@ -601,6 +802,13 @@ static bool eval_rule(struct rule_engine *re, const struct rule *r, const struct
         k = get_key(re, r, c);
         if (!k)
                 return false; /* the rule does not apply to events without its key fields */
+        if (!k->live) {       /* no rule has a state with this key */
+                if (w) {
+                        start_state(re, r, c, k, state_hash(r, k), now, fn, userdata);
+                        k->live = true;
+                }
+                return w;
+        }
         hash = state_hash(r, k);
         pp = state_find(re, r, k->key, k->len, hash);
         s = *pp;
@@ -676,12 +884,38 @@ static bool eval_rule(struct rule_engine *re, const struct rule *r, const struct
         return w || cl;
 }
 
+/* The rules of de whose when can hold for this event (struct
+ * dispatch_entry): a bitmap over rule indices. */
+static const uint64_t *candidates(struct rule_engine *re, const struct dispatch_entry *de, const struct eval_ctx *c)
+{
+        struct vcache *v;
+        uint64_t h;
+        size_t mask;
+
+        if (!de->has_disc)
+                return de->rules;
+        v = vcache_get(re, &de->disc, c);
+        if (!v->str)
+                return de->undisc; /* no equality with a literal can hold */
+        h = vcache_hash(v);
+        mask = de->lit_cap - 1;
+        for (size_t i = h & mask;; i = (i + 1) & mask) {
+                uint32_t l = de->lit_index[i];
+
+                if (l == 0)
+                        return de->undisc;
+                if (de->lits[l - 1].hash == h && strcmp(de->lits[l - 1].lit, v->s) == 0) {
+                        v->lit = de->lits[l - 1].id + 1; /* the rules' prefilters need not compare again */
+                        return de->lits[l - 1].cand;
+                }
+        }
+}
+
 void rule_engine_eval(struct rule_engine *re, const struct event *e, rule_hit_fn fn, void *userdata)
 {
         const struct ruleset *rs = re->rs;
         const struct dispatch_entry *de;
-        struct rule *const *list;
-        size_t n;
+        const uint64_t *cand;
         struct eval_ctx c;
         bool matched = false;
 
@@ -695,16 +929,23 @@ void rule_engine_eval(struct rule_engine *re, const struct event *e, rule_hit_fn
         c.slot_attr = re->slot_attr;
         c.slot_gen = re->slot_gen;
         c.gen = re->gen;
-        de = dispatch_find(rs, e->source);
-        if (de) {
-                list = de->rules;
-                n = de->n;
-        } else {
-                list = rs->wild;
-                n = rs->n_wild;
+        de = dispatch_find(re, e->source);
+        if (!de)
+                de = &rs->wild;
+        cand = candidates(re, de, &c);
+        /* the candidates, and the rules with live states whatever the event
+         * says; in load order. eval_rule changes at most its own rule's bit
+         * of stateful, which this word no longer holds. */
+        for (size_t w = 0; w < rs->n_words; w++) {
+                uint64_t bits = cand[w] | (de->rules[w] & re->stateful[w]);
+
+                while (bits) {
+                        size_t i = w * 64 + (size_t)__builtin_ctzll(bits);
+
+                        bits &= bits - 1;
+                        matched |= eval_rule(re, rs->rules[i], &c, fn, userdata);
+                }
         }
-        for (size_t i = 0; i < n; i++)
-                matched |= eval_rule(re, list[i], &c, fn, userdata);
         if (!matched)
                 re->stats.unmatched++;
 }
@@ -740,13 +981,15 @@ void rule_engine_set_rules(struct rule_engine *re, struct ruleset *rs)
         const struct event_attr **slot_attr = xcalloc(n_slots + 1, sizeof *slot_attr);
         uint32_t *slot_gen = xcalloc(n_slots + 1, sizeof *slot_gen);
         size_t *rule_states = xcalloc(n_rules + 1, sizeof *rule_states);
+        uint64_t *stateful = xcalloc((rs ? rs->n_words : 0) + 1, sizeof *stateful);
         size_t n_vc = BUILTIN_MAX + n_slots, n_kc = rs ? rs->n_keys : 0;
         struct vcache *vc = xcalloc(n_vc, sizeof *vc);
         struct kcache *kc = xcalloc(n_kc + 1, sizeof *kc);
         size_t n_gc = rs ? rs->n_globs : 0;
         struct gcache *gc = xcalloc(n_gc + 1, sizeof *gc);
 
-        if (!slot_attr || !slot_gen || !rule_states || !vc || !kc || !gc) {
+        if (!slot_attr || !slot_gen || !rule_states || !stateful || !vc || !kc || !gc) {
+                free(stateful);
                 free(gc);
                 free(slot_attr);
                 free(slot_gen);
@@ -767,12 +1010,14 @@ void rule_engine_set_rules(struct rule_engine *re, struct ruleset *rs)
                                 *pp = s->next;
                                 state_account(re, s, -1);
                                 re->n_states--;
+                                re->kfilter[s->key_hash & (re->n_kfilter - 1)]--;
                                 rstate_free(s);
                                 continue;
                         }
                         /* same name hash: the state stays in its bucket */
                         s->rule = nr;
                         rule_states[nr->index]++;
+                        stateful[nr->index / 64] |= 1ULL << (nr->index % 64);
                         pp = &s->next;
                 }
         }
@@ -780,7 +1025,9 @@ void rule_engine_set_rules(struct rule_engine *re, struct ruleset *rs)
         free(re->slot_attr);
         free(re->slot_gen);
         free(re->rule_states);
+        free(re->stateful);
         re->rs = rs;
+        re->stateful = stateful;
         re->slot_attr = slot_attr;
         re->slot_gen = slot_gen;
         re->rule_states = rule_states;
@@ -793,6 +1040,8 @@ void rule_engine_set_rules(struct rule_engine *re, struct ruleset *rs)
         free(re->gc);
         re->gc = gc;
         re->n_gc = n_gc;
+        memset(re->keys, 0, sizeof re->keys);
+        memset(re->sources, 0, sizeof re->sources);
         re->gen = 1;
 }
 

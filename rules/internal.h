@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "../lib/event.h"
 #include "conf.h"
@@ -217,10 +218,20 @@ enum enode_kind {
 };
 
 enum glob_kind {
-        GLOB_EXACT,  /* no wildcard: strcmp */
-        GLOB_PREFIX, /* "abc*" */
-        GLOB_SUFFIX, /* "*abc" */
+        GLOB_EXACT,    /* no wildcard: strcmp */
+        GLOB_PREFIX,   /* "abc*" */
+        GLOB_SUFFIX,   /* "*abc" */
+        GLOB_CONTAINS, /* "*abc*": strstr */
         GLOB_FNMATCH,
+};
+
+/* What an EN_CMP compares, known at compile time from its operands' types:
+ * when one side can only be a number (or missing), the comparison holds only
+ * if both sides are numbers, so it needs no value of the other type. */
+enum cmp_type {
+        CMP_ANY, /* attribute against attribute: the types meet per event */
+        CMP_NUM,
+        CMP_STR,
 };
 
 /* A field reference: a built-in, or an attribute slot of the ruleset. */
@@ -229,15 +240,17 @@ struct fieldref {
         int slot; /* -1 for built-ins */
 };
 
+/* What evaluation reads comes first: the first 40 of 64 bytes. */
 struct enode {
         enum enode_kind kind;
-        int op;     /* EN_CMP: TOK_EQ..TOK_GE; EN_ARITH: TOK_PLUS..TOK_SLASH; EN_GLOB: TOK_MATCH/NOMATCH */
-        int a, b;   /* children (node indices), -1 if none */
-        double num; /* EN_NUM */
-        char *str;  /* EN_STR, EN_GLOB pattern */
-        size_t len; /* EN_STR/EN_GLOB: strlen(str) */
-        enum glob_kind glob;
+        int op;                /* EN_CMP: TOK_EQ..TOK_GE; EN_ARITH: TOK_PLUS..TOK_SLASH; EN_GLOB: TOK_MATCH/NOMATCH */
+        int a, b;              /* children (node indices), -1 if none */
+        enum cmp_type cmp;     /* EN_CMP */
+        enum glob_kind glob;   /* EN_GLOB */
         struct fieldref field; /* EN_FIELD, EN_EXISTS */
+        double num;            /* EN_NUM */
+        char *str;             /* EN_STR, EN_GLOB pattern */
+        size_t len;            /* EN_STR/EN_GLOB: strlen(str) */
         char *field_text;      /* EN_FIELD, EN_EXISTS: as written: "chip", "varbind[\"x\"]" */
 };
 
@@ -288,8 +301,10 @@ static inline const struct event_attr *eval_slot(const struct eval_ctx *c, int s
 
 /* Renders t into buf (size bytes, always NUL-terminated). Missing fields
  * render as "?" unless strict, in which case it returns -ENOENT. Over-long
- * text is cut at a UTF-8 boundary; *ret_full_len gets the untruncated length
- * and *ret_hash the FNV-1a hash of the whole text. */
+ * text is cut at a UTF-8 boundary; *ret_full_len gets the untruncated length.
+ * Only when the text was cut (full length >= size) and ret_hash is not NULL,
+ * *ret_hash gets the FNV-1a hash of the whole text, which the caller can no
+ * longer compute; a text that fits is not hashed here. */
 int tmpl_render(const struct tmpl *t, const struct eval_ctx *c, bool strict, char *buf, size_t size,
                 size_t *ret_full_len, uint64_t *ret_hash);
 
@@ -336,11 +351,36 @@ static inline size_t fieldref_index(const struct fieldref *f)
         return f->builtin != BUILTIN_NONE ? (size_t)f->builtin : (size_t)BUILTIN_MAX + (size_t)f->slot;
 }
 
+/* The rules an event of one source is evaluated against, as bitmaps over
+ * rule indices (bit i of word i / 64), so that visiting the set bits in
+ * order visits rules in load order.
+ *
+ * Most rules of one source also differ by an equality on one more field
+ * (chip == "...", object == "..."). ruleset_finish picks, per entry, the
+ * field whose literals rule out the most rules even for the commonest value
+ * (disc), and keeps for each of its literals the rules whose when can still
+ * hold when the event's field has that value: the rules without an
+ * equality on disc, and those whose first equality on it names that
+ * literal. Every other rule's when is false for such an event; the
+ * evaluator still visits those that have live states, whose clear must see
+ * every event of their source. */
+struct disc_lit {
+        const char *lit; /* owned by a rule's node */
+        uint64_t hash;   /* hash_words */
+        size_t id;       /* the literal's prefilter id */
+        uint64_t *cand;
+};
+
 struct dispatch_entry {
-        char *source;
+        char *source; /* NULL for the entry of unknown sources */
         uint64_t hash;
-        struct rule **rules; /* the source's rules and all undispatched ones, in order */
-        size_t n;
+        uint64_t *rules; /* the source's rules and all undispatched ones */
+        bool has_disc;   /* else every rule is a candidate */
+        struct fieldref disc;
+        uint64_t *undisc; /* candidates when disc is none of the literals */
+        struct disc_lit *lits;
+        size_t n_lits, lit_cap; /* lit_cap: power of two, table in lit_index */
+        uint32_t *lit_index;    /* open addressing: lits entry + 1 */
 };
 
 struct slot_table {
@@ -357,11 +397,11 @@ struct ruleset {
         struct srcnames names;
         struct slot_table slots;
         struct dispatch_entry *disp;
-        size_t n_disp, disp_cap; /* disp_cap: power of two, table of n_disp entries in disp_index */
-        uint32_t *disp_index;    /* open addressing: entry + 1 */
-        struct rule **wild;      /* rules without a dispatch source, for unknown sources */
-        size_t n_wild;
-        uint32_t *name_index; /* open addressing over rules by name: index + 1 */
+        size_t n_disp, disp_cap;    /* disp_cap: power of two, table of n_disp entries in disp_index */
+        uint32_t *disp_index;       /* open addressing: entry + 1 */
+        struct dispatch_entry wild; /* rules without a dispatch source, for unknown sources */
+        size_t n_words;             /* of each bitmap over rule indices */
+        uint32_t *name_index;       /* open addressing over rules by name: index + 1 */
         size_t name_cap;
         struct rejected { /* rules that had errors, for duplicate-name checks */
                 char *name;
@@ -377,6 +417,27 @@ struct ruleset {
 uint64_t hash_str(const char *s);
 uint64_t hash_mem(uint64_t h, const void *p, size_t n);
 #define HASH_INIT 1469598103934665603ULL
+
+/* A hash for the evaluator's own lookups (equality prefilters, the
+ * literals of dispatch entries, the key filter in front of the state
+ * table): eight bytes per multiply where FNV-1a needs one per byte. Its
+ * values depend on the byte order and never leave the process. What is
+ * shown (the suffix of a cut key) or orders output (the state table's
+ * buckets, which rule_engine_tick() walks) stays FNV-1a. */
+static inline uint64_t hash_words(const char *s, size_t len)
+{
+        uint64_t h = (uint64_t)len * 0x9e3779b97f4a7c15ULL, w;
+
+        for (; len >= 8; s += 8, len -= 8) {
+                memcpy(&w, s, 8);
+                h = (h ^ w) * 0xff51afd7ed558ccdULL;
+                h ^= h >> 32;
+        }
+        w = 0;
+        memcpy(&w, s, len);
+        h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+        return h ^ (h >> 33);
+}
 
 /* Slot of an attribute name in a finished ruleset, or -1. */
 int slot_table_find(const struct slot_table *st, const char *name, uint64_t hash);

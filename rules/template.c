@@ -206,7 +206,8 @@ struct out {
         char *buf;
         size_t size, len, full;
         uint64_t hash;
-        bool hashing; /* only once the text overflows: the common case hashes nothing */
+        bool want_hash; /* the caller asked for the hash of a cut text */
+        bool hashing;   /* only once the text overflows: the common case hashes nothing */
 };
 
 static void out_put(struct out *o, const char *s, size_t n)
@@ -219,7 +220,7 @@ static void out_put(struct out *o, const char *s, size_t n)
                 o->len += k;
         }
         o->full += n;
-        if (k < n && !o->hashing) {
+        if (k < n && !o->hashing && o->want_hash) {
                 o->hashing = true;
                 o->hash = hash_mem(HASH_INIT, o->buf, o->len);
         }
@@ -230,7 +231,7 @@ static void out_put(struct out *o, const char *s, size_t n)
 int tmpl_render(const struct tmpl *t, const struct eval_ctx *c, bool strict, char *buf, size_t size,
                 size_t *ret_full_len, uint64_t *ret_hash)
 {
-        struct out o = {.buf = buf, .size = size, .hash = HASH_INIT};
+        struct out o = {.buf = buf, .size = size, .hash = HASH_INIT, .want_hash = ret_hash != NULL};
         char num[40];
 
         for (size_t i = 0; i < t->n; i++) {
@@ -261,11 +262,9 @@ int tmpl_render(const struct tmpl *t, const struct eval_ctx *c, bool strict, cha
         }
         if (size > 0)
                 buf[o.len] = '\0';
-        if (!o.hashing)
-                o.hash = hash_mem(HASH_INIT, buf, o.len);
         if (ret_full_len)
                 *ret_full_len = o.full;
-        if (ret_hash)
+        if (o.hashing)
                 *ret_hash = o.hash;
         return 0;
 }

@@ -8,6 +8,7 @@ reason, and under CI=true a skip is a failure (see conftest.require_root).
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 
@@ -74,11 +75,12 @@ class Agent:
         with open(os.path.join(self.rules_dir, name), "w") as f:
             f.write(text)
 
-    def start(self):
+    def start(self, env=None):
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             self.hw.wrap([os.path.join(BUILD, "weibao-agent"), "--config", self.conf]),
-            stdout=self.logf, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+            stdout=self.logf, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+            env=dict(os.environ, **(env or {})))
         wait_until(lambda: os.path.exists(self.sock) or self.proc.poll() is not None, 10)
         assert self.proc.poll() is None, "agent exited early:\n" + self.log()
 
@@ -279,6 +281,70 @@ def test_default_rules_open_p3_case(stub, tmp_path):
         assert c[0]["rule"] == "temperature-critical"
     finally:
         a.stop()
+
+
+def test_sd_notify_ready_status_reloading(agent, stub, tmp_path):
+    """The agent tells systemd READY, STATUS and RELOADING through $NOTIFY_SOCKET."""
+    path = str(tmp_path / "notify.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+    s.settimeout(5)
+    try:
+        agent.start(env={"NOTIFY_SOCKET": path})
+        msgs = []
+        while not any("READY=1" in m for m in msgs):
+            msgs.append(s.recv(4096).decode())
+        while not any(m.startswith("STATUS=") for m in msgs):
+            msgs.append(s.recv(4096).decode())
+        status = [m for m in msgs if m.startswith("STATUS=")][0]
+        assert "2 rules" in status and "0 faults firing" in status
+        agent.proc.send_signal(signal.SIGHUP)
+        while not any("RELOADING=1" in m for m in msgs):
+            msgs.append(s.recv(4096).decode())
+    finally:
+        s.close()
+
+
+def test_second_agent_on_same_socket_is_refused(agent, stub):
+    agent.start()
+    r = subprocess.run(agent.hw.wrap([os.path.join(BUILD, "weibao-agent"), "--config", agent.conf]),
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1
+    assert "another weibao-agent is answering on it" in r.stderr
+    assert agent.ctl("status").returncode == 0  # the first one still answers
+
+
+def worker_pids(agent):
+    """PIDs of the agent's children named weibao-sender (its HTTP worker)."""
+    pid = agent.proc.pid
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+        kids = [int(p) for p in f.read().split()]
+    out = []
+    for k in kids:
+        try:
+            with open("/proc/%d/comm" % k) as f:
+                if f.read().strip() == "weibao-sender":
+                    out.append(k)
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def test_http_worker_killed_is_replaced(agent, stub):
+    """The HTTP worker is a child process; if it dies, the next send starts a new one."""
+    agent.start()
+    assert worker_pids(agent) == []  # idle agents run no worker
+    agent.hw.set_temp("testcpu", 1, 97.0)
+    c = stub.wait_for(lambda: cases_for(stub), 8)
+    pids = worker_pids(agent)
+    assert len(pids) == 1
+    os.kill(pids[0], signal.SIGKILL)
+    wait_until(lambda: "HTTP worker was killed by signal KILL" in agent.log() or not worker_pids(agent), 5)
+    agent.hw.set_temp("testcpu", 1, 60.0)
+    stub.wait_for(lambda: not stub.case(c[0]["id"])["fault_active"], 10)
+    assert agent.proc.poll() is None
+    new = worker_pids(agent)
+    assert new and new != pids
 
 
 def test_sigterm_stops_cleanly(agent, stub):

@@ -115,7 +115,7 @@ def test_create_case_and_list_it(stub):
     one = stub.case(c["id"])
     assert one["updates"] == []
     assert {k: v for k, v in one.items() if k != "updates"} == c
-    assert "POST /api/v1/cases 201" in stub.log
+    stub.wait_for(lambda: "POST /api/v1/cases 201" in stub.log, 5)
 
 
 def test_minimal_case_gets_defaults(stub):
@@ -431,7 +431,7 @@ def test_cases_and_idempotency_survive_restart(stub):
 def test_sigint_stops_cleanly(stub):
     create(stub, "x")
     assert stub.stop(signal.SIGINT) == 0
-    assert "SIGINT received" in stub.log
+    stub.wait_for(lambda: "SIGINT received" in stub.log, 5)
 
 
 # ---- command line ----------------------------------------------------------
@@ -546,7 +546,8 @@ def test_storage_failure_is_500_and_rolled_back(stub):
         db.execute("BEGIN EXCLUSIVE")
         r = create(stub, "locked")
         assert_error(r, 500, "storage failure")
-        assert "creating case: database is locked" in stub.log
+        # The stub's stderr is read by a thread: wait for the line, not just the answer.
+        stub.wait_for(lambda: "creating case: database is locked" in stub.log, 5)
     finally:
         db.execute("ROLLBACK")
         db.close()

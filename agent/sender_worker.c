@@ -1,0 +1,280 @@
+/* weibao-sender: the agent's HTTP worker, the only program that links libcurl.
+ *
+ * Why a separate process: libcurl and the 30-odd libraries it pulls in
+ * (OpenSSL, GnuTLS, Kerberos, LDAP, ...) cost about 6 MiB of PSS merely by
+ * being mapped and relocated, four times what the whole idle agent may cost.
+ * The agent starts this worker when it has something to send and lets it exit
+ * when nothing has been sent for a while (agent/sender.c).
+ *
+ * Protocol, newline-delimited JSON (cJSON never emits a raw newline):
+ *   stdin  {"type":"config","base_url":..,"token":..,"timeout_ms":..}
+ *   stdin  {"type":"request","id":N,"method":"POST","path":..,"body":..,"idempotency_key":..}
+ *   stdout {"id":N,"status":201,"body":"..."}  or  {"id":N,"status":0,"error":"..."}
+ * Requests run concurrently on one curl multi handle. EOF on stdin ends the
+ * worker at once; requests still in flight are abandoned (the agent retries). */
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "../lib/xalloc.h"
+#include "identity.h"
+
+#define LINE_MAX_BYTES (8 * 1024 * 1024) /* a request line: a 1 MiB body, escaped */
+#define ANSWER_MAX (1024 * 1024)
+
+struct job {
+        double id;
+        CURL *easy;
+        struct curl_slist *headers;
+        char *body;
+        char *answer;
+        size_t answer_len;
+        bool too_big;
+        char errbuf[CURL_ERROR_SIZE];
+};
+
+static char *base_url, *auth_header;
+static long timeout_ms = 10000;
+
+static void fail(const char *what)
+{
+        fprintf(stderr, "weibao-sender: %s\n", what);
+        exit(1);
+}
+
+static void write_all(const char *s, size_t n)
+{
+        while (n > 0) {
+                ssize_t w = write(1, s, n);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w <= 0)
+                        exit(0); /* the agent went away */
+                s += w;
+                n -= (size_t)w;
+        }
+}
+
+static void answer(double id, long status, const char *body, const char *error)
+{
+        cJSON *o = cJSON_CreateObject();
+        char *s;
+
+        if (!o)
+                fail("out of memory");
+        cJSON_AddNumberToObject(o, "id", id);
+        cJSON_AddNumberToObject(o, "status", (double)status);
+        cJSON_AddStringToObject(o, "body", body ? body : "");
+        if (error)
+                cJSON_AddStringToObject(o, "error", error);
+        s = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        if (!s)
+                fail("out of memory");
+        write_all(s, strlen(s));
+        write_all("\n", 1);
+        free(s);
+}
+
+static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata)
+{
+        struct job *j = userdata;
+        size_t n = size * nmemb;
+        char *p;
+
+        if (j->answer_len + n > ANSWER_MAX) {
+                j->too_big = true;
+                return 0;
+        }
+        p = xrealloc(j->answer, j->answer_len + n + 1);
+        if (!p)
+                return 0;
+        j->answer = p;
+        memcpy(j->answer + j->answer_len, data, n);
+        j->answer_len += n;
+        j->answer[j->answer_len] = '\0';
+        return n;
+}
+
+static void job_free(struct job *j)
+{
+        if (!j)
+                return;
+        if (j->easy)
+                curl_easy_cleanup(j->easy);
+        curl_slist_free_all(j->headers);
+        free(j->body);
+        free(j->answer);
+        free(j);
+}
+
+static const char *jstr(const cJSON *o, const char *k)
+{
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+
+        return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static void start_job(CURLM *multi, const cJSON *o)
+{
+        const cJSON *idv = cJSON_GetObjectItemCaseSensitive(o, "id");
+        const char *method = jstr(o, "method"), *path = jstr(o, "path"), *body = jstr(o, "body");
+        const char *idem = jstr(o, "idempotency_key");
+        struct job *j;
+        char *url, *idem_header = NULL;
+        struct curl_slist *h;
+
+        if (!cJSON_IsNumber(idv))
+                return;
+        if (!base_url || !method || !path) {
+                answer(idv->valuedouble, 0, NULL, "request without configuration, method or path");
+                return;
+        }
+        j = xcalloc(1, sizeof *j);
+        url = xasprintf("%s%s", base_url, path);
+        if (idem)
+                idem_header = xasprintf("Idempotency-Key: %s", idem);
+        if (!j || !url || (idem && !idem_header))
+                fail("out of memory");
+        j->id = idv->valuedouble;
+        j->body = xstrdup(body ? body : "");
+        j->easy = curl_easy_init();
+        h = curl_slist_append(NULL, "Content-Type: application/json");
+        if (h)
+                j->headers = h;
+        if (!j->body || !j->easy || !h || !(h = curl_slist_append(j->headers, auth_header)) ||
+            (idem_header && !(h = curl_slist_append(j->headers, idem_header))) ||
+            /* libcurl adds "Expect: 100-continue" to larger bodies: a round trip we do not need */
+            !(h = curl_slist_append(j->headers, "Expect:")))
+                fail("out of memory");
+        curl_easy_setopt(j->easy, CURLOPT_URL, url);
+        curl_easy_setopt(j->easy, CURLOPT_CUSTOMREQUEST, method);
+        curl_easy_setopt(j->easy, CURLOPT_POSTFIELDS, j->body);
+        curl_easy_setopt(j->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(j->body));
+        curl_easy_setopt(j->easy, CURLOPT_HTTPHEADER, j->headers);
+        curl_easy_setopt(j->easy, CURLOPT_WRITEFUNCTION, on_write);
+        curl_easy_setopt(j->easy, CURLOPT_WRITEDATA, j);
+        curl_easy_setopt(j->easy, CURLOPT_ERRORBUFFER, j->errbuf);
+        curl_easy_setopt(j->easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+        curl_easy_setopt(j->easy, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+        curl_easy_setopt(j->easy, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(j->easy, CURLOPT_USERAGENT, "weibao-agent/" WEIBAO_VERSION);
+        curl_easy_setopt(j->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(j->easy, CURLOPT_PRIVATE, j);
+        free(url);
+        free(idem_header);
+        if (curl_multi_add_handle(multi, j->easy) != CURLM_OK) {
+                answer(j->id, 0, NULL, "cannot start the transfer");
+                job_free(j);
+        }
+}
+
+static void configure(const cJSON *o)
+{
+        const char *url = jstr(o, "base_url"), *token = jstr(o, "token");
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "timeout_ms");
+        size_t n;
+
+        if (!url || !token)
+                return;
+        free(base_url);
+        free(auth_header);
+        base_url = xstrdup(url);
+        auth_header = xasprintf("Authorization: Bearer %s", token);
+        if (!base_url || !auth_header)
+                fail("out of memory");
+        n = strlen(base_url);
+        while (n > 0 && base_url[n - 1] == '/')
+                base_url[--n] = '\0';
+        if (cJSON_IsNumber(t) && t->valuedouble >= 1 && t->valuedouble <= 3600000)
+                timeout_ms = (long)t->valuedouble;
+}
+
+static void handle_line(CURLM *multi, const char *line, size_t len)
+{
+        cJSON *o = cJSON_ParseWithLength(line, len);
+        const char *type = o ? jstr(o, "type") : NULL;
+
+        if (!type)
+                fail("malformed request line from the agent");
+        if (strcmp(type, "config") == 0)
+                configure(o);
+        else if (strcmp(type, "request") == 0)
+                start_job(multi, o);
+        cJSON_Delete(o);
+}
+
+static void finish_jobs(CURLM *multi)
+{
+        CURLMsg *msg;
+        int left;
+
+        while ((msg = curl_multi_info_read(multi, &left))) {
+                struct job *j;
+                long status = 0;
+
+                if (msg->msg != CURLMSG_DONE)
+                        continue;
+                curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&j);
+                curl_multi_remove_handle(multi, j->easy);
+                if (msg->data.result == CURLE_OK) {
+                        curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
+                        answer(j->id, status, j->answer, NULL);
+                } else {
+                        answer(j->id, 0, NULL,
+                               j->too_big     ? "answer larger than 1 MiB"
+                               : j->errbuf[0] ? j->errbuf
+                                              : curl_easy_strerror(msg->data.result));
+                }
+                job_free(j);
+        }
+}
+
+int main(void)
+{
+        CURLM *multi;
+        char *buf;
+        size_t len = 0;
+        int running = 0;
+
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 || !(multi = curl_multi_init()))
+                fail("cannot initialise libcurl");
+        buf = xmalloc(LINE_MAX_BYTES + 1);
+        if (!buf)
+                fail("out of memory");
+        if (fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK) < 0)
+                fail("cannot make stdin non-blocking");
+        for (;;) {
+                struct curl_waitfd in = {.fd = 0, .events = CURL_WAIT_POLLIN};
+                ssize_t n;
+                char *nl;
+
+                curl_multi_poll(multi, &in, 1, 1000, NULL);
+                n = read(0, buf + len, LINE_MAX_BYTES - len);
+                if (n == 0)
+                        break; /* the agent closed us: done */
+                if (n < 0 && errno != EAGAIN && errno != EINTR)
+                        break;
+                if (n > 0)
+                        len += (size_t)n;
+                while ((nl = memchr(buf, '\n', len))) {
+                        size_t l = (size_t)(nl - buf);
+                        handle_line(multi, buf, l);
+                        memmove(buf, nl + 1, len - l - 1);
+                        len -= l + 1;
+                }
+                if (len == LINE_MAX_BYTES)
+                        fail("request line longer than 8 MiB");
+                curl_multi_perform(multi, &running);
+                finish_jobs(multi);
+        }
+        free(buf);
+        return 0;
+}
