@@ -172,15 +172,18 @@ static int collectors_prepare(const struct config *cfg, struct diag *d, struct r
                 cs[n++].ops = *o;
         }
         /* Collector blocks that name no built-in collector are errors. */
+        char builtin_names[256] = "";
+        for (const struct collector_ops *const *o = collector_registry; *o; o++)
+                snprintf(builtin_names + strlen(builtin_names), sizeof builtin_names - strlen(builtin_names), "%s%s",
+                         o == collector_registry ? "" : ", ", (*o)->name);
         for (size_t i = 0; i < cfg->n_collectors; i++) {
                 const char *name = conf_block_name(cfg->collectors[i]);
                 bool known = false;
                 for (const struct collector_ops *const *o = collector_registry; *o && !known; o++)
                         known = strcmp((*o)->name, name) == 0;
-                if (!known) {
-                        diag_add(d, cfg->path, 0, 0, "unknown collector '%s'", name);
-                        r = -EINVAL;
-                }
+                if (!known)
+                        r = conf_block_diag(cfg->collectors[i], NULL, d, "unknown collector (built in: %s)",
+                                            builtin_names);
         }
         if (r < 0) {
                 collectors_free(cs, n);

@@ -139,7 +139,7 @@ int main(void)
                 now = time_mono_usec();
         } while (now - start < 3000000);
         printf("bench: rules.eval %.0f events/s\n", (double)n * 1e6 / (double)(now - start));
-        fprintf(stderr, "bench: %lu events, hit weight %lu\n", n, hits);
+        fprintf(stderr, "bench_rules: %lu events, hit weight %lu\n", n, hits);
         rule_engine_free(re);
         diag_free(d);
         free(text);

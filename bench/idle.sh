@@ -474,7 +474,7 @@ say "this machine: $(nproc) CPUs, ${host_sensors:-0} temperature inputs from sen
 
 # One program at a time, with nothing else of ours running: PSS splits every
 # shared page among all processes mapping it, so two programs measured
-# together lower each other's PSS (the agent and monit share libcrypto, the
+# together lower each other's PSS (programs sharing libraries such as libcrypto or libc, the
 # agent and collectd libsensors). Only weibao-stub runs beside the agent,
 # because the agent needs a central API to idle as in production.
 

@@ -122,28 +122,24 @@ static uint64_t boottime_usec(void)
 
 /* ---- settings ---- */
 
-/* conf.h has no way to point at a setting's position for a range error, so
- * these name the block and the setting instead. */
-static int parse_globs(struct sensors_state *st, const char *value, struct diag *d)
+static int parse_globs(struct sensors_state *st, const struct conf_block *block, const char *value, struct diag *d)
 {
         char *save = NULL, *tok;
 
         st->chips_setting = xstrdup(value);
         st->globs_buf = xstrdup(value);
         if (!st->chips_setting || !st->globs_buf) {
-                diag_add(d, "collector sensors", 0, 0, "chips: out of memory");
+                conf_block_diag(block, "chips", d, "chips: out of memory");
                 return -ENOMEM;
         }
         for (tok = strtok_r(st->globs_buf, " \t,", &save); tok; tok = strtok_r(NULL, " \t,", &save)) {
                 if (st->n_globs == CHIPS_GLOBS_MAX) {
-                        diag_add(d, "collector sensors", 0, 0, "chips: more than %d patterns", CHIPS_GLOBS_MAX);
-                        return -EINVAL;
+                        return conf_block_diag(block, "chips", d, "chips: more than %d patterns", CHIPS_GLOBS_MAX);
                 }
                 st->globs[st->n_globs++] = tok;
         }
         if (st->n_globs == 0) {
-                diag_add(d, "collector sensors", 0, 0, "chips: no pattern given (leave it out to watch all chips)");
-                return -EINVAL;
+                return conf_block_diag(block, "chips", d, "chips: no pattern given (leave it out to watch all chips)");
         }
         return 0;
 }
@@ -160,22 +156,20 @@ static int read_settings(struct sensors_state *st, const struct conf_block *bloc
         if (r == -EINVAL)
                 ret = r;
         else if (r == 0 && (st->interval_usec < MIN_INTERVAL_USEC || st->interval_usec > MAX_INTERVAL_USEC)) {
-                diag_add(d, "collector sensors", 0, 0, "interval must be between 100ms and 1d");
-                ret = -EINVAL;
+                ret = conf_block_diag(block, "interval", d, "interval must be between 100ms and 1d");
         }
         r = conf_block_get_number(block, "max_jump", &jump, d);
         if (r == -EINVAL)
                 ret = r;
         else if (r == 0 && !(jump > 0 && isfinite(jump))) {
-                diag_add(d, "collector sensors", 0, 0, "max_jump must be a positive number of °C per second");
-                ret = -EINVAL;
+                ret = conf_block_diag(block, "max_jump", d, "max_jump must be a positive number of °C per second");
         } else if (r == 0)
                 st->limits.max_jump_c_per_s = jump;
         r = conf_block_get_string(block, "chips", &chips, d);
         if (r == -EINVAL)
                 ret = r;
         else if (r == 0) {
-                r = parse_globs(st, chips, d);
+                r = parse_globs(st, block, chips, d);
                 if (r < 0)
                         ret = r;
         }

@@ -8,6 +8,7 @@
  * agent's rules globs are loaded in glob(3)'s sorted order, pattern after
  * pattern, each file once; rule blocks in the config itself come after. */
 #include <errno.h>
+#include <stdarg.h>
 #include <glob.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -64,6 +65,22 @@ static struct conf_setting *setting_find(const struct conf_block *b, const char 
                         return &b->settings[i];
                 }
         return NULL;
+}
+
+int conf_block_diag(const struct conf_block *b, const char *key, struct diag *d, const char *fmt, ...)
+{
+        const struct conf_setting *s = NULL;
+        char msg[512];
+        va_list ap;
+
+        for (size_t i = 0; key && i < b->n && !s; i++)
+                if (strcmp(b->settings[i].key, key) == 0)
+                        s = &b->settings[i];
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        diag_add(d, b->file, s ? s->val.line : b->line, s ? s->val.col : b->col, "collector %s: %s", b->name, msg);
+        return -EINVAL;
 }
 
 static int setting_error(const struct conf_block *b, const struct conf_setting *s, struct diag *d, const char *expected)

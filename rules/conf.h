@@ -51,6 +51,11 @@ int conf_block_get_number(const struct conf_block *b, const char *key, double *r
 int conf_block_get_duration(const struct conf_block *b, const char *key, uint64_t *ret_usec, struct diag *d);
 /* yes/no/true/false/on/off */
 int conf_block_get_bool(const struct conf_block *b, const char *key, bool *ret, struct diag *d);
+/* Adds a diagnostic at the position of setting key (at the block's own
+ * position when key is NULL or absent): for range and consistency errors a
+ * collector finds after a getter accepted the value's type. Returns -EINVAL. */
+int conf_block_diag(const struct conf_block *b, const char *key, struct diag *d, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
 /* Adds "unknown setting 'x' in collector NAME" for each setting no getter
  * asked for. Returns 0, or -EINVAL if any was reported. */
 int conf_block_check_unused(const struct conf_block *b, struct diag *d);

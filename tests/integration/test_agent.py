@@ -365,6 +365,18 @@ def test_malformed_config_exits_2_with_position(tmp_path):
     assert "%s:6:11:" % conf in r.stderr
 
 
+def test_collector_setting_out_of_range_has_position(tmp_path):
+    conf = tmp_path / "range.conf"
+    conf.write_text('central {\n  url "http://127.0.0.1:1"\n  token_file "t"\n}\n'
+                    'agent {\n  rules "%s/rules/default/*.rules"\n}\n'
+                    'collector sensors {\n  interval 1ms\n}\ncollector fans {\n}\n' % ROOT)
+    r = subprocess.run([os.path.join(BUILD, "weibao-agent"), "--check", "--config", str(conf)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "%s:9:12: collector sensors: interval must be between 100ms and 1d" % conf in r.stderr, r.stderr
+    assert "%s:11:1: collector fans: unknown collector (built in: sensors)" % conf in r.stderr, r.stderr
+
+
 def test_check_accepts_example_config():
     r = subprocess.run([os.path.join(BUILD, "weibao-agent"), "--check", "--config",
                         os.path.join(ROOT, "examples", "agent.conf")], capture_output=True, text=True)
