@@ -19,6 +19,7 @@
 
 #include "../collectors/collector.h"
 #include "../lib/event.h"
+#include "../lib/json.h"
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
 #include "../rules/conf.h"
@@ -466,7 +467,7 @@ static cJSON *collectors_json(const struct agent *a)
                 cJSON_AddBoolToObject(o, "running", c->started);
                 if (c->error)
                         cJSON_AddStringToObject(o, "error", c->error);
-                cJSON_AddItemToArray(arr, o);
+                json_add(arr, NULL, o);
         }
         return arr;
 }
@@ -482,7 +483,7 @@ static cJSON *status_json(const struct agent *a)
                 return NULL;
         faults_get_stats(a->faults, &fs);
         rule_engine_get_stats(a->engine, &es);
-        cJSON_AddItemToObject(o, "agent", identity_to_json(a->id));
+        json_add(o, "agent", identity_to_json(a->id));
         cJSON_AddStringToObject(o, "started_at", time_format_rfc3339(a->started_wall, ts, sizeof ts));
         cJSON_AddNumberToObject(o, "uptime_s", (double)(time_wall_usec() - a->started_wall) / 1e6);
         cJSON_AddStringToObject(o, "config", a->config_path);
@@ -508,7 +509,7 @@ static cJSON *status_json(const struct agent *a)
                 cJSON_AddNumberToObject(x, "send_failures", (double)fs.send_failures);
                 cJSON_AddNumberToObject(x, "in_flight", (double)sender_in_flight(a->sender));
         }
-        cJSON_AddItemToObject(o, "collectors", collectors_json(a));
+        json_add(o, "collectors", collectors_json(a));
         if ((x = cJSON_AddArrayToObject(o, "loop_sources"))) {
                 for (size_t i = 0; i < loop_source_count(a->loop); i++) {
                         const char *kind, *name;
@@ -519,7 +520,7 @@ static cJSON *status_json(const struct agent *a)
                                 break;
                         cJSON_AddStringToObject(s, "kind", kind);
                         cJSON_AddStringToObject(s, "name", name);
-                        cJSON_AddItemToArray(x, s);
+                        json_add(x, NULL, s);
                 }
         }
         return o;
@@ -535,7 +536,7 @@ static cJSON *control_answer(int argc, char **argv, void *userdata)
                 return status_json(a);
         if (strcmp(argv[0], "faults") == 0) {
                 if ((o = answer_ok()))
-                        cJSON_AddItemToObject(o, "faults", faults_to_json(a->faults));
+                        json_add(o, "faults", faults_to_json(a->faults));
                 return o;
         }
         if (strcmp(argv[0], "snapshot") == 0) {
@@ -544,9 +545,9 @@ static cJSON *control_answer(int argc, char **argv, void *userdata)
                         return o;
                 cJSON_AddNumberToObject(snap, "version", 1);
                 cJSON_AddStringToObject(snap, "time", time_format_rfc3339(time_wall_usec(), ts, sizeof ts));
-                cJSON_AddItemToObject(snap, "agent", identity_to_json(a->id));
-                cJSON_AddItemToObject(snap, "collectors", collectors_json(a));
-                cJSON_AddItemToObject(snap, "faults", faults_to_json(a->faults));
+                json_add(snap, "agent", identity_to_json(a->id));
+                json_add(snap, "collectors", collectors_json(a));
+                json_add(snap, "faults", faults_to_json(a->faults));
                 return o;
         }
         if (strcmp(argv[0], "reload") == 0) {

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "../lib/event.h"
+#include "../lib/json.h"
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
 #include "answer.h"
@@ -142,7 +143,7 @@ static cJSON *event_json(const struct event *e)
         cJSON_AddStringToObject(o, "source", e->source ? e->source : "");
         cJSON_AddStringToObject(o, "name", e->name ? e->name : "");
         cJSON_AddStringToObject(o, "object", e->object ? e->object : "");
-        cJSON_AddItemToObject(o, "attributes", event_readings_json(e));
+        json_add(o, "attributes", event_readings_json(e));
         return o;
 }
 
@@ -159,7 +160,7 @@ static void evidence_add(struct fault *f, const struct event *e)
                 return;
         if (cJSON_GetArraySize(f->evidence) >= FAULT_EVIDENCE_MAX)
                 cJSON_DeleteItemFromArray(f->evidence, 1);
-        cJSON_AddItemToArray(f->evidence, j);
+        json_add(f->evidence, NULL, j);
 }
 
 /* ---- case records ---- */
@@ -211,30 +212,29 @@ static bool rec_done(const struct case_rec *r)
         return r->case_id && !r->updates && !r->in_flight;
 }
 
+/* The create-case request. NULL on allocation failure: a case missing a
+ * required field would only be refused by the central side. */
 static char *build_open_body(struct faults *fs, const struct fault *f)
 {
         cJSON *o = cJSON_CreateObject();
         char first[40], last[40];
         char *s = NULL;
+        bool ok;
 
         if (!o)
                 return NULL;
-        cJSON_AddItemToObject(o, "agent", identity_to_json(fs->id));
-        cJSON_AddStringToObject(o, "fault_key", f->key);
-        cJSON_AddStringToObject(o, "level", rule_level_to_string(f->level));
-        cJSON_AddStringToObject(o, "rule", f->rule);
-        cJSON_AddStringToObject(o, "title", f->title);
-        cJSON_AddStringToObject(o, "description", f->description);
-        cJSON_AddStringToObject(o, "first_seen", time_format_rfc3339(f->first_seen, first, sizeof first));
-        cJSON_AddStringToObject(o, "last_seen", time_format_rfc3339(f->last_seen, last, sizeof last));
-        cJSON_AddNumberToObject(o, "occurrences", (double)f->occurrences);
-        if (f->readings)
-                cJSON_AddItemToObject(o, "readings", cJSON_Duplicate(f->readings, 1));
-        if (f->evidence)
-                cJSON_AddItemToObject(o, "evidence", cJSON_Duplicate(f->evidence, 1));
-        if (f->last_case_id)
-                cJSON_AddStringToObject(o, "previous_case_id", f->last_case_id);
-        s = cJSON_PrintUnformatted(o);
+        ok = json_add(o, "agent", identity_to_json(fs->id)) == 0 && cJSON_AddStringToObject(o, "fault_key", f->key) &&
+             cJSON_AddStringToObject(o, "level", rule_level_to_string(f->level)) &&
+             cJSON_AddStringToObject(o, "rule", f->rule) && cJSON_AddStringToObject(o, "title", f->title) &&
+             cJSON_AddStringToObject(o, "description", f->description) &&
+             cJSON_AddStringToObject(o, "first_seen", time_format_rfc3339(f->first_seen, first, sizeof first)) &&
+             cJSON_AddStringToObject(o, "last_seen", time_format_rfc3339(f->last_seen, last, sizeof last)) &&
+             cJSON_AddNumberToObject(o, "occurrences", (double)f->occurrences) &&
+             (!f->readings || json_add(o, "readings", cJSON_Duplicate(f->readings, 1)) == 0) &&
+             (!f->evidence || json_add(o, "evidence", cJSON_Duplicate(f->evidence, 1)) == 0) &&
+             (!f->last_case_id || cJSON_AddStringToObject(o, "previous_case_id", f->last_case_id));
+        if (ok)
+                s = cJSON_PrintUnformatted(o);
         cJSON_Delete(o);
         return s;
 }
@@ -273,13 +273,11 @@ static void rec_queue_update(struct case_rec *r, const struct fault *f, const ch
         struct update *u = NULL;
         char ts[40];
 
-        if (!o)
+        if (!o || !cJSON_AddStringToObject(o, "type", type) ||
+            !cJSON_AddNumberToObject(o, "occurrences", (double)f->occurrences) ||
+            !cJSON_AddStringToObject(o, "last_seen", time_format_rfc3339(f->last_seen, ts, sizeof ts)) ||
+            (f->readings && json_add(o, "readings", cJSON_Duplicate(f->readings, 1)) < 0))
                 goto fail;
-        cJSON_AddStringToObject(o, "type", type);
-        cJSON_AddNumberToObject(o, "occurrences", (double)f->occurrences);
-        cJSON_AddStringToObject(o, "last_seen", time_format_rfc3339(f->last_seen, ts, sizeof ts));
-        if (f->readings)
-                cJSON_AddItemToObject(o, "readings", cJSON_Duplicate(f->readings, 1));
         u = xcalloc(1, sizeof *u);
         if (!u)
                 goto fail;
@@ -389,18 +387,23 @@ static ssize_t fault_top_rule(const struct fault *f)
         return best;
 }
 
+/* Replaces the fault's readings with those of e (kept on allocation failure). */
+static void fault_set_readings(struct fault *f, const struct event *e)
+{
+        cJSON *r = e ? event_readings_json(e) : NULL;
+
+        if (!r)
+                return;
+        cJSON_Delete(f->readings);
+        f->readings = r;
+}
+
 static void take_text(struct fault *f, const struct rule_hit *hit)
 {
         set_str(&f->rule, rule_name(hit->rule));
         set_str(&f->title, hit->title);
         set_str(&f->description, hit->description);
-        if (hit->event) {
-                cJSON *r = event_readings_json(hit->event);
-                if (r) {
-                        cJSON_Delete(f->readings);
-                        f->readings = r;
-                }
-        }
+        fault_set_readings(f, hit->event);
 }
 
 static void fault_start(struct faults *fs, struct fault *f, const struct rule_hit *hit)
@@ -457,11 +460,13 @@ static void fault_level_changed(struct fault *f, enum rule_level old, const char
         if (!f->rec)
                 return;
         extra = cJSON_CreateObject();
-        if (extra) {
-                cJSON_AddStringToObject(extra, "level", rule_level_to_string(f->level));
-                cJSON_AddStringToObject(extra, "previous_level", rule_level_to_string(old));
-                cJSON_AddStringToObject(extra, "reason", reason);
-                cJSON_AddStringToObject(extra, "title", f->title);
+        if (!extra || !cJSON_AddStringToObject(extra, "level", rule_level_to_string(f->level)) ||
+            !cJSON_AddStringToObject(extra, "previous_level", rule_level_to_string(old)) ||
+            !cJSON_AddStringToObject(extra, "reason", reason) || !cJSON_AddStringToObject(extra, "title", f->title)) {
+                log_err("fault %s: out of memory queueing the level change; the case keeps level %s", f->key,
+                        rule_level_to_string(old));
+                cJSON_Delete(extra);
+                return;
         }
         rec_queue_update(f->rec, f, "level", extra);
 }
@@ -515,13 +520,8 @@ void faults_handle_hit(const struct rule_hit *hit, void *userdata)
                         return;
                 f->occurrences++;
                 f->last_seen = hit->event ? hit->event->wall_usec : time_wall_usec();
-                if (f->rule && strcmp(f->rule, name) == 0 && hit->event) {
-                        cJSON *r = event_readings_json(hit->event);
-                        if (r) {
-                                cJSON_Delete(f->readings);
-                                f->readings = r;
-                        }
-                }
+                if (f->rule && strcmp(f->rule, name) == 0)
+                        fault_set_readings(f, hit->event);
                 break;
         case RULE_CLEARED:
                 if (!f || (i = fault_rule_index(f, name)) < 0)
@@ -531,6 +531,8 @@ void faults_handle_hit(const struct rule_hit *hit, void *userdata)
                         return;
                 if (f->n_rules == 0) {
                         evidence_add(f, hit->event);
+                        /* The "cleared" update carries the reading that cleared it. */
+                        fault_set_readings(f, hit->event);
                         snprintf(reason, sizeof reason, "clear condition of rule %s held", name);
                         fault_clear(fs, f, reason);
                 } else if (strcmp(f->rule, name) == 0) {
@@ -657,8 +659,11 @@ static void rec_send(struct faults *fs, struct case_rec *r, uint64_t now)
                 return;
         }
         if (ret < 0) {
-                log_warning("fault %s: cannot start request: %s", r->fault_key, strerror(-ret));
-                r->next_try_mono = now + fs->set.retry_usec;
+                char why[200];
+                struct sender_result res = {.body = "", .error = why};
+                snprintf(why, sizeof why, "cannot start the request: %s%s", strerror(-ret),
+                         ret == -ENOENT ? " (is weibao-sender installed beside weibao-agent or in libexec?)" : "");
+                rec_failed(r, r->case_id ? "updating the case" : "opening the case", &res);
                 return;
         }
         r->in_flight = true;
@@ -795,8 +800,8 @@ cJSON *faults_to_json(const struct faults *fs)
                         if (f->rec && f->rec->last_error && f->rec->failures)
                                 cJSON_AddStringToObject(o, "last_error", f->rec->last_error);
                         if (f->readings)
-                                cJSON_AddItemToObject(o, "readings", cJSON_Duplicate(f->readings, 1));
-                        cJSON_AddItemToArray(a, o);
+                                json_add(o, "readings", cJSON_Duplicate(f->readings, 1));
+                        json_add(a, NULL, o);
                 }
         return a;
 }

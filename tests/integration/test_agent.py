@@ -157,6 +157,8 @@ def test_hot_sensor_opens_one_case_then_clears(agent, stub):
     assert case["fault_active"] is False
     assert case["status"] == "open"  # closing belongs to people
     assert [u["type"] for u in case["updates"]].count("cleared") == 1
+    cleared = [u for u in case["updates"] if u["type"] == "cleared"][0]
+    assert cleared["readings"]["value"] == 60.0  # the reading that cleared it
     assert len(cases_for(stub)) == 1
 
     # Heats again: a new case that names the previous one (docs/rules.md).
@@ -345,6 +347,17 @@ def test_http_worker_killed_is_replaced(agent, stub):
     assert agent.proc.poll() is None
     new = worker_pids(agent)
     assert new and new != pids
+
+
+def test_missing_http_worker_is_reported_and_retried(agent, stub):
+    agent.start(env={"WEIBAO_SENDER": "/nonexistent/weibao-sender"})
+    agent.hw.set_temp("testcpu", 1, 97.0)
+    wait_until(lambda: "is weibao-sender installed" in agent.log(), 8)
+    assert "opening the case failed: cannot start the request: No such file or directory" in agent.log()
+    assert agent.proc.poll() is None
+    assert cases_for(stub) == []
+    r = agent.ctl("faults")
+    assert "opening" in r.stdout and "is weibao-sender installed" in r.stdout
 
 
 def test_sigterm_stops_cleanly(agent, stub):

@@ -16,6 +16,7 @@
 #include "../../agent/loop.h"
 #include "../../agent/sender.h"
 #include "../../lib/event.h"
+#include "../../lib/xalloc.h"
 #include "../../rules/conf.h"
 #include "../../rules/rules.h"
 
@@ -221,6 +222,37 @@ static void test_rules_removed_by_reload_clear_fault(void **state)
         diag_free(d);
 }
 
+/* Allocation failure at every point of a fault's life (cJSON allocates
+ * through xalloc too here) must neither crash nor leak; ASan checks leaks. */
+static void test_allocation_failures(void **state)
+{
+        (void)state;
+        cJSON_Hooks hooks = {.malloc_fn = xmalloc, .free_fn = free};
+
+        cJSON_InitHooks(&hooks);
+        for (unsigned long n = 1; n < 400; n++) {
+                void *st = NULL;
+                struct fixture *f;
+                struct faults_stats stats;
+
+                assert_int_equal(setup(&st), 0);
+                f = st;
+                xalloc_fail_at(n);
+                hit(f, "high", RULE_FIRING);
+                hit(f, "critical", RULE_FIRING);
+                hit(f, "high", RULE_REPEAT);
+                hit(f, "critical", RULE_CLEARED);
+                hit(f, "high", RULE_CLEARED);
+                hit(f, "high", RULE_FIRING);
+                cJSON_Delete(faults_to_json(f->faults));
+                xalloc_fail_at(0);
+                faults_get_stats(f->faults, &stats);
+                assert_true(stats.firing <= 1);
+                teardown(&st);
+        }
+        cJSON_InitHooks(NULL);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -229,6 +261,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_refire_after_clear_is_a_new_period, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_clear_of_unknown_key_is_ignored, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_rules_removed_by_reload_clear_fault, setup, teardown),
+                cmocka_unit_test(test_allocation_failures),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
