@@ -355,6 +355,8 @@ static uint64_t on_idle(struct loop_source *src, uint64_t now, void *userdata)
 static int worker_start(struct sender *s)
 {
         posix_spawn_file_actions_t fa;
+        posix_spawnattr_t attr;
+        sigset_t none, defaults;
         char *argv[] = {(char *)"weibao-sender", NULL};
         int sv[2], r;
 
@@ -363,7 +365,17 @@ static int worker_start(struct sender *s)
         posix_spawn_file_actions_init(&fa);
         posix_spawn_file_actions_adddup2(&fa, sv[1], 0);
         posix_spawn_file_actions_adddup2(&fa, sv[1], 1);
-        r = posix_spawn(&s->pid, s->worker_path, &fa, NULL, argv, environ);
+        /* The loop blocks the signals it reads through signalfd and the agent
+         * ignores SIGPIPE; the worker gets neither. */
+        sigemptyset(&none);
+        sigemptyset(&defaults);
+        sigaddset(&defaults, SIGPIPE);
+        posix_spawnattr_init(&attr);
+        posix_spawnattr_setsigmask(&attr, &none);
+        posix_spawnattr_setsigdefault(&attr, &defaults);
+        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+        r = posix_spawn(&s->pid, s->worker_path, &fa, &attr, argv, environ);
+        posix_spawnattr_destroy(&attr);
         posix_spawn_file_actions_destroy(&fa);
         close(sv[1]);
         if (r != 0) {
