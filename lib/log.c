@@ -80,11 +80,11 @@ void log_vmsg(enum log_level level, const char *fmt, va_list ap)
         vsnprintf(buf, sizeof buf, fmt, ap);
         if (log_to_journal < 0)
                 log_to_journal = stderr_is_journal();
-        if (log_to_journal) {
-                sd_journal_send("MESSAGE=%s", buf, "PRIORITY=%d", level_priorities[level], "SYSLOG_IDENTIFIER=%s",
-                                log_ident, NULL);
+        /* If journald cannot take it (not running, socket full), stderr still
+         * reaches the journal through the stream systemd connected. */
+        if (log_to_journal && sd_journal_send("MESSAGE=%s", buf, "PRIORITY=%d", level_priorities[level],
+                                              "SYSLOG_IDENTIFIER=%s", log_ident, NULL) >= 0)
                 return;
-        }
         fprintf(stderr, "%s[%s]: %s\n", log_ident, level_names[level], buf);
 }
 

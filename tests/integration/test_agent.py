@@ -307,6 +307,37 @@ def test_sd_notify_ready_status_reloading(agent, stub, tmp_path):
         s.close()
 
 
+def test_logs_go_to_the_journal_under_systemd(agent, stub, tmp_path):
+    """With stderr connected to the journal (JOURNAL_STREAM names it, as systemd
+    sets it), log lines go to journald's native socket with a PRIORITY. A fake
+    journald socket is bind-mounted over /run/systemd inside the agent's mount
+    namespace."""
+    fake = tmp_path / "run-systemd"
+    (fake / "journal").mkdir(parents=True)
+    j = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    j.bind(str(fake / "journal" / "socket"))
+    j.settimeout(5)
+    try:
+        logf = open(agent.log_path, "ab")
+        st = os.fstat(logf.fileno())
+        argv = ["sh", "-c", 'mount --bind "$0" /run/systemd && exec "$@"', str(fake),
+                os.path.join(BUILD, "weibao-agent"), "--config", agent.conf]
+        agent.logf = logf
+        agent.proc = subprocess.Popen(agent.hw.wrap(argv), stdout=logf, stderr=subprocess.STDOUT,
+                                      preexec_fn=_die_with_parent,
+                                      env=dict(os.environ, JOURNAL_STREAM="%d:%d" % (st.st_dev, st.st_ino)))
+        entries = []
+        while not any("started: agent id test-agent" in e for e in entries):
+            entries.append(j.recv(65536).decode(errors="replace"))
+        started = [e for e in entries if "started: agent id test-agent" in e][0]
+        fields = dict(line.split("=", 1) for line in started.splitlines() if "=" in line)
+        assert fields["PRIORITY"] == "5"  # notice
+        assert fields["SYSLOG_IDENTIFIER"] == "weibao-agent"
+        assert "started: agent id" not in agent.log()  # not duplicated on stderr
+    finally:
+        j.close()
+
+
 def test_second_agent_on_same_socket_is_refused(agent, stub):
     agent.start()
     r = subprocess.run(agent.hw.wrap([os.path.join(BUILD, "weibao-agent"), "--config", agent.conf]),
