@@ -127,11 +127,16 @@ int sender_new(struct loop *loop, struct sender **ret)
 /* Completes every request in flight with error text. */
 static void fail_all(struct sender *s, const char *error)
 {
-        while (s->requests) {
-                struct request *q = s->requests;
+        /* Detached first: a callback may start new requests (and a new
+         * worker), which must not be failed with the old worker's error. */
+        struct request *list = s->requests;
+
+        s->requests = NULL;
+        s->n_in_flight = 0;
+        while (list) {
+                struct request *q = list;
                 struct sender_result res = {.body = "", .error = error};
-                s->requests = q->next;
-                s->n_in_flight--;
+                list = q->next;
                 q->fn(&res, q->userdata);
                 free(q);
         }
