@@ -235,6 +235,12 @@ static int node_new(struct xparser *p, enum enode_kind kind)
 
         if (p->failed)
                 return -1;
+        /* Chains of "and" or "+" grow without nesting; every pass over the
+         * tree recurses per node, so its size is capped, not just its depth. */
+        if (x->n >= CONF_EXPR_NODES) {
+                xp_error(p, xp_pos(p), "condition longer than %d terms and operators", CONF_EXPR_NODES);
+                return -1;
+        }
         if (x->n == x->cap) {
                 size_t cap = x->cap ? x->cap * 2 : 8;
                 struct enode *v = xrealloc(x->nodes, cap * sizeof *v);
@@ -1267,10 +1273,8 @@ int ruleset_add_tree(struct ruleset *rs, const struct cblock *tree, bool rules_o
                         conf_error(d, n_errors, &s->toks[0],
                                    "expected 'rule' or 'include', got %s (a rules file holds only rule blocks)", got);
                 }
-                if (diag_full(d)) {
-                        diag_add(d, s->toks[0].file, 0, 0, "too many errors"); /* the closing line */
+                if (diag_full(d))
                         break;
-                }
         }
         return 0;
 }

@@ -44,9 +44,11 @@ void diag_free(struct diag *d)
         free(d);
 }
 
+/* True once a message beyond DIAG_MAX was refused (and the closing "too
+ * many errors" line added): parsing further is pointless. */
 bool diag_full(const struct diag *d)
 {
-        return d && d->n >= DIAG_MAX;
+        return d && d->overflow;
 }
 
 static void diag_push(struct diag *d, char *msg, size_t file_len, unsigned line, unsigned col)

@@ -23,6 +23,7 @@
 #define CONF_INCLUDE_DEPTH 8        /* nested includes */
 #define CONF_BLOCK_DEPTH 4          /* nested blocks */
 #define CONF_EXPR_DEPTH 64          /* nesting inside one condition */
+#define CONF_EXPR_NODES 1024        /* terms and operators in one condition */
 #define DIAG_MAX 50                 /* messages kept in one struct diag */
 
 #define RULE_KEY_MAX 256

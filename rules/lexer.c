@@ -188,7 +188,7 @@ void number_format(double v, char *buf, size_t size)
                 snprintf(buf, size, "0");
                 return;
         }
-        if (v == (double)(long long)v && fabs(v) < 1e15) {
+        if (fabs(v) < 1e15 && v == (double)(long long)v) { /* range first: the cast of a larger value is undefined */
                 snprintf(buf, size, "%lld", (long long)v);
                 if (signbit(v) && v == 0)
                         snprintf(buf, size, "-0");
@@ -348,8 +348,11 @@ static void skip_blank(struct lexer *lx)
                 while (lx->p < lx->end && (*lx->p == ' ' || *lx->p == '\t' || *lx->p == '\r'))
                         lx->p++;
                 if (lx->p < lx->end && *lx->p == '#') {
-                        while (lx->p < lx->end && *lx->p != '\n')
+                        while (lx->p < lx->end && *lx->p != '\n') {
+                                if (*lx->p == '\0')
+                                        lx_error(lx, lx->p, "NUL byte in input");
                                 lx->p++;
+                        }
                         continue;
                 }
                 /* backslash-newline joins lines */

@@ -282,11 +282,8 @@ static int parse_stream(struct pstate *ps, struct pfile *pf, struct cblock *out,
                 struct cstmt s = {0};
                 bool ended_by_rbrace = false;
 
-                if (diag_full(ps->d)) {
-                        /* adds the closing "too many errors" line */
-                        diag_add(ps->d, pf->lx.file, 0, 0, "too many errors");
+                if (diag_full(ps->d))
                         return 0;
-                }
                 r = next_tok(pf, &t);
                 if (r < 0)
                         return r;

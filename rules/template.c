@@ -165,7 +165,7 @@ void number_format_natural(double v, char *buf, size_t size)
                 snprintf(buf, size, "0");
                 return;
         }
-        if (v == (double)(long long)v && v > -1e15 && v < 1e15 && size >= 24) {
+        if (v > -1e15 && v < 1e15 && v == (double)(long long)v && size >= 24) {
                 /* integers, the common reading: no printf */
                 char tmp[24];
                 long long n = (long long)v;

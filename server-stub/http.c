@@ -268,6 +268,17 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, const char *metho
         return ret;
 }
 
+/* A request refused from its headers alone: its body is drained before the
+ * answer (so the client reads it rather than a reset), unless the body is
+ * announced too large to be worth draining; then the answer goes at once. */
+static enum MHD_Result refuse_early(struct request *req, struct MHD_Connection *conn, const char *method,
+                                    const char *url, unsigned long long length)
+{
+        if (length > HTTP_DRAIN_MAX)
+                return send_reply(conn, method, url, &req->early, req->allow);
+        return MHD_YES;
+}
+
 /* First callback of a request: decide everything the headers allow. */
 static enum MHD_Result request_begin(struct http_server *srv, struct MHD_Connection *conn, const char *url,
                                      const char *method, void **con_cls)
@@ -282,19 +293,6 @@ static enum MHD_Result request_begin(struct http_server *srv, struct MHD_Connect
                 return MHD_NO;
         *con_cls = req;
 
-        req->route = route_find(req, method, url, &status, req->allow, sizeof req->allow);
-        if (!req->route) {
-                if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
-                        http_reply_error(&req->early, status, "method %s not allowed on %s (allowed: %s)", method, url,
-                                         req->allow);
-                else
-                        http_reply_error(&req->early, status, "no such endpoint: %s", url);
-                return MHD_YES;
-        }
-        if (req->route->auth && !authorized(conn, srv->token)) {
-                http_reply_error(&req->early, MHD_HTTP_UNAUTHORIZED, "missing or invalid bearer token");
-                return MHD_YES;
-        }
         cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl) {
                 char *end;
@@ -303,10 +301,22 @@ static enum MHD_Result request_begin(struct http_server *srv, struct MHD_Connect
                 if (errno || end == cl)
                         length = 0; /* libmicrohttpd has already refused a malformed length */
         }
+        req->route = route_find(req, method, url, &status, req->allow, sizeof req->allow);
+        if (!req->route) {
+                if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+                        http_reply_error(&req->early, status, "method %s not allowed on %s (allowed: %s)", method, url,
+                                         req->allow);
+                else
+                        http_reply_error(&req->early, status, "no such endpoint: %s", url);
+                return refuse_early(req, conn, method, url, length);
+        }
+        if (req->route->auth && !authorized(conn, srv->token)) {
+                http_reply_error(&req->early, MHD_HTTP_UNAUTHORIZED, "missing or invalid bearer token");
+                return refuse_early(req, conn, method, url, length);
+        }
         if (length > BODY_MAX_BYTES) {
                 http_reply_error(&req->early, MHD_HTTP_CONTENT_TOO_LARGE, "body: larger than %d bytes", BODY_MAX_BYTES);
-                if (length > HTTP_DRAIN_MAX)
-                        return send_reply(conn, method, url, &req->early, NULL);
+                return refuse_early(req, conn, method, url, length);
         }
         return MHD_YES;
 }

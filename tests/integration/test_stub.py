@@ -555,3 +555,18 @@ def test_storage_failure_is_500_and_rolled_back(stub):
     r = create(stub, "locked")
     assert r.status == 201, r
     assert len(stub.cases()) == 1
+
+
+def test_refused_request_with_huge_announced_body_is_answered(stub):
+    """401/404 come back at once even when the client announces 100 MB."""
+    import socket as _socket
+    for path, token, want in (("/api/v1/cases", "wrong", 401), ("/api/v1/nowhere", stub.token, 404)):
+        s = _socket.create_connection(("127.0.0.1", stub.port), timeout=5)
+        try:
+            s.sendall(("POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                       "Content-Type: application/json\r\nContent-Length: 100000000\r\n\r\n"
+                       % (path, token)).encode() + b"{" * 65536)
+            head = s.recv(4096).decode(errors="replace")
+        finally:
+            s.close()
+        assert head.startswith("HTTP/1.1 %d" % want), head

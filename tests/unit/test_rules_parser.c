@@ -507,6 +507,65 @@ static void test_alloc_failures(void **state)
         }
 }
 
+/* Hostile sizes: a condition of 100000 "and"-ed terms (no nesting) once
+ * overflowed the stack of every recursive pass; now it is an error. */
+static void test_condition_length_is_capped(void **state)
+{
+        static const char *const ops[] = {" and ", " + "};
+
+        (void)state;
+        for (size_t k = 0; k < 2; k++) {
+                size_t cap = 100000 * 8 + 200, len = 0;
+                char *t = malloc(cap);
+
+                assert_non_null(t);
+                len += (size_t)snprintf(t + len, cap - len, "rule big {\n when x");
+                for (int i = 0; i < 100000; i++)
+                        len += (size_t)snprintf(t + len, cap - len, "%sx", ops[k]);
+                snprintf(t + len, cap - len, "%s\n level P3\n key \"k\"\n title \"t\"\n}\n", k == 1 ? " > 1" : "");
+                expect_error(t, "condition longer than 1024 terms and operators");
+                free(t);
+        }
+}
+
+/* "too many errors" closes the list only when an error was really dropped. */
+static void test_error_cap_is_exact(void **state)
+{
+        char text[2048];
+        size_t len = 0;
+        char *e;
+
+        (void)state;
+        for (int i = 1; i <= 50; i++)
+                len += (size_t)snprintf(text + len, sizeof text - len, "bogus%d\n", i);
+        e = parse_errors(text);
+        assert_non_null(e);
+        assert_null(strstr(e, "too many errors"));
+        free(e);
+        snprintf(text + len, sizeof text - len, "bogus51\n");
+        e = parse_errors(text);
+        assert_non_null(strstr(e, "too many errors; only the first 50 are shown"));
+        free(e);
+}
+
+static void test_nul_byte_in_comment(void **state)
+{
+        static const char text[] = "rule a {\n when x # c\0mment\n level P3\n key \"k\"\n title \"t\"\n}\n";
+        char path[] = "/tmp/weibao-nul-XXXXXX";
+        int fd = mkstemp(path);
+        struct diag *d = diag_new();
+        struct ruleset *rs = NULL;
+
+        (void)state;
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, text, sizeof text - 1), (ssize_t)(sizeof text - 1));
+        close(fd);
+        assert_true(ruleset_load_file(path, &rs, d) < 0);
+        assert_non_null(strstr(diag_get(d, 0), ":2:12: NUL byte in input"));
+        diag_free(d);
+        unlink(path);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -525,6 +584,9 @@ int main(void)
                 cmocka_unit_test(test_clear_forms),
                 cmocka_unit_test(test_levels),
                 cmocka_unit_test(test_alloc_failures),
+                cmocka_unit_test(test_condition_length_is_capped),
+                cmocka_unit_test(test_error_cap_is_exact),
+                cmocka_unit_test(test_nul_byte_in_comment),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
