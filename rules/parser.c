@@ -72,24 +72,34 @@ void cblock_free(struct cblock *b)
         free(b);
 }
 
+/* Arrays below grow by doubling; their capacity is implied by the count
+ * (the next power of two), so growing happens when the count is 0 or a power
+ * of two. Growing by one element made a long statement quadratic. */
+static bool needs_growth(size_t n)
+{
+        return (n & (n - 1)) == 0;
+}
+
 static int stmt_push_tok(struct cstmt *s, struct tok *t)
 {
-        struct tok *v = xrealloc(s->toks, (s->n_toks + 1) * sizeof *v);
-
-        if (!v)
-                return -ENOMEM;
-        s->toks = v;
+        if (needs_growth(s->n_toks)) {
+                struct tok *v = xrealloc(s->toks, (s->n_toks ? s->n_toks * 2 : 1) * sizeof *v);
+                if (!v)
+                        return -ENOMEM;
+                s->toks = v;
+        }
         s->toks[s->n_toks++] = *t;
         return 0;
 }
 
 static int block_push_stmt(struct cblock *b, struct cstmt *s)
 {
-        struct cstmt *v = xrealloc(b->stmts, (b->n + 1) * sizeof *v);
-
-        if (!v)
-                return -ENOMEM;
-        b->stmts = v;
+        if (needs_growth(b->n)) {
+                struct cstmt *v = xrealloc(b->stmts, (b->n ? b->n * 2 : 1) * sizeof *v);
+                if (!v)
+                        return -ENOMEM;
+                b->stmts = v;
+        }
         b->stmts[b->n++] = *s;
         return 0;
 }
