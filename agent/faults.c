@@ -266,7 +266,8 @@ static struct case_rec *rec_new(struct faults *fs, struct fault *f)
 }
 
 /* Queues an update of the given type with the fault's current figures plus
- * extra fields; takes ownership of extra (may be NULL). */
+ * extra fields; takes ownership of extra (may be NULL). The fault's readings
+ * go along unless extra says "readings": null (they would be stale). */
 static void rec_queue_update(struct case_rec *r, const struct fault *f, const char *type, cJSON *extra)
 {
         cJSON *o = extra ? extra : cJSON_CreateObject();
@@ -276,7 +277,8 @@ static void rec_queue_update(struct case_rec *r, const struct fault *f, const ch
         if (!o || !cJSON_AddStringToObject(o, "type", type) ||
             !cJSON_AddNumberToObject(o, "occurrences", (double)f->occurrences) ||
             !cJSON_AddStringToObject(o, "last_seen", time_format_rfc3339(f->last_seen, ts, sizeof ts)) ||
-            (f->readings && json_add(o, "readings", cJSON_Duplicate(f->readings, 1)) < 0))
+            (f->readings && !cJSON_HasObjectItem(o, "readings") &&
+             json_add(o, "readings", cJSON_Duplicate(f->readings, 1)) < 0))
                 goto fail;
         u = xcalloc(1, sizeof *u);
         if (!u)
@@ -428,10 +430,14 @@ static void fault_start(struct faults *fs, struct fault *f, const struct rule_hi
         if (!f->rec)
                 log_err("fault %s: out of memory preparing its case; it will not be opened", f->key);
         fs->stats.firing++;
-        log_notice("fault %s: firing at %s (rule %s): %s", f->key, rule_level_to_string(f->level), f->rule, f->title);
+        log_notice("fault %s: firing at %s (rule %s): %s", f->key, rule_level_to_string(f->level), rule_name(hit->rule),
+                   hit->title);
 }
 
-static void fault_clear(struct faults *fs, struct fault *f, const char *why)
+/* fresh: f->readings are those of the event that cleared it; otherwise
+ * (cleared by time passing, or by a reload) they are the firing ones and
+ * the update says null rather than repeat them. */
+static void fault_clear(struct faults *fs, struct fault *f, const char *why, bool fresh)
 {
         char ts[40];
         cJSON *extra = cJSON_CreateObject();
@@ -444,6 +450,8 @@ static void fault_clear(struct faults *fs, struct fault *f, const char *why)
         if (extra) {
                 cJSON_AddStringToObject(extra, "message", why);
                 cJSON_AddStringToObject(extra, "cleared_at", time_format_rfc3339(f->cleared_at, ts, sizeof ts));
+                if (!fresh)
+                        cJSON_AddNullToObject(extra, "readings");
         }
         if (f->rec)
                 rec_queue_update(f->rec, f, "cleared", extra);
@@ -531,17 +539,24 @@ void faults_handle_hit(const struct rule_hit *hit, void *userdata)
                         return;
                 if (f->n_rules == 0) {
                         evidence_add(f, hit->event);
-                        /* The "cleared" update carries the reading that cleared it. */
+                        /* The "cleared" update carries the reading that cleared it; a
+                         * clear found by the timer names it through the title the
+                         * engine rendered from the last event. */
                         fault_set_readings(f, hit->event);
-                        snprintf(reason, sizeof reason, "clear condition of rule %s held", name);
-                        fault_clear(fs, f, reason);
-                } else if (strcmp(f->rule, name) == 0) {
+                        if (hit->event)
+                                snprintf(reason, sizeof reason, "clear condition of rule %s held", name);
+                        else
+                                snprintf(reason, sizeof reason, "clear condition of rule %s held (last: %.400s)", name,
+                                         hit->title);
+                        fault_clear(fs, f, reason, hit->event != NULL);
+                } else if (f->rule && strcmp(f->rule, name) == 0) {
                         ssize_t top = fault_top_rule(f);
                         enum rule_level old = f->level;
                         f->level = f->rules[top].level;
                         set_str(&f->rule, f->rules[top].name);
                         if (f->level != old) {
-                                snprintf(reason, sizeof reason, "rule %s cleared; rule %s still firing", name, f->rule);
+                                snprintf(reason, sizeof reason, "rule %s cleared; rule %s still firing", name,
+                                         f->rules[top].name);
                                 fault_level_changed(f, old, reason);
                         }
                 }
@@ -566,7 +581,7 @@ void faults_rules_changed(struct faults *fs, const struct ruleset *rs)
                                         fault_drop_rule(f, i);
                         }
                         if (f->state == FAULT_FIRING && f->n_rules == 0)
-                                fault_clear(fs, f, "its rules were removed by a reload");
+                                fault_clear(fs, f, "its rules were removed by a reload", false);
                 }
         faults_flush(fs);
 }

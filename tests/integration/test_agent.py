@@ -158,7 +158,13 @@ def test_hot_sensor_opens_one_case_then_clears(agent, stub):
     assert case["status"] == "open"  # closing belongs to people
     assert [u["type"] for u in case["updates"]].count("cleared") == 1
     cleared = [u for u in case["updates"] if u["type"] == "cleared"][0]
-    assert cleared["readings"]["value"] == 60.0  # the reading that cleared it
+    # The reading that cleared it: from the event when one cleared it, else
+    # (the clear "for" ran out between polls) named in the message; never
+    # the stale hot reading.
+    if cleared.get("readings"):
+        assert cleared["readings"]["value"] == 60.0, cleared
+    else:
+        assert "at 60 C" in cleared["message"], cleared
     assert len(cases_for(stub)) == 1
 
     # Heats again: a new case that names the previous one (docs/rules.md).
