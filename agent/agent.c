@@ -240,6 +240,11 @@ fail:
         return r;
 }
 
+void agent_format_config(const struct agent *a, FILE *f)
+{
+        config_format(a->config, f);
+}
+
 static void notify_status(struct agent *a)
 {
         struct faults_stats fs;

@@ -3,6 +3,8 @@
  * config and rules atomically. main.c only parses options and calls this. */
 #pragma once
 
+#include <stdio.h>
+
 struct agent;
 struct diag;
 
@@ -10,6 +12,9 @@ struct diag;
  * running (caller frees with agent_free), or negative errno; on a config
  * error (-EINVAL) the reasons are in d. Logs nothing. */
 int agent_new(const char *config_path, struct diag *d, struct agent **ret);
+/* Writes the loaded configuration in normalised form (config_format); for
+ * --check, before agent_start took the rules out of it. */
+void agent_format_config(const struct agent *a, FILE *f);
 /* Opens the control socket, starts collectors and timers. Returns 0 or
  * negative errno after logging what failed. */
 int agent_start(struct agent *a);

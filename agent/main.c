@@ -59,15 +59,12 @@ static int check_config(const char *path)
 {
         struct diag *d = diag_new();
         struct agent *a = NULL;
-        struct config *cfg = NULL;
         int r;
 
         if (!d)
                 return 1;
-        /* agent_new validates collector settings too; config_load alone does not. */
+        /* agent_new validates collector settings too, not just the syntax. */
         r = agent_new(path, d, &a);
-        if (r >= 0)
-                r = config_load(path, &cfg, d);
         if (r < 0) {
                 if (diag_count(d) == 0)
                         fprintf(stderr, "%s: %s\n", path, strerror(-r));
@@ -75,10 +72,9 @@ static int check_config(const char *path)
                 fprintf(stderr, "%s: configuration is invalid\n", path);
                 r = 2;
         } else {
-                config_format(cfg, stdout);
+                agent_format_config(a, stdout);
                 r = 0;
         }
-        config_free(cfg);
         agent_free(a);
         diag_free(d);
         return r;
