@@ -9,7 +9,7 @@ PREFIX   ?= /usr/local
 LIBEXECDIR ?= $(PREFIX)/libexec/weibao
 PYTHON   ?= /usr/bin/python3
 
-PKGS_AGENT = libcjson libsystemd
+PKGS_AGENT = libcjson libsystemd netsnmp
 PKGS_SENDER = libcurl libcjson libsystemd
 PKGS_STUB  = libmicrohttpd sqlite3 libcjson libsystemd
 PKGS_CTL   = libcjson libsystemd
@@ -93,9 +93,9 @@ $(B)/bench/%: $(B)/obj/bench/%.o $(B)/libweibao-agent.a $(B)/libweibao-core.a
 
 # ---- dependencies (Debian packages only) ----
 DEB_BUILD = build-essential pkg-config clang clang-format libsensors-dev libcurl4-openssl-dev \
-            libcjson-dev libmicrohttpd-dev libsqlite3-dev libsystemd-dev libcmocka-dev
-DEB_TEST  = python3 python3-pytest lm-sensors util-linux iproute2 procps curl sqlite3
-DEB_BENCH = collectd-core monit
+            libcjson-dev libmicrohttpd-dev libsqlite3-dev libsystemd-dev libcmocka-dev libsnmp-dev
+DEB_TEST  = python3 python3-pytest lm-sensors util-linux iproute2 procps curl sqlite3 snmp
+DEB_BENCH = collectd-core monit snmptrapd snmptt
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 deps:

@@ -19,6 +19,7 @@
 
 #include "../collectors/collector.h"
 #include "../lib/event.h"
+#include "../lib/event_ring.h"
 #include "../lib/json.h"
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
@@ -32,6 +33,7 @@
 
 #define AGENT_TICK_USEC 250000 /* how often pending "for" durations are checked */
 #define TOKEN_MAX 4096
+#define UNMATCHED_KEPT 100 /* recent events no rule matched, for weibaoctl events */
 
 struct running_collector {
         const struct collector_ops *ops;
@@ -52,6 +54,7 @@ struct agent {
         struct running_collector *collectors;
         size_t n_collectors;
         struct loop_source *tick;
+        struct event_ring *unmatched; /* the last events no rule matched */
         int64_t started_wall;
         int64_t rules_loaded_wall;
         uint64_t reloads, reload_failures;
@@ -60,11 +63,14 @@ struct agent {
 
 /* ---- events ---- */
 
-static void on_event(const struct event *e, void *userdata)
+static bool on_event(const struct event *e, void *userdata)
 {
         struct agent *a = userdata;
+        bool matched = rule_engine_eval(a->engine, e, faults_handle_hit, a->faults);
 
-        rule_engine_eval(a->engine, e, faults_handle_hit, a->faults);
+        if (!matched && a->unmatched)
+                event_ring_push(a->unmatched, e, "matched no rule");
+        return matched;
 }
 
 /* The agent's own problems are events too, so rules turn them into P5 cases. */
@@ -146,6 +152,11 @@ static int collectors_prepare(const struct config *cfg, struct diag *d, struct r
 {
         size_t n = 0, count = 0;
         struct running_collector *cs;
+        const struct collector_context ctx = {
+                .base_dir = cfg->base_dir,
+                .state_dir = cfg->state_dir,
+                .agent_id = cfg->agent_id,
+        };
         int r = 0;
 
         for (const struct collector_ops *const *o = collector_registry; *o; o++)
@@ -165,7 +176,7 @@ static int collectors_prepare(const struct config *cfg, struct diag *d, struct r
                 }
                 if (!enabled)
                         continue;
-                q = (*o)->new (b, d, &cs[n].state);
+                q = (*o)->new (b, &ctx, d, &cs[n].state);
                 if (q < 0) {
                         r = q;
                         continue;
@@ -274,7 +285,7 @@ static cJSON *control_answer(int argc, char **argv, void *userdata);
 static int apply_central(struct agent *a, const struct config *cfg, char *err, size_t errsize)
 {
         char *token = NULL;
-        struct faults_settings fset = {.retry_usec = cfg->retry_usec, .occurrence_usec = 60000000};
+        struct faults_settings fset = {.retry_usec = cfg->retry_usec, .occurrence_usec = cfg->occurrence_usec};
         int r = read_token(cfg->token_file, &token, err, errsize);
 
         if (r < 0)
@@ -293,7 +304,7 @@ static int apply_central(struct agent *a, const struct config *cfg, char *err, s
 int agent_start(struct agent *a)
 {
         struct config *cfg = a->config;
-        struct faults_settings fset = {.retry_usec = cfg->retry_usec, .occurrence_usec = 60000000};
+        struct faults_settings fset = {.retry_usec = cfg->retry_usec, .occurrence_usec = cfg->occurrence_usec};
         char err[600];
         int r;
 
@@ -338,6 +349,11 @@ int agent_start(struct agent *a)
         }
         rule_engine_set_rules(a->engine, config_take_rules(cfg));
         a->rules_loaded_wall = time_wall_usec();
+        a->unmatched = event_ring_new(UNMATCHED_KEPT);
+        if (!a->unmatched) {
+                log_err("setting up the recent events: %s", strerror(ENOMEM));
+                return -ENOMEM;
+        }
         r = loop_add_timer(a->loop, AGENT_TICK_USEC, 0, "rule-tick", on_tick, a, &a->tick);
         if (r < 0) {
                 log_err("adding rule timer: %s", strerror(-r));
@@ -439,6 +455,7 @@ void agent_free(struct agent *a)
         control_free(a->control);
         loop_remove(a->tick);
         rule_engine_free(a->engine);
+        event_ring_free(a->unmatched);
         faults_free(a->faults);
         sender_free(a->sender);
         loop_free(a->loop);
@@ -465,7 +482,7 @@ static cJSON *collectors_json(const struct agent *a)
 
         for (size_t i = 0; arr && i < a->n_collectors; i++) {
                 const struct running_collector *c = &a->collectors[i];
-                cJSON *o = c->started ? c->ops->status(c->state) : cJSON_CreateObject();
+                cJSON *o = c->started ? c->ops->status(c->state, false) : cJSON_CreateObject();
                 if (!o)
                         continue;
                 cJSON_AddStringToObject(o, "name", c->ops->name);
@@ -500,6 +517,7 @@ static cJSON *status_json(const struct agent *a)
                 cJSON_AddNumberToObject(x, "reload_failures", (double)a->reload_failures);
                 cJSON_AddNumberToObject(x, "events", (double)es.events);
                 cJSON_AddNumberToObject(x, "unmatched_events", (double)es.unmatched);
+                cJSON_AddNumberToObject(x, "unmatched_kept", (double)UNMATCHED_KEPT);
                 cJSON_AddNumberToObject(x, "states", (double)es.states);
                 cJSON_AddNumberToObject(x, "states_shed", (double)es.shed);
         }
@@ -555,6 +573,37 @@ static cJSON *control_answer(int argc, char **argv, void *userdata)
                 json_add(snap, "faults", faults_to_json(a->faults));
                 return o;
         }
+        if (strcmp(argv[0], "events") == 0) {
+                if ((o = answer_ok()))
+                        json_add(o, "unmatched", event_ring_to_json(a->unmatched));
+                return o;
+        }
+        if (strcmp(argv[0], "collector") == 0 || strcmp(argv[0], "traps") == 0) {
+                const char *name = strcmp(argv[0], "traps") == 0 ? "snmptrap" : argc > 1 ? argv[1] : "";
+                for (size_t i = 0; i < a->n_collectors; i++) {
+                        const struct running_collector *c = &a->collectors[i];
+                        if (strcmp(c->ops->name, name) != 0)
+                                continue;
+                        if (!(o = answer_ok()))
+                                return NULL;
+                        cJSON *st = c->started ? c->ops->status(c->state, true) : cJSON_CreateObject();
+                        if (st) {
+                                cJSON_AddStringToObject(st, "name", name);
+                                cJSON_AddBoolToObject(st, "running", c->started);
+                                if (c->error)
+                                        cJSON_AddStringToObject(st, "error", c->error);
+                        }
+                        json_add(o, "collector", st);
+                        return o;
+                }
+                if (!(o = cJSON_CreateObject()))
+                        return NULL;
+                cJSON_AddFalseToObject(o, "ok");
+                char msg[200];
+                snprintf(msg, sizeof msg, "collector '%.60s' is not running (not enabled in the configuration?)", name);
+                cJSON_AddStringToObject(o, "error", msg);
+                return o;
+        }
         if (strcmp(argv[0], "reload") == 0) {
                 int r = agent_reload(a);
                 if (!(o = cJSON_CreateObject()))
@@ -573,7 +622,9 @@ static cJSON *control_answer(int argc, char **argv, void *userdata)
                 return NULL;
         cJSON_AddFalseToObject(o, "ok");
         char msg[200];
-        snprintf(msg, sizeof msg, "unknown command '%.100s' (known: status, faults, snapshot, reload)", argv[0]);
+        snprintf(msg, sizeof msg,
+                 "unknown command '%.100s' (known: status, faults, events, traps, collector, snapshot, reload)",
+                 argv[0]);
         cJSON_AddStringToObject(o, "error", msg);
         return o;
 }

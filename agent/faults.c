@@ -530,7 +530,9 @@ void faults_handle_hit(const struct rule_hit *hit, void *userdata)
                 f->last_seen = hit->event ? hit->event->wall_usec : time_wall_usec();
                 if (f->rule && strcmp(f->rule, name) == 0)
                         fault_set_readings(f, hit->event);
-                break;
+                /* Nothing to send now: the once-a-second walk batches
+                 * occurrences, so a storm costs no walk per event. */
+                return;
         case RULE_CLEARED:
                 if (!f || (i = fault_rule_index(f, name)) < 0)
                         return;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,11 +23,14 @@
 
 static void usage(FILE *f)
 {
-        fprintf(f, "Usage: weibaoctl [-s SOCKET] [--json] COMMAND\n"
+        fprintf(f, "Usage: weibaoctl [-s SOCKET] [--json] COMMAND [ARG]\n"
                    "\n"
                    "Commands:\n"
                    "  status     collectors, rules loaded, faults and cases\n"
                    "  faults     every fault the agent holds, firing and cleared\n"
+                   "  events     the last events no rule matched\n"
+                   "  traps      SNMP trap counters and the last notifications decoded\n"
+                   "  collector NAME  one collector's state and counters\n"
                    "  snapshot   current readings and faults as JSON\n"
                    "  reload     re-read configuration and rules (like SIGHUP)\n"
                    "\n"
@@ -139,6 +143,64 @@ static void print_faults(const cJSON *faults)
                 printf("no faults\n");
 }
 
+static void print_event(const cJSON *e)
+{
+        const cJSON *a;
+
+        printf("%s %s/%s %s [%s]\n", str(e, "time"), str(e, "source"), str(e, "name"), str(e, "object"),
+               str(e, "note"));
+        cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(e, "attributes"))
+        {
+                if (cJSON_IsNumber(a))
+                        printf("    %s = %.17g\n", a->string, a->valuedouble);
+                else if (cJSON_IsString(a))
+                        printf("    %s = \"%s\"\n", a->string, a->valuestring);
+        }
+        if (num(e, "attributes_dropped") > 0)
+                printf("    (%.0f more attributes not kept)\n", num(e, "attributes_dropped"));
+}
+
+static void print_events(const cJSON *events, const char *none)
+{
+        const cJSON *e;
+        int n = 0;
+
+        cJSON_ArrayForEach(e, events)
+        {
+                print_event(e);
+                n++;
+        }
+        if (n == 0)
+                printf("%s\n", none);
+}
+
+/* Every number and every object of numbers in a collector's status, then its
+ * recent list when it has one. */
+static void print_collector(const cJSON *c)
+{
+        const cJSON *x, *y;
+
+        printf("%s: %s%s%s\n", str(c, "name"),
+               cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "running")) ? "running" : "stopped",
+               *str(c, "error") ? ": " : "", str(c, "error"));
+        cJSON_ArrayForEach(x, c)
+        {
+                if (cJSON_IsNumber(x))
+                        printf("  %-22s %.0f\n", x->string, x->valuedouble);
+                else if (cJSON_IsString(x) && strcmp(x->string, "name") != 0 && strcmp(x->string, "error") != 0)
+                        printf("  %-22s %s\n", x->string, x->valuestring);
+                else if (cJSON_IsObject(x)) {
+                        printf("  %s:\n", x->string);
+                        cJSON_ArrayForEach(y, x) if (cJSON_IsNumber(y))
+                                printf("    %-20s %.0f\n", y->string, y->valuedouble);
+                }
+        }
+        if ((x = cJSON_GetObjectItemCaseSensitive(c, "recent"))) {
+                printf("recent (oldest first):\n");
+                print_events(x, "  none yet");
+        }
+}
+
 static void print_status(const cJSON *o)
 {
         const cJSON *agent = cJSON_GetObjectItemCaseSensitive(o, "agent");
@@ -198,17 +260,35 @@ int main(int argc, char **argv)
                         return 2;
                 }
         }
-        if (optind != argc - 1) {
-                fprintf(stderr, "weibaoctl: expected exactly one command (try --help)\n");
+        if (optind >= argc) {
+                fprintf(stderr, "weibaoctl: expected a command (try --help)\n");
                 return 2;
         }
         cmd = argv[optind];
-        if (strcmp(cmd, "status") != 0 && strcmp(cmd, "faults") != 0 && strcmp(cmd, "snapshot") != 0 &&
-            strcmp(cmd, "reload") != 0) {
+        static const char *const one[] = {"status", "faults", "snapshot", "reload", "events", "traps"};
+        bool known = false;
+        for (size_t i = 0; i < sizeof one / sizeof one[0]; i++)
+                known |= strcmp(cmd, one[i]) == 0;
+        if (!known && strcmp(cmd, "collector") != 0) {
                 fprintf(stderr, "weibaoctl: unknown command '%s' (try --help)\n", cmd);
                 return 1;
         }
-        r = ask(path, cmd, &answer);
+        if ((known && optind != argc - 1) || (!known && optind != argc - 2)) {
+                fprintf(stderr, "weibaoctl: %s takes %s (try --help)\n", cmd,
+                        known ? "no argument" : "one argument, the collector's name");
+                return 2;
+        }
+        char line[300];
+        if (!known) {
+                if (strspn(argv[optind + 1], "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(argv[optind + 1])) {
+                        fprintf(stderr, "weibaoctl: '%s' is not a collector name\n", argv[optind + 1]);
+                        return 2;
+                }
+                snprintf(line, sizeof line, "collector %.200s", argv[optind + 1]);
+        } else {
+                snprintf(line, sizeof line, "%s", cmd);
+        }
+        r = ask(path, line, &answer);
         if (r < 0) {
                 fprintf(stderr, "weibaoctl: cannot talk to the agent at %s: %s (is weibao-agent running?)\n", path,
                         strerror(-r));
@@ -229,6 +309,10 @@ int main(int argc, char **argv)
                 print_status(o);
         } else if (strcmp(cmd, "faults") == 0) {
                 print_faults(cJSON_GetObjectItemCaseSensitive(o, "faults"));
+        } else if (strcmp(cmd, "events") == 0) {
+                print_events(cJSON_GetObjectItemCaseSensitive(o, "unmatched"), "no unmatched events");
+        } else if (strcmp(cmd, "traps") == 0 || strcmp(cmd, "collector") == 0) {
+                print_collector(cJSON_GetObjectItemCaseSensitive(o, "collector"));
         } else if (strcmp(cmd, "snapshot") == 0) {
                 char *s = cJSON_Print(cJSON_GetObjectItemCaseSensitive(o, "snapshot"));
                 if (s)

@@ -17,8 +17,17 @@ struct conf_block;
 struct diag;
 struct loop;
 
-/* The event is valid only during the call (see event.h). */
-typedef void (*collector_emit_fn)(const struct event *e, void *userdata);
+/* The event is valid only during the call (see event.h). Returns whether any
+ * rule's condition matched it (an unmatched event is kept in the agent's
+ * recent events and counted, never silently dropped). */
+typedef bool (*collector_emit_fn)(const struct event *e, void *userdata);
+
+/* What a collector may know about the agent it runs in. */
+struct collector_context {
+        const char *base_dir;  /* relative paths in settings resolve against this */
+        const char *state_dir; /* the agent's state directory (may not exist yet) */
+        const char *agent_id;  /* the configured agent id, or NULL */
+};
 
 struct collector_ops {
         const char *name;     /* the NAME in "collector NAME { }" */
@@ -26,15 +35,17 @@ struct collector_ops {
         /* Reads settings from block (NULL: all defaults) into fresh private
          * state. Returns 0 and *ret_state, or negative errno after adding
          * diagnostics to d. Must not touch the system beyond reading. */
-        int (*new)(const struct conf_block *block, struct diag *d, void **ret_state);
+        int (*new)(const struct conf_block *block, const struct collector_context *ctx, struct diag *d,
+                   void **ret_state);
         /* Registers fds and timers on loop. Returns 0 or negative errno; on
          * error it logs nothing and leaves nothing registered. */
         int (*start)(void *state, struct loop *loop, collector_emit_fn emit, void *userdata);
         /* Removes everything start registered. Safe to call when not started. */
         void (*stop)(void *state);
         /* A fresh JSON object describing state and counters; caller frees with
-         * cJSON_Delete. NULL on allocation failure. */
-        cJSON *(*status)(void *state);
+         * cJSON_Delete. NULL on allocation failure. verbose adds what only a
+         * close look needs (e.g. the last traps decoded). */
+        cJSON *(*status)(void *state, bool verbose);
         /* Frees the state; NULL does nothing. Calls stop first if needed. */
         void (*free)(void *state);
 };

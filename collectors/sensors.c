@@ -181,11 +181,13 @@ static int read_settings(struct sensors_state *st, const struct conf_block *bloc
 
 static void sensors_state_free(void *userdata);
 
-static int sensors_state_new(const struct conf_block *block, struct diag *d, void **ret_state)
+static int sensors_state_new(const struct conf_block *block, const struct collector_context *ctx, struct diag *d,
+                             void **ret_state)
 {
         struct sensors_state *st = xcalloc(1, sizeof *st);
         int r;
 
+        (void)ctx;
         if (!st)
                 return -ENOMEM;
         st->interval_usec = DEFAULT_INTERVAL_USEC;
@@ -588,11 +590,13 @@ static cJSON *sensor_status(const struct temp_sensor *s)
         return o;
 }
 
-static cJSON *sensors_state_status(void *userdata)
+static cJSON *sensors_state_status(void *userdata, bool verbose)
 {
         const struct sensors_state *st = userdata;
         cJSON *o = cJSON_CreateObject(), *list;
         size_t faulty = 0;
+
+        (void)verbose;
         char when[32];
         bool ok;
 

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define EVENT_ATTRS_MAX 32
+#define EVENT_ATTRS_MAX 64
 
 enum event_attr_type {
         EVENT_ATTR_STRING,

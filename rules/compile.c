@@ -707,6 +707,18 @@ static void expr_free(struct expr *x)
         x->root = -1;
 }
 
+/* "after" is not in the keyword table: it has a meaning only as the word
+ * right after "clear" (rule_clear), so it stays free as an attribute name
+ * everywhere else. */
+static bool tok_is_after(const struct tok *t)
+{
+        return t->type == TOK_WORD && t->text && strcmp(t->text, "after") == 0;
+}
+
+/* What a misplaced "after", "for" or condition in a clear statement is told
+ * to write: the two forms do not combine. */
+#define CLEAR_FORMS "write either 'clear after DURATION' alone or 'clear [CONDITION] [for DURATION]'"
+
 /* Compiles toks[*i..n) (up to a 'for' when stop_at_for) into x. Returns 0,
  * -EINVAL (reported) or -ENOMEM. */
 static int expr_compile(struct expr *x, const struct tok *toks, size_t n, size_t *i, bool stop_at_for,
@@ -730,8 +742,13 @@ static int expr_compile(struct expr *x, const struct tok *toks, size_t n, size_t
         }
         root = parse_or(&p, &t);
         root = to_cond(&p, root, t);
-        if (root >= 0 && !at_end(&p))
-                xp_expected(&p, stop_at_for ? "'and', 'or', 'for' or end of line" : "'and', 'or' or end of line");
+        if (root >= 0 && !at_end(&p)) {
+                if (stop_at_for && tok_is_after(xp_peek(&p)))
+                        xp_error(&p, xp_pos(&p), "'after' cannot follow a clear condition: " CLEAR_FORMS);
+                else
+                        xp_expected(&p,
+                                    stop_at_for ? "'and', 'or', 'for' or end of line" : "'and', 'or' or end of line");
+        }
         if (p.oom)
                 return -ENOMEM;
         if (p.failed || root < 0)
@@ -1028,20 +1045,24 @@ static int ruleset_append(struct ruleset *rs, struct rule *r)
 
 static const char stmt_list[] = "when, for, clear, level, key, title or description";
 
-static int rule_duration(const struct cstmt *s, size_t i, uint64_t *ret, struct diag *d, unsigned *n_errors)
+/* Reads the duration toks[i] that ends statement s; after names what it
+ * follows ("'for'"), hint is appended to the message about a token after
+ * the duration ("" or ": write ..."). */
+static int rule_duration(const struct cstmt *s, size_t i, uint64_t *ret, const char *after, const char *hint,
+                         struct diag *d, unsigned *n_errors)
 {
         char got[96];
 
         if (i >= s->n_toks) {
                 conf_error(d, n_errors, &s->toks[s->n_toks - 1],
-                           "expected duration such as 10s after 'for', got end of line");
+                           "expected duration such as 10s after %s, got end of line", after);
                 return -EINVAL;
         }
         if (s->toks[i].type == TOK_DURATION || (s->toks[i].type == TOK_NUMBER && s->toks[i].num == 0)) {
                 if (i + 1 < s->n_toks) {
                         tok_describe(&s->toks[i + 1], got, sizeof got);
-                        conf_error(d, n_errors, &s->toks[i + 1], "expected end of line after the duration, got %s",
-                                   got);
+                        conf_error(d, n_errors, &s->toks[i + 1], "expected end of line after the duration, got %s%s",
+                                   got, hint);
                         return -EINVAL;
                 }
                 *ret = s->toks[i].type == TOK_DURATION ? s->toks[i].usec : 0;
@@ -1050,6 +1071,36 @@ static int rule_duration(const struct cstmt *s, size_t i, uint64_t *ret, struct 
         tok_describe(&s->toks[i], got, sizeof got);
         conf_error(d, n_errors, &s->toks[i], "expected duration such as 10s, got %s", got);
         return -EINVAL;
+}
+
+/* Compiles "clear [COND] [for D]" or "clear after D" into r. Returns 0,
+ * -EINVAL (reported) or -ENOMEM. */
+static int rule_clear(struct rule *r, const struct cstmt *s, struct slot_table *st, struct diag *d, unsigned *n_errors)
+{
+        static const char hint[] = ": " CLEAR_FORMS;
+        size_t pos = 1;
+        int ret = 0;
+
+        if (pos < s->n_toks && tok_is_after(&s->toks[pos])) {
+                ret = rule_duration(s, pos + 1, &r->clear_after_usec, "'clear after'", hint, d, n_errors);
+                if (ret < 0)
+                        return ret;
+                if (r->clear_after_usec == 0) {
+                        conf_error(d, n_errors, &s->toks[pos + 1],
+                                   "'clear after' needs a duration over 0s, such as 1h");
+                        return -EINVAL;
+                }
+                r->has_clear_after = true;
+                return 0;
+        }
+        if (!(pos < s->n_toks && s->toks[pos].type == TOK_WORD && s->toks[pos].kw == KW_FOR))
+                ret = expr_compile(&r->clear, s->toks, s->n_toks, &pos, true, st, d, n_errors);
+        if (ret == 0 && pos < s->n_toks) {
+                ret = rule_duration(s, pos + 1, &r->clear_for_usec, "'for'",
+                                    pos + 2 < s->n_toks && tok_is_after(&s->toks[pos + 2]) ? hint : "", d, n_errors);
+                r->has_clear_for = ret == 0;
+        }
+        return ret;
 }
 
 static int rule_template(const struct cstmt *s, struct tmpl *t, struct slot_table *st, struct diag *d,
@@ -1169,16 +1220,11 @@ static int rule_compile(struct ruleset *rs, const struct cstmt *rs_stmt, struct 
                         ret = expr_compile(&r->when, s->toks, s->n_toks, &pos, false, &rs->slots, d, n_errors);
                         break;
                 case KW_FOR:
-                        ret = rule_duration(s, 1, &r->for_usec, d, n_errors);
+                        ret = rule_duration(s, 1, &r->for_usec, "'for'", "", d, n_errors);
                         r->has_for = ret == 0;
                         break;
                 case KW_CLEAR:
-                        if (!(pos < s->n_toks && s->toks[pos].type == TOK_WORD && s->toks[pos].kw == KW_FOR))
-                                ret = expr_compile(&r->clear, s->toks, s->n_toks, &pos, true, &rs->slots, d, n_errors);
-                        if (ret == 0 && pos < s->n_toks) {
-                                ret = rule_duration(s, pos + 1, &r->clear_for_usec, d, n_errors);
-                                r->has_clear_for = ret == 0;
-                        }
+                        ret = rule_clear(r, s, &rs->slots, d, n_errors);
                         break;
                 case KW_LEVEL:
                         if (s->n_toks != 2 || s->toks[1].type != TOK_WORD ||
@@ -1644,6 +1690,33 @@ int ruleset_load_file(const char *path, struct ruleset **ret, struct diag *d)
         return ruleset_parse(path, NULL, 0, path, ret, d);
 }
 
+/* True when c, printed, would begin with the word "after", which right
+ * after "clear" reads as "clear after": the leftmost leaf is printed first
+ * unless something on the way needs parentheses, and then wrapping it once
+ * more is harmless (parentheses make no nodes, so the form stays stable). */
+static bool starts_with_after(const struct expr *c)
+{
+        for (int i = c->root; i >= 0;) {
+                const struct enode *n = &c->nodes[i];
+
+                switch (n->kind) {
+                case EN_AND:
+                case EN_OR:
+                case EN_CMP:
+                case EN_GLOB:
+                case EN_TRUTHY:
+                case EN_ARITH:
+                        i = n->a;
+                        break;
+                case EN_FIELD:
+                        return strcmp(n->field_text, "after") == 0;
+                default:
+                        return false;
+                }
+        }
+        return false;
+}
+
 static void rule_format(const struct rule *r, FILE *f)
 {
         char dur[64];
@@ -1656,11 +1729,18 @@ static void rule_format(const struct rule *r, FILE *f)
                 duration_format(r->for_usec, dur, sizeof dur);
                 fprintf(f, "        for %s\n", dur);
         }
-        if (r->clear.root >= 0 || r->has_clear_for) {
+        if (r->has_clear_after) {
+                duration_format(r->clear_after_usec, dur, sizeof dur);
+                fprintf(f, "        clear after %s\n", dur);
+        } else if (r->clear.root >= 0 || r->has_clear_for) {
+                bool paren = starts_with_after(&r->clear);
+
                 fputs("        clear", f);
                 if (r->clear.root >= 0) {
-                        fputc(' ', f);
+                        fputs(paren ? " (" : " ", f);
                         expr_format(&r->clear, f);
+                        if (paren)
+                                fputc(')', f);
                 }
                 if (r->has_clear_for) {
                         duration_format(r->clear_for_usec, dur, sizeof dur);

@@ -23,11 +23,13 @@
 #define DEFAULT_RULES "rules.d/*.rules"
 #define DEFAULT_TIMEOUT_USEC (10ULL * 1000000)
 #define DEFAULT_RETRY_USEC (30ULL * 1000000)
+#define DEFAULT_OCCURRENCE_USEC (60ULL * 1000000)
 
 struct conf_setting {
         char *key;
         struct tok val; /* type, text (owned), number, duration, position */
         bool used;
+        bool repeat_reported; /* "given twice" already said for this one */
 };
 
 struct conf_block {
@@ -57,6 +59,9 @@ const char *conf_block_name(const struct conf_block *b)
         return b->name;
 }
 
+static int setting_error(const struct conf_block *b, const struct conf_setting *s, struct diag *d,
+                         const char *expected);
+
 static struct conf_setting *setting_find(const struct conf_block *b, const char *key)
 {
         for (size_t i = 0; i < b->n; i++)
@@ -65,6 +70,65 @@ static struct conf_setting *setting_find(const struct conf_block *b, const char 
                         return &b->settings[i];
                 }
         return NULL;
+}
+
+/* The one setting named key for a single-valued getter: a repeat is an
+ * error (only settings read with conf_block_get_strings may repeat). */
+static int setting_single(const struct conf_block *b, const char *key, struct diag *d, const struct conf_setting **ret)
+{
+        struct conf_setting *first = setting_find(b, key);
+        int r = 0;
+
+        if (!first)
+                return -ENOENT;
+        for (struct conf_setting *s = first + 1; s < b->settings + b->n; s++)
+                if (strcmp(s->key, key) == 0) {
+                        s->used = true;
+                        if (!s->repeat_reported)
+                                diag_add(d, b->file, s->val.line, s->val.col,
+                                         "duplicate setting '%s' in collector %s (first at line %u)", key, b->name,
+                                         first->val.line);
+                        s->repeat_reported = true;
+                        r = -EINVAL;
+                }
+        *ret = first;
+        return r;
+}
+
+int conf_block_get_strings(const struct conf_block *b, const char *key, const char ***ret, size_t *ret_n,
+                           struct diag *d)
+{
+        const char **v;
+        size_t n = 0;
+        int r = 0;
+
+        for (size_t i = 0; i < b->n; i++)
+                if (strcmp(b->settings[i].key, key) == 0)
+                        n++;
+        if (n == 0)
+                return -ENOENT;
+        v = xcalloc(n, sizeof *v);
+        if (!v)
+                return -ENOMEM;
+        n = 0;
+        for (size_t i = 0; i < b->n; i++) {
+                struct conf_setting *s = &b->settings[i];
+                if (strcmp(s->key, key) != 0)
+                        continue;
+                s->used = true;
+                if (s->val.type != TOK_STRING && s->val.type != TOK_WORD) {
+                        r = setting_error(b, s, d, "a string such as \"text\"");
+                        continue;
+                }
+                v[n++] = s->val.text;
+        }
+        if (r < 0) {
+                free(v);
+                return r;
+        }
+        *ret = v;
+        *ret_n = n;
+        return 0;
 }
 
 int conf_block_diag(const struct conf_block *b, const char *key, struct diag *d, const char *fmt, ...)
@@ -95,10 +159,11 @@ static int setting_error(const struct conf_block *b, const struct conf_setting *
 
 int conf_block_get_string(const struct conf_block *b, const char *key, const char **ret, struct diag *d)
 {
-        const struct conf_setting *s = setting_find(b, key);
+        const struct conf_setting *s;
+        int r = setting_single(b, key, d, &s);
 
-        if (!s)
-                return -ENOENT;
+        if (r < 0)
+                return r;
         if (s->val.type != TOK_STRING && s->val.type != TOK_WORD)
                 return setting_error(b, s, d, "a string such as \"text\"");
         *ret = s->val.text;
@@ -107,10 +172,11 @@ int conf_block_get_string(const struct conf_block *b, const char *key, const cha
 
 int conf_block_get_number(const struct conf_block *b, const char *key, double *ret, struct diag *d)
 {
-        const struct conf_setting *s = setting_find(b, key);
+        const struct conf_setting *s;
+        int r = setting_single(b, key, d, &s);
 
-        if (!s)
-                return -ENOENT;
+        if (r < 0)
+                return r;
         if (s->val.type != TOK_NUMBER)
                 return setting_error(b, s, d, "a number");
         *ret = s->val.num;
@@ -119,10 +185,11 @@ int conf_block_get_number(const struct conf_block *b, const char *key, double *r
 
 int conf_block_get_duration(const struct conf_block *b, const char *key, uint64_t *ret_usec, struct diag *d)
 {
-        const struct conf_setting *s = setting_find(b, key);
+        const struct conf_setting *s;
+        int r = setting_single(b, key, d, &s);
 
-        if (!s)
-                return -ENOENT;
+        if (r < 0)
+                return r;
         if (s->val.type == TOK_NUMBER && s->val.num == 0) {
                 *ret_usec = 0;
                 return 0;
@@ -136,10 +203,11 @@ int conf_block_get_duration(const struct conf_block *b, const char *key, uint64_
 int conf_block_get_bool(const struct conf_block *b, const char *key, bool *ret, struct diag *d)
 {
         static const char *const yes[] = {"yes", "true", "on"}, *const no[] = {"no", "false", "off"};
-        const struct conf_setting *s = setting_find(b, key);
+        const struct conf_setting *s;
+        int r = setting_single(b, key, d, &s);
 
-        if (!s)
-                return -ENOENT;
+        if (r < 0)
+                return r;
         if (s->val.type == TOK_WORD)
                 for (size_t i = 0; i < 3; i++) {
                         if (strcmp(s->val.text, yes[i]) == 0) {
@@ -426,9 +494,12 @@ static int load_central(struct loader *l, const struct cstmt *blk)
                         set_duration(l, s, &c->central_timeout_usec);
                 } else if (strcmp(k, "retry") == 0) {
                         set_duration(l, s, &c->retry_usec);
+                } else if (strcmp(k, "occurrence_interval") == 0) {
+                        set_duration(l, s, &c->occurrence_usec);
                 } else {
                         lerr(l, &s->toks[0],
-                             "unknown setting '%s' in the central block; expected url, token_file, timeout or retry",
+                             "unknown setting '%s' in the central block; expected url, token_file, timeout, retry "
+                             "or occurrence_interval",
                              k);
                 }
         }
@@ -470,8 +541,6 @@ static int load_collector(struct loader *l, const struct cstmt *blk)
                         lerr(l, &s->toks[0], "expected 'setting value' in collector %s", b->name);
                         continue;
                 }
-                if (duplicate(l, blk->block, i))
-                        continue;
                 if (s->n_toks == 3 && s->toks[1].type == TOK_MINUS && s->toks[2].type == TOK_NUMBER) {
                         sign = -1;
                         vi = 2;
@@ -647,6 +716,7 @@ static int config_build(const char *name, const char *text, size_t len, bool fro
         c->control_socket = xstrdup(DEFAULT_CONTROL_SOCKET);
         c->log_level = LOG_LEVEL_INFO;
         c->central_timeout_usec = DEFAULT_TIMEOUT_USEC;
+        c->occurrence_usec = DEFAULT_OCCURRENCE_USEC;
         c->retry_usec = DEFAULT_RETRY_USEC;
         c->rules_paths = xcalloc(1, sizeof *c->rules_paths);
         c->rules = ruleset_new();
@@ -776,7 +846,9 @@ void config_format(const struct config *c, FILE *f)
         duration_format(c->central_timeout_usec, dur, sizeof dur);
         fprintf(f, "\n        timeout %s\n", dur);
         duration_format(c->retry_usec, dur, sizeof dur);
-        fprintf(f, "        retry %s\n}\n", dur);
+        fprintf(f, "        retry %s\n", dur);
+        duration_format(c->occurrence_usec, dur, sizeof dur);
+        fprintf(f, "        occurrence_interval %s\n}\n", dur);
         for (size_t i = 0; i < c->n_collectors; i++) {
                 const struct conf_block *b = c->collectors[i];
 

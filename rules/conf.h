@@ -47,6 +47,12 @@ const char *conf_block_name(const struct conf_block *b);
  * diagnostic at the setting's position when malformed. Strings are valid
  * until the config is freed. */
 int conf_block_get_string(const struct conf_block *b, const char *key, const char **ret, struct diag *d);
+/* Settings that may be given several times ("listen", "community", ...):
+ * every value of key, in file order, as a fresh array of borrowed strings
+ * (caller frees the array). The single-valued getters report a repeated
+ * setting as an error. */
+int conf_block_get_strings(const struct conf_block *b, const char *key, const char ***ret, size_t *ret_n,
+                           struct diag *d);
 int conf_block_get_number(const struct conf_block *b, const char *key, double *ret, struct diag *d);
 int conf_block_get_duration(const struct conf_block *b, const char *key, uint64_t *ret_usec, struct diag *d);
 /* yes/no/true/false/on/off */
@@ -79,6 +85,7 @@ struct config {
         char *token_file;              /* absolute after loading; required */
         uint64_t central_timeout_usec; /* default 10s */
         uint64_t retry_usec;           /* default 30s: how often failed sends are retried */
+        uint64_t occurrence_usec;      /* default 60s: at most one occurrence update per case this often */
 
         /* collector NAME { ... }, in file order; owned by the config */
         struct conf_block **collectors;

@@ -5,10 +5,13 @@
  *   clearing (clear true; clear "for" starts) -> idle (cleared)
  *
  * with firing <- clearing when "when" is true again or neither condition
- * holds (the clear condition must hold continuously). The last evaluated
+ * holds (the clear condition must hold continuously). A rule with "clear
+ * after D" has no clear condition and no clearing state: no event clears
+ * it, its firing state ends (cleared, idle) D after the last event where
+ * when held, or D after it fired if that is later. The last evaluated
  * value of a condition is taken to hold until an event says otherwise, so
- * both rule_engine_tick() and a later event promote a pending or clearing
- * state whose time has come.
+ * both rule_engine_tick() and a later event promote a pending, clearing or
+ * "clear after" firing state whose time has come.
  *
  * Cost per event: one pass binding attributes to the ruleset's slots
  * (through a cache by the key's address, see struct ncache), one dispatch
@@ -39,6 +42,9 @@ struct rstate {
         uint64_t hash;     /* state_hash() */
         uint64_t key_hash; /* hash_words() of the key: its slot in the key filter */
         enum rstate_kind kind;
+        /* pending, clearing: when it entered that state; firing: when it
+         * fired or the last event where when held, whichever is later (the
+         * start of a "clear after" period) */
         uint64_t since;
         char *title, *desc; /* texts of the last event, for transitions made by time */
         size_t title_cap, desc_cap;
@@ -402,11 +408,13 @@ const struct ruleset *rule_engine_rules(const struct rule_engine *re)
         return re->rs;
 }
 
+/* A state's counts depend on its kind and its rule: change either only
+ * between state_account(-1) and state_account(+1). */
 static void state_account(struct rule_engine *re, const struct rstate *s, int delta)
 {
         if (s->kind == RS_FIRING || s->kind == RS_CLEARING)
                 re->n_firing += (size_t)delta;
-        if (s->kind == RS_PENDING || s->kind == RS_CLEARING)
+        if (s->kind == RS_PENDING || s->kind == RS_CLEARING || (s->kind == RS_FIRING && s->rule->has_clear_after))
                 re->n_timed += (size_t)delta;
 }
 
@@ -689,6 +697,8 @@ static void start_state(struct rule_engine *re, const struct rule *r, const stru
                 if (!s)
                         return;
                 render_texts(re, r, c);
+                if (r->has_clear_after)
+                        save_texts(re, s); /* for the clear that time makes */
                 emit(RULE_FIRING, s, re->title, re->desc, c->e, now, fn, userdata);
                 return;
         }
@@ -817,13 +827,16 @@ static bool eval_rule(struct rule_engine *re, const struct rule *r, const struct
                         start_state(re, r, c, k, hash, now, fn, userdata);
                 return w;
         }
-        cl = w ? false : r->clear.root >= 0 ? expr_eval_bool(&r->clear, c) : true;
+        /* "clear after" has no clear condition: only time ends the fault */
+        cl = w || r->has_clear_after ? false : r->clear.root >= 0 ? expr_eval_bool(&r->clear, c) : true;
 
         /* transitions that time made since the previous event */
         if (s->kind == RS_PENDING && elapsed(now, s->since, r->for_usec)) {
                 if (w) {
                         state_set(re, s, RS_FIRING, now);
                         render_texts(re, r, c);
+                        if (r->has_clear_after)
+                                save_texts(re, s);
                         emit(RULE_FIRING, s, re->title, re->desc, e, now, fn, userdata);
                         return true;
                 }
@@ -831,6 +844,14 @@ static bool eval_rule(struct rule_engine *re, const struct rule *r, const struct
 
                 state_set(re, s, RS_FIRING, at);
                 emit(RULE_FIRING, s, s->title, s->desc, NULL, at, fn, userdata);
+                /* and its "clear after" may have passed since, too */
+        }
+        if (s->kind == RS_FIRING && r->has_clear_after && elapsed(now, s->since, r->clear_after_usec)) {
+                emit(RULE_CLEARED, s, s->title, s->desc, NULL, s->since + r->clear_after_usec, fn, userdata);
+                state_remove(re, pp);
+                if (w)
+                        start_state(re, r, c, k, hash, now, fn, userdata);
+                return w;
         } else if (s->kind == RS_CLEARING && elapsed(now, s->since, r->clear_for_usec)) {
                 if (cl) {
                         render_texts(re, r, c);
@@ -855,7 +876,10 @@ static bool eval_rule(struct rule_engine *re, const struct rule *r, const struct
                 break;
         case RS_FIRING:
                 if (w) {
+                        s->since = now > s->since ? now : s->since; /* pushes a "clear after" out */
                         render_texts(re, r, c);
+                        if (r->has_clear_after)
+                                save_texts(re, s);
                         emit(RULE_REPEAT, s, re->title, re->desc, e, now, fn, userdata);
                 } else if (cl) {
                         render_texts(re, r, c);
@@ -870,7 +894,7 @@ static bool eval_rule(struct rule_engine *re, const struct rule *r, const struct
                 break;
         case RS_CLEARING:
                 if (w) {
-                        state_set(re, s, RS_FIRING, s->since);
+                        state_set(re, s, RS_FIRING, now > s->since ? now : s->since);
                         render_texts(re, r, c);
                         emit(RULE_REPEAT, s, re->title, re->desc, e, now, fn, userdata);
                 } else if (cl) {
@@ -911,7 +935,7 @@ static const uint64_t *candidates(struct rule_engine *re, const struct dispatch_
         }
 }
 
-void rule_engine_eval(struct rule_engine *re, const struct event *e, rule_hit_fn fn, void *userdata)
+bool rule_engine_eval(struct rule_engine *re, const struct event *e, rule_hit_fn fn, void *userdata)
 {
         const struct ruleset *rs = re->rs;
         const struct dispatch_entry *de;
@@ -922,7 +946,7 @@ void rule_engine_eval(struct rule_engine *re, const struct event *e, rule_hit_fn
         re->stats.events++;
         if (!rs || rs->n == 0) {
                 re->stats.unmatched++;
-                return;
+                return false;
         }
         bind_event(re, e);
         c.e = e;
@@ -948,6 +972,7 @@ void rule_engine_eval(struct rule_engine *re, const struct event *e, rule_hit_fn
         }
         if (!matched)
                 re->stats.unmatched++;
+        return matched;
 }
 
 void rule_engine_tick(struct rule_engine *re, uint64_t now, rule_hit_fn fn, void *userdata)
@@ -964,6 +989,12 @@ void rule_engine_tick(struct rule_engine *re, uint64_t now, rule_hit_fn fn, void
                         if (s->kind == RS_PENDING && elapsed(now, s->since, r->for_usec)) {
                                 state_set(re, s, RS_FIRING, s->since + r->for_usec);
                                 emit(RULE_FIRING, s, s->title, s->desc, NULL, s->since, fn, userdata);
+                        }
+                        if (s->kind == RS_FIRING && r->has_clear_after && elapsed(now, s->since, r->clear_after_usec)) {
+                                emit(RULE_CLEARED, s, s->title, s->desc, NULL, s->since + r->clear_after_usec, fn,
+                                     userdata);
+                                state_remove(re, pp);
+                                continue;
                         } else if (s->kind == RS_CLEARING && elapsed(now, s->since, r->clear_for_usec)) {
                                 emit(RULE_CLEARED, s, s->title, s->desc, NULL, s->since + r->clear_for_usec, fn,
                                      userdata);
@@ -1014,8 +1045,17 @@ void rule_engine_set_rules(struct rule_engine *re, struct ruleset *rs)
                                 rstate_free(s);
                                 continue;
                         }
-                        /* same name hash: the state stays in its bucket */
+                        /* same name hash: the state stays in its bucket. Its
+                         * counts follow the new rule: gaining "clear after"
+                         * makes a firing state timed (from its since: when it
+                         * fired or last repeated), and a clearing one, which
+                         * such a rule cannot have, firing again; losing it
+                         * leaves a firing state to the new clear condition. */
+                        state_account(re, s, -1);
                         s->rule = nr;
+                        if (nr->has_clear_after && s->kind == RS_CLEARING)
+                                s->kind = RS_FIRING;
+                        state_account(re, s, +1);
                         rule_states[nr->index]++;
                         stateful[nr->index / 64] |= 1ULL << (nr->index % 64);
                         pp = &s->next;

@@ -337,9 +337,10 @@ struct rule {
         char *name;
         const char *file; /* interned in the ruleset */
         unsigned line, col;
-        struct expr clear; /* root -1: "not when", immediately */
+        struct expr clear; /* root -1: "not when", immediately; also -1 with has_clear_after */
         bool has_for, has_clear_for;
-        uint64_t for_usec, clear_for_usec;
+        bool has_clear_after; /* "clear after D": no clear condition, the fault ends D after the last when */
+        uint64_t for_usec, clear_for_usec, clear_after_usec;
         enum rule_level level;
         struct tmpl key, title, desc;
         bool has_desc;

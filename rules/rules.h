@@ -8,6 +8,7 @@
  * allocation. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -53,7 +54,7 @@ enum rule_level rule_get_level(const struct rule *r);
 enum rule_transition {
         RULE_FIRING,  /* the (rule, key) became firing: open or raise a fault */
         RULE_REPEAT,  /* another matching event while firing */
-        RULE_CLEARED, /* the clear condition held long enough */
+        RULE_CLEARED, /* the clear condition held long enough, or "clear after" passed with no match */
         RULE_TRANSITION_MAX,
 };
 const char *rule_transition_to_string(enum rule_transition t);
@@ -95,10 +96,14 @@ void rule_engine_set_rules(struct rule_engine *re, struct ruleset *rs);
 const struct ruleset *rule_engine_rules(const struct rule_engine *re);
 /* Evaluates e against every rule of its source (and the rules that do not
  * name a source) and calls fn for each transition. fn must not call back
- * into the engine. */
-void rule_engine_eval(struct rule_engine *re, const struct event *e, rule_hit_fn fn, void *userdata);
-/* Promotes pending states whose "for" has elapsed and clearing states whose
- * clear "for" has elapsed, as of now_mono_usec (the last evaluated value of a
- * condition is taken to hold until an event says otherwise). */
+ * into the engine. Returns true when the when or clear condition of at least
+ * one rule held for e, false when e matched nothing (and was counted in
+ * stats.unmatched); a clear found by time alone does not count. */
+bool rule_engine_eval(struct rule_engine *re, const struct event *e, rule_hit_fn fn, void *userdata);
+/* Promotes pending states whose "for" has elapsed, clearing states whose
+ * clear "for" has elapsed and firing states of "clear after" rules whose
+ * last matching event is that long ago, as of now_mono_usec (the last
+ * evaluated value of a condition is taken to hold until an event says
+ * otherwise). */
 void rule_engine_tick(struct rule_engine *re, uint64_t now_mono_usec, rule_hit_fn fn, void *userdata);
 void rule_engine_get_stats(const struct rule_engine *re, struct rule_engine_stats *ret);

@@ -49,7 +49,8 @@ KEY = "temp:%s/%s" % (CHIP, LABEL)
 class Agent:
     """One weibao-agent in its own mount namespace with a fake hwmon tree."""
 
-    def __init__(self, tmp, stub_url, token_file, rules_text=FAST_RULES, interval="1s", rules_glob=None):
+    def __init__(self, tmp, stub_url, token_file, rules_text=FAST_RULES, interval="1s", rules_glob=None,
+                 extra_conf='collector snmptrap {\n  enabled no\n}\n', central_extra=""):
         self.tmp = tmp
         self.hw = FakeHwmon(os.path.join(tmp, "hwmon"))
         self.hw.add_chip("testcpu", [dict(label=LABEL, input=45.0, max=80.0, crit=95.0)])
@@ -64,10 +65,11 @@ class Agent:
             f.write(
                 'agent {\n  id "test-agent"\n  state_dir "%s"\n  control_socket "%s"\n'
                 '  log_level debug\n  rules "%s"\n}\n'
-                'central {\n  url "%s"\n  token_file "%s"\n  timeout 2s\n  retry 1s\n}\n'
+                'central {\n  url "%s"\n  token_file "%s"\n  timeout 2s\n  retry 1s\n%s}\n'
                 "collector sensors {\n  interval %s\n  max_jump 100\n}\n"
                 % (os.path.join(tmp, "state"), self.sock, rules_glob or os.path.join(self.rules_dir, "*.rules"),
-                   stub_url, token_file, interval)
+                   stub_url, token_file, central_extra, interval)
+                + extra_conf
             )
         self.proc = None
 
@@ -440,7 +442,7 @@ def test_collector_setting_out_of_range_has_position(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2
     assert "%s:9:12: collector sensors: interval must be between 100ms and 1d" % conf in r.stderr, r.stderr
-    assert "%s:11:1: collector fans: unknown collector (built in: sensors)" % conf in r.stderr, r.stderr
+    assert "%s:11:1: collector fans: unknown collector (built in: sensors, snmptrap)" % conf in r.stderr, r.stderr
 
 
 def test_check_accepts_example_config():

@@ -1,5 +1,6 @@
 /* Unit tests for condition semantics, templates, dispatch and the rule
- * engine's state machine (pending, firing, repeat, clearing, cleared). */
+ * engine's state machine (pending, firing, repeat, clearing, cleared,
+ * "clear after"). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -545,6 +546,316 @@ static void test_no_allocation(void **state)
         rule_engine_free(re);
 }
 
+/* An SNMP trap event from addr at time t seconds. */
+static void trap_event(struct event *e, const char *trap, const char *addr, uint64_t t)
+{
+        event_init(e, "snmptrap", "trap", addr);
+        event_add_string(e, "trap", trap);
+        event_add_string(e, "source_addr", addr);
+        e->mono_usec = t * SEC;
+}
+
+static const char reboot_rules[] =
+        "rule device-rebooted {\n when source == \"snmptrap\" and (trap == \"SNMPv2-MIB::coldStart\" or trap == "
+        "\"SNMPv2-MIB::warmStart\")\n clear after 1h\n level P2\n key \"snmp:reboot:{source_addr}\"\n title "
+        "\"{source_addr}: {trap}\"\n}\n";
+
+/* "clear after": fires, repeats push the deadline, the tick clears at
+ * last match + duration and not before, with the last event's texts. */
+static void test_clear_after_tick(void **state)
+{
+        struct rule_engine *re = engine(reboot_rules, 0);
+        struct rule_engine_stats st;
+        struct hits hs = {0};
+        struct event e;
+
+        (void)state;
+        trap_event(&e, "SNMPv2-MIB::coldStart", "10.0.0.1", 1000);
+        assert_true(rule_engine_eval(re, &e, record, &hs));
+        assert_int_equal(hs.n, 1);
+        assert_int_equal(hs.h[0].t, RULE_FIRING);
+        assert_string_equal(hs.h[0].key, "snmp:reboot:10.0.0.1");
+        assert_int_equal(hs.h[0].level, RULE_LEVEL_P2);
+        /* another trap of the same device that is not a reboot: no clear
+         * condition, nothing happens, and nothing matched */
+        trap_event(&e, "IF-MIB::linkUp", "10.0.0.1", 1100);
+        assert_false(rule_engine_eval(re, &e, record, &hs));
+        assert_int_equal(hs.n, 1);
+        rule_engine_tick(re, 4599 * SEC, record, &hs);
+        assert_int_equal(hs.n, 1);
+        /* a repeat at 2000 pushes the deadline from 4600 to 5600 */
+        trap_event(&e, "SNMPv2-MIB::warmStart", "10.0.0.1", 2000);
+        assert_true(rule_engine_eval(re, &e, record, &hs));
+        assert_int_equal(hs.n, 2);
+        assert_int_equal(hs.h[1].t, RULE_REPEAT);
+        assert_true(hs.h[1].has_event);
+        rule_engine_tick(re, 4600 * SEC, record, &hs);
+        rule_engine_tick(re, 5600 * SEC - 1, record, &hs);
+        assert_int_equal(hs.n, 2);
+        rule_engine_get_stats(re, &st);
+        assert_int_equal(st.states, 1);
+        assert_int_equal(st.firing, 1);
+        rule_engine_tick(re, 5600 * SEC, record, &hs);
+        assert_int_equal(hs.n, 3);
+        assert_int_equal(hs.h[2].t, RULE_CLEARED);
+        assert_false(hs.h[2].has_event);
+        assert_int_equal(hs.h[2].mono, 5600 * SEC);
+        assert_string_equal(hs.h[2].key, "snmp:reboot:10.0.0.1");
+        assert_string_equal(hs.h[2].title, "10.0.0.1: SNMPv2-MIB::warmStart"); /* the last event's text */
+        rule_engine_get_stats(re, &st);
+        assert_int_equal(st.states, 0);
+        assert_int_equal(st.firing, 0);
+        rule_engine_tick(re, 9000 * SEC, record, &hs);
+        assert_int_equal(hs.n, 3);
+        /* a new reboot after the clear fires again */
+        trap_event(&e, "SNMPv2-MIB::coldStart", "10.0.0.1", 9000);
+        rule_engine_eval(re, &e, record, &hs);
+        assert_int_equal(hs.n, 4);
+        assert_int_equal(hs.h[3].t, RULE_FIRING);
+        rule_engine_free(re);
+}
+
+/* Without ticks, an event for the key after the deadline first clears (at
+ * last match + duration, without an event) and then applies itself. */
+static void test_clear_after_late_event(void **state)
+{
+        struct rule_engine *re = engine(reboot_rules, 0);
+        struct hits hs = {0};
+        struct event e;
+
+        (void)state;
+        trap_event(&e, "SNMPv2-MIB::coldStart", "10.0.0.2", 100);
+        rule_engine_eval(re, &e, record, &hs);
+        trap_event(&e, "SNMPv2-MIB::coldStart", "10.0.0.2", 200);
+        rule_engine_eval(re, &e, record, &hs);
+        assert_int_equal(hs.n, 2);
+        /* a late reboot: cleared at 3800, then a new firing at 5000 */
+        trap_event(&e, "SNMPv2-MIB::warmStart", "10.0.0.2", 5000);
+        assert_true(rule_engine_eval(re, &e, record, &hs));
+        assert_int_equal(hs.n, 4);
+        assert_int_equal(hs.h[2].t, RULE_CLEARED);
+        assert_int_equal(hs.h[2].mono, 3800 * SEC);
+        assert_false(hs.h[2].has_event);
+        assert_string_equal(hs.h[2].title, "10.0.0.2: SNMPv2-MIB::coldStart");
+        assert_int_equal(hs.h[3].t, RULE_FIRING);
+        assert_int_equal(hs.h[3].mono, 5000 * SEC);
+        assert_true(hs.h[3].has_event);
+        assert_string_equal(hs.h[3].title, "10.0.0.2: SNMPv2-MIB::warmStart");
+        /* a late event that does not match: only the clear */
+        trap_event(&e, "IF-MIB::linkDown", "10.0.0.2", 9000);
+        assert_false(rule_engine_eval(re, &e, record, &hs));
+        assert_int_equal(hs.n, 5);
+        assert_int_equal(hs.h[4].t, RULE_CLEARED);
+        assert_int_equal(hs.h[4].mono, 8600 * SEC);
+        rule_engine_tick(re, 20000 * SEC, record, &hs);
+        assert_int_equal(hs.n, 5);
+        rule_engine_free(re);
+}
+
+/* With "for", the period counts from the firing, and a state promoted and
+ * past its deadline by one late event reports both. */
+static void test_clear_after_with_for(void **state)
+{
+        struct rule_engine *re = engine("rule r {\n when v > 0\n for 10s\n clear after 5s\n level P3\n key "
+                                        "\"{id}\"\n title \"t{v}\"\n}\n",
+                                        0);
+        struct hits hs = {0};
+        struct event e;
+
+        (void)state;
+        event_init(&e, "s", "n", NULL);
+        event_add_number(&e, "v", 1);
+        event_add_string(&e, "id", "a");
+        e.mono_usec = 100 * SEC;
+        rule_engine_eval(re, &e, record, &hs);
+        rule_engine_tick(re, 110 * SEC, record, &hs);
+        assert_int_equal(hs.n, 1);
+        assert_int_equal(hs.h[0].t, RULE_FIRING);
+        rule_engine_tick(re, 115 * SEC - 1, record, &hs);
+        assert_int_equal(hs.n, 1);
+        rule_engine_tick(re, 115 * SEC, record, &hs);
+        assert_int_equal(hs.n, 2);
+        assert_int_equal(hs.h[1].t, RULE_CLEARED);
+        assert_int_equal(hs.h[1].mono, 115 * SEC);
+        assert_string_equal(hs.h[1].title, "t1");
+        /* pending at 200, the next event (not matching) at 300: fired at
+         * 210, cleared at 215 */
+        e.mono_usec = 200 * SEC;
+        rule_engine_eval(re, &e, record, &hs);
+        event_init(&e, "s", "n", NULL);
+        event_add_number(&e, "v", 0);
+        event_add_string(&e, "id", "a");
+        e.mono_usec = 300 * SEC;
+        assert_false(rule_engine_eval(re, &e, record, &hs));
+        assert_int_equal(hs.n, 4);
+        assert_int_equal(hs.h[2].t, RULE_FIRING);
+        assert_int_equal(hs.h[2].mono, 210 * SEC);
+        assert_int_equal(hs.h[3].t, RULE_CLEARED);
+        assert_int_equal(hs.h[3].mono, 215 * SEC);
+        rule_engine_free(re);
+}
+
+static void set_rules_text(struct rule_engine *re, const char *text)
+{
+        struct diag *d = diag_new();
+        struct ruleset *rs = NULL;
+
+        if (ruleset_parse_string("new", text, &rs, d) < 0) {
+                diag_print(d, stderr);
+                fail_msg("parse failed");
+        }
+        diag_free(d);
+        rule_engine_set_rules(re, rs);
+}
+
+/* Reload: a firing state of a rule that gains "clear after" becomes timed
+ * (from its last match), one that loses it is left to the clear condition,
+ * and one that keeps it keeps its deadline. */
+static void test_clear_after_reload(void **state)
+{
+        static const char plain[] = "rule r {\n when v > 0\n clear v < 0\n level P3\n key \"{id}\"\n title "
+                                    "\"t\"\n}\n";
+        static const char after[] = "rule r {\n when v > 0\n clear after 1m\n level P3\n key \"{id}\"\n title "
+                                    "\"t\"\n}\n";
+        struct rule_engine *re = engine(plain, 0);
+        struct rule_engine_stats st;
+        struct hits hs = {0};
+        struct event e;
+
+        (void)state;
+        event_init(&e, "s", "n", NULL);
+        event_add_number(&e, "v", 1);
+        event_add_string(&e, "id", "a");
+        e.mono_usec = 100 * SEC;
+        rule_engine_eval(re, &e, record, &hs);
+        e.mono_usec = 130 * SEC;
+        rule_engine_eval(re, &e, record, &hs); /* a repeat at 130 */
+        assert_int_equal(hs.n, 2);
+        rule_engine_tick(re, 1000 * SEC, record, &hs); /* no clear by time without "clear after" */
+        assert_int_equal(hs.n, 2);
+
+        /* gains it: the deadline counts from the last match, 130 + 60 */
+        set_rules_text(re, after);
+        rule_engine_tick(re, 190 * SEC - 1, record, &hs);
+        assert_int_equal(hs.n, 2);
+        rule_engine_tick(re, 190 * SEC, record, &hs);
+        assert_int_equal(hs.n, 3);
+        assert_int_equal(hs.h[2].t, RULE_CLEARED);
+        assert_int_equal(hs.h[2].mono, 190 * SEC);
+
+        /* keeps it: same deadline under the new ruleset */
+        e.mono_usec = 300 * SEC;
+        rule_engine_eval(re, &e, record, &hs);
+        assert_int_equal(hs.n, 4);
+        set_rules_text(re, after);
+        rule_engine_tick(re, 359 * SEC, record, &hs);
+        assert_int_equal(hs.n, 4);
+        rule_engine_tick(re, 360 * SEC, record, &hs);
+        assert_int_equal(hs.n, 5);
+        assert_int_equal(hs.h[4].t, RULE_CLEARED);
+
+        /* loses it: still firing long after, until its clear condition */
+        e.mono_usec = 400 * SEC;
+        rule_engine_eval(re, &e, record, &hs);
+        assert_int_equal(hs.n, 6);
+        set_rules_text(re, plain);
+        rule_engine_tick(re, 10000 * SEC, record, &hs);
+        assert_int_equal(hs.n, 6);
+        rule_engine_get_stats(re, &st);
+        assert_int_equal(st.firing, 1);
+        event_init(&e, "s", "n", NULL);
+        event_add_number(&e, "v", -1);
+        event_add_string(&e, "id", "a");
+        e.mono_usec = 10001 * SEC;
+        assert_true(rule_engine_eval(re, &e, record, &hs));
+        assert_int_equal(hs.n, 7);
+        assert_int_equal(hs.h[6].t, RULE_CLEARED);
+        assert_true(hs.h[6].has_event);
+
+        /* a clearing state (clear for) of a rule that gains "clear after"
+         * is firing again, and times out from its own start */
+        set_rules_text(re, "rule r {\n when v > 0\n clear v < 0 for 1h\n level P3\n key \"{id}\"\n title \"t\"\n}\n");
+        event_init(&e, "s", "n", NULL);
+        event_add_number(&e, "v", 1);
+        event_add_string(&e, "id", "a");
+        e.mono_usec = 20000 * SEC;
+        rule_engine_eval(re, &e, record, &hs);
+        event_init(&e, "s", "n", NULL);
+        event_add_number(&e, "v", -1);
+        event_add_string(&e, "id", "a");
+        e.mono_usec = 20010 * SEC;
+        rule_engine_eval(re, &e, record, &hs); /* clearing since 20010 */
+        assert_int_equal(hs.n, 8);
+        set_rules_text(re, after);
+        rule_engine_get_stats(re, &st);
+        assert_int_equal(st.firing, 1);
+        rule_engine_tick(re, 20069 * SEC, record, &hs);
+        assert_int_equal(hs.n, 8);
+        rule_engine_tick(re, 20070 * SEC, record, &hs);
+        assert_int_equal(hs.n, 9);
+        assert_int_equal(hs.h[8].t, RULE_CLEARED);
+        rule_engine_get_stats(re, &st);
+        assert_int_equal(st.states, 0);
+        assert_int_equal(st.firing, 0);
+        rule_engine_free(re);
+}
+
+/* rule_engine_eval() tells whether any rule's when or clear held, exactly
+ * when the event is not counted as unmatched. */
+static void test_eval_return(void **state)
+{
+        struct rule_engine *re = engine(temp_rules, 0);
+        struct rule_engine_stats st;
+        struct hits hs = {0};
+        struct event e;
+
+        (void)state;
+        temp_event(&e, "c", "l", 85, 100);
+        assert_true(rule_engine_eval(re, &e, record, &hs)); /* when: pending */
+        temp_event(&e, "c", "l", 78, 101);
+        assert_false(rule_engine_eval(re, &e, record, &hs)); /* neither (pending dropped) */
+        temp_event(&e, "c", "l", 70, 102);
+        assert_false(rule_engine_eval(re, &e, record, &hs)); /* no state: the clear is not evaluated */
+        temp_event(&e, "c", "l", 85, 200);
+        rule_engine_eval(re, &e, record, &hs);
+        rule_engine_tick(re, 210 * SEC, record, &hs);
+        temp_event(&e, "c", "l", 70, 220);
+        assert_true(rule_engine_eval(re, &e, record, &hs)); /* clear held: clearing */
+        event_init(&e, "other", "x", NULL);
+        assert_false(rule_engine_eval(re, &e, record, &hs)); /* no rule of that source */
+        rule_engine_get_stats(re, &st);
+        assert_int_equal(st.events, 6);
+        assert_int_equal(st.unmatched, 3);
+        rule_engine_set_rules(re, NULL);
+        assert_false(rule_engine_eval(re, &e, record, &hs)); /* no rules */
+        rule_engine_get_stats(re, &st);
+        assert_int_equal(st.unmatched, 4);
+        rule_engine_free(re);
+}
+
+/* Repeats of a "clear after" rule save their texts without allocating once
+ * the buffers are large enough. */
+static void test_clear_after_no_allocation(void **state)
+{
+        struct rule_engine *re = engine(reboot_rules, 0);
+        struct hits hs = {0};
+        struct event e;
+
+        (void)state;
+        trap_event(&e, "SNMPv2-MIB::coldStart", "10.0.0.1", 100);
+        rule_engine_eval(re, &e, record, &hs);
+        xalloc_fail_at(0);
+        for (int i = 0; i < 100; i++) {
+                hs.n = 0;
+                trap_event(&e, i % 2 ? "SNMPv2-MIB::coldStart" : "SNMPv2-MIB::warmStart", "10.0.0.1",
+                           101 + (uint64_t)i);
+                rule_engine_eval(re, &e, record, &hs);
+                assert_int_equal(hs.n, 1);
+        }
+        assert_int_equal(xalloc_fail_at(0), 0);
+        rule_engine_free(re);
+}
+
 /* Randomised run against a trivial model of one rule with for and clear for
  * and a handful of keys: the engine must report exactly the model's
  * transitions. */
@@ -632,6 +943,89 @@ static void test_random_model(void **state)
         rule_engine_free(re);
 }
 
+/* Randomised run of a "clear after" rule against a trivial model, with
+ * ticks between events: the engine must report exactly the model's
+ * transitions, and clears at last match + 5s. */
+static void test_clear_after_random_model(void **state)
+{
+        struct rule_engine *re = engine("rule m {\n when v >= 10\n clear after 5s\n level P3\n key \"{id}\"\n title "
+                                        "\"t\"\n}\n",
+                                        0);
+        bool firing[4] = {0};
+        uint64_t last[4] = {0}, now = 1000 * SEC;
+        unsigned seed = 4321;
+
+        (void)state;
+        for (int step = 0; step < 5000; step++) {
+                struct hits hs = {0};
+                struct rule_engine_stats st;
+                size_t expect_n = 0;
+                struct {
+                        enum rule_transition t;
+                        uint64_t mono;
+                        int k;
+                } expect[8];
+                int k, v;
+                bool w;
+
+                seed = seed * 1103515245 + 12345;
+                k = (int)((seed >> 16) % 4);
+                v = (int)((seed >> 8) % 15);
+                now += ((seed >> 4) % 4) * SEC + ((seed >> 2) % 2) * (SEC / 4);
+                w = v >= 10;
+                if ((seed >> 24) % 3 == 0) {
+                        /* a tick: every expired key clears, in no set order */
+                        for (int i = 0; i < 4; i++)
+                                if (firing[i] && now - last[i] >= 5 * SEC) {
+                                        expect[expect_n].t = RULE_CLEARED;
+                                        expect[expect_n].mono = last[i] + 5 * SEC;
+                                        expect[expect_n++].k = i;
+                                        firing[i] = false;
+                                }
+                        rule_engine_tick(re, now, record, &hs);
+                        assert_int_equal(hs.n, expect_n);
+                        for (size_t i = 0; i < hs.n; i++) {
+                                size_t j = 0;
+
+                                while (j < expect_n && (int)(hs.h[i].key[1] - '0') != expect[j].k)
+                                        j++;
+                                assert_true(j < expect_n);
+                                assert_int_equal(hs.h[i].t, RULE_CLEARED);
+                                assert_int_equal(hs.h[i].mono, expect[j].mono);
+                        }
+                } else {
+                        struct event e;
+                        char id[8];
+
+                        if (firing[k] && now - last[k] >= 5 * SEC) {
+                                expect[expect_n].t = RULE_CLEARED;
+                                expect[expect_n++].mono = last[k] + 5 * SEC;
+                                firing[k] = false;
+                        }
+                        if (w) {
+                                expect[expect_n].t = firing[k] ? RULE_REPEAT : RULE_FIRING;
+                                expect[expect_n++].mono = now;
+                                firing[k] = true;
+                                last[k] = now;
+                        }
+                        snprintf(id, sizeof id, "k%d", k);
+                        event_init(&e, "s", "n", NULL);
+                        event_add_number(&e, "v", v);
+                        event_add_string(&e, "id", id);
+                        e.mono_usec = now;
+                        assert_int_equal(rule_engine_eval(re, &e, record, &hs), w);
+                        assert_int_equal(hs.n, expect_n);
+                        for (size_t i = 0; i < hs.n; i++) {
+                                assert_int_equal(hs.h[i].t, expect[i].t);
+                                assert_int_equal(hs.h[i].mono, expect[i].mono);
+                        }
+                }
+                rule_engine_get_stats(re, &st);
+                assert_int_equal(st.firing, firing[0] + firing[1] + firing[2] + firing[3]);
+        }
+        rule_engine_free(re);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -647,6 +1041,13 @@ int main(void)
                 cmocka_unit_test(test_set_rules_keeps_state),
                 cmocka_unit_test(test_no_allocation),
                 cmocka_unit_test(test_random_model),
+                cmocka_unit_test(test_clear_after_tick),
+                cmocka_unit_test(test_clear_after_late_event),
+                cmocka_unit_test(test_clear_after_with_for),
+                cmocka_unit_test(test_clear_after_reload),
+                cmocka_unit_test(test_eval_return),
+                cmocka_unit_test(test_clear_after_no_allocation),
+                cmocka_unit_test(test_clear_after_random_model),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

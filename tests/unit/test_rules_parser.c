@@ -457,6 +457,60 @@ static void test_clear_forms(void **state)
         free(out);
 }
 
+#define CLEAR(stmt) "rule r {\n when x\n " stmt "\n level P2\n key \"k\"\n title \"t\"\n}\n"
+
+/* "clear after DURATION": its normalised form, its errors, and a clear
+ * condition that begins with an attribute named "after". */
+static void test_clear_after(void **state)
+{
+        static const char *const round[][2] = {
+                {"clear after 1h", "        clear after 1h\n"},
+                {"clear after 90s", "        clear after 1m30s\n"},
+                {"clear after 3600000ms", "        clear after 1h\n"},
+                {"clear (after == 1)", "        clear (after == 1)\n"},
+                {"clear (after > 1 or y) and z", "        clear ((after > 1 or y) and z)\n"},
+                {"clear (after) for 5s", "        clear (after) for 5s\n"},
+                {"clear y or after", "        clear y or after\n"},
+                {"clear after.x", "        clear after.x\n"},
+        };
+        char text[256], *once, *twice;
+
+        (void)state;
+        for (size_t i = 0; i < sizeof round / sizeof round[0]; i++) {
+                snprintf(text, sizeof text, CLEAR("%s"), round[i][0]);
+                once = format_rules(text);
+                if (!strstr(once, round[i][1]))
+                        fail_msg("case %zu: want \"%s\" in\n%s", i, round[i][1], once);
+                twice = format_rules(once);
+                assert_string_equal(once, twice);
+                free(once);
+                free(twice);
+        }
+        expect_error(CLEAR("clear after"), "t.rules:3:8: expected duration such as 10s after 'clear after', got end "
+                                           "of line");
+        expect_error(CLEAR("clear after 0s"), "t.rules:3:14: 'clear after' needs a duration over 0s, such as 1h");
+        expect_error(CLEAR("clear after 0"), "t.rules:3:14: 'clear after' needs a duration over 0s");
+        expect_error(CLEAR("clear after ten"), "t.rules:3:14: expected duration such as 10s, got 'ten'");
+        expect_error(CLEAR("clear x == 1 after 5m"),
+                     "t.rules:3:15: 'after' cannot follow a clear condition: write either 'clear after DURATION' "
+                     "alone or 'clear [CONDITION] [for DURATION]'");
+        expect_error(CLEAR("clear after 5m for 1m"),
+                     "t.rules:3:17: expected end of line after the duration, got 'for': write either 'clear after "
+                     "DURATION' alone or 'clear [CONDITION] [for DURATION]'");
+        expect_error(CLEAR("clear for 1m after 5m"),
+                     "t.rules:3:15: expected end of line after the duration, got 'after': write either");
+        expect_error(CLEAR("clear x for 1m after 5m"), "t.rules:3:17: expected end of line after the duration, got "
+                                                       "'after': write either");
+        expect_error(CLEAR("clear after 5m x == 1"),
+                     "t.rules:3:17: expected end of line after the duration, got 'x': write either");
+        expect_error(CLEAR("clear after 5m") "rule s {\n when x\n clear after 1m\n clear after 2m\n level P2\n "
+                                             "key \"k\"\n title \"t\"\n}\n",
+                     "t.rules:11:2: duplicate 'clear' in rule s (first at line 10)");
+        /* "after" elsewhere is an ordinary attribute */
+        expect_ok("rule r {\n when after > 1\n clear x == after\n level P2\n key \"{after}\"\n title "
+                  "\"t\"\n}\n");
+}
+
 static void test_levels(void **state)
 {
         enum rule_level l;
@@ -582,6 +636,7 @@ int main(void)
                 cmocka_unit_test(test_include),
                 cmocka_unit_test(test_format_round_trip),
                 cmocka_unit_test(test_clear_forms),
+                cmocka_unit_test(test_clear_after),
                 cmocka_unit_test(test_levels),
                 cmocka_unit_test(test_alloc_failures),
                 cmocka_unit_test(test_condition_length_is_capped),

@@ -38,9 +38,10 @@ extern const struct collector_ops sensors_collector_ops;
 /* OPS->new through a pointer: clang-format reads "->new(" as C++'s new. */
 static int collector_new(const struct conf_block *b, struct diag *d, void **ret_state)
 {
-        int (*fn)(const struct conf_block *, struct diag *, void **) = OPS->new;
+        int (*fn)(const struct conf_block *, const struct collector_context *, struct diag *, void **) = OPS->new;
+        static const struct collector_context ctx = {.base_dir = ".", .state_dir = "."};
 
-        return fn(b, d, ret_state);
+        return fn(b, &ctx, d, ret_state);
 }
 #define ATTRS_MAX 16
 
@@ -160,7 +161,7 @@ static struct captured events[EVENTS_MAX];
 static size_t n_events;
 
 /* Copies e: its strings are valid only during this call. */
-static void on_event(const struct event *e, void *userdata)
+static bool on_event(const struct event *e, void *userdata)
 {
         struct captured *c;
 
@@ -184,6 +185,7 @@ static void on_event(const struct event *e, void *userdata)
                 else
                         c->attrs[i].num = e->attrs[i].num;
         }
+        return true;
 }
 
 static const struct captured *find_event(size_t from, const char *name, const char *object)
@@ -379,7 +381,7 @@ static void test_defaults_without_block(void **state)
         assert_string_equal(OPS->name, "sensors");
         assert_true(OPS->default_enabled);
         OPS->stop(st); /* not started: nothing to do */
-        s = OPS->status(st);
+        s = OPS->status(st, false);
         assert_non_null(s);
         assert_true(cJSON_IsFalse(cJSON_GetObjectItem(s, "started")));
         assert_true(num_item(s, "interval_sec") == 10);
@@ -402,7 +404,7 @@ static void test_settings(void **state)
 
         (void)state;
         assert_int_equal(collector_new(b, fresh_diag(), &st), 0);
-        s = OPS->status(st);
+        s = OPS->status(st, false);
         assert_true(num_item(s, "interval_sec") == 0.25);
         assert_true(num_item(s, "max_jump_c_per_s") == 5);
         assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(s, "chips_filter")), "coretemp-* , nvme-*");
@@ -458,7 +460,7 @@ static void test_no_chips(void **state)
         assert_non_null(strstr(log, "sensors: no temperature sensors found (libsensors saw 0 chips)"));
         /* Nothing to poll: no timer either. */
         assert_int_equal(loop_source_count(cur.loop), 0);
-        s = OPS->status(cur.state);
+        s = OPS->status(cur.state, false);
         assert_true(cJSON_IsTrue(cJSON_GetObjectItem(s, "started")));
         assert_true(num_item(s, "chips_seen") == 0);
         assert_true(num_item(s, "sensors") == 0);
@@ -531,7 +533,7 @@ static void test_first_poll(void **state)
         assert_false(has_attr(c, "crit"));
         assert_true(attr_num(c, "alarm") == 1);
 
-        s = OPS->status(cur.state);
+        s = OPS->status(cur.state, false);
         assert_non_null(s);
         assert_true(num_item(s, "chips_seen") == 2);
         assert_true(num_item(s, "chips") == 2);
