@@ -990,18 +990,21 @@ enum trap_verdict snmp_receiver_feed(struct snmp_receiver *r, const void *buf, s
 
         if (r->verdict >= 0)
                 return (enum trap_verdict)r->verdict;
-        for (size_t i = 0; i < N_STAT_REASONS; i++)
-                if (snmp_get_statistic(stat_reasons[i].stat) != before[i]) {
-                        /* an engine ID probe carries no engine ID; net-snmp answered it */
-                        if (stat_reasons[i].verdict == TRAP_REJECT_ENGINE_ID && r->post_seen &&
-                            r->post_engine_id_len == 0)
-                                return TRAP_DISCOVERY;
-                        return stat_reasons[i].verdict;
-                }
         /* An authenticated authPriv message whose scoped PDU does not parse
          * was decrypted with the wrong privacy key. */
-        if (r->post_seen && r->post_version == SNMP_VERSION_3 && r->post_level == SNMP_SEC_LEVEL_AUTHPRIV &&
-            r->post_result != SNMPERR_SUCCESS)
+        bool undecryptable = r->post_seen && r->post_version == SNMP_VERSION_3 &&
+                             r->post_level == SNMP_SEC_LEVEL_AUTHPRIV && r->post_result != SNMPERR_SUCCESS;
+        for (size_t i = 0; i < N_STAT_REASONS; i++)
+                if (snmp_get_statistic(stat_reasons[i].stat) != before[i]) {
+                        enum trap_verdict v = stat_reasons[i].verdict;
+                        /* an engine ID probe carries no engine ID; net-snmp answered it */
+                        if (v == TRAP_REJECT_ENGINE_ID && r->post_seen && r->post_engine_id_len == 0)
+                                return TRAP_DISCOVERY;
+                        if (v == TRAP_REJECT_MALFORMED && undecryptable)
+                                return TRAP_REJECT_DECRYPT;
+                        return v;
+                }
+        if (undecryptable)
                 return TRAP_REJECT_DECRYPT;
         return TRAP_REJECT_MALFORMED;
 }

@@ -494,7 +494,7 @@ static int snmptrap_new(const struct conf_block *b, const struct collector_conte
         }
         if (b && (q = conf_block_get_number(b, "receive_buffer", &num, d)) == 0) {
                 if (num < 65536 || num > 1073741824)
-                        r = conf_block_diag(b, "receive_buffer", d, "must be 65536 .. 1073741824 bytes");
+                        r = conf_block_diag(b, "receive_buffer", d, "receive_buffer must be 65536 .. 1073741824 bytes");
                 else
                         st->rcvbuf = (int)num;
         } else if (q == -EINVAL) {
@@ -502,13 +502,13 @@ static int snmptrap_new(const struct conf_block *b, const struct collector_conte
         }
         if (b && (q = conf_block_get_duration(b, "auth_report", &st->auth_report_usec, d)) == 0) {
                 if (st->auth_report_usec < 1000000)
-                        r = conf_block_diag(b, "auth_report", d, "must be at least 1s");
+                        r = conf_block_diag(b, "auth_report", d, "auth_report must be at least 1s");
         } else if (q == -EINVAL) {
                 r = q;
         }
         if (b && (q = conf_block_get_number(b, "recent", &num, d)) == 0) {
                 if (num < 1 || num > 1000 || num != (double)(size_t)num)
-                        r = conf_block_diag(b, "recent", d, "must be a whole number 1 .. 1000");
+                        r = conf_block_diag(b, "recent", d, "recent must be a whole number 1 .. 1000");
                 else
                         st->recent_n = (size_t)num;
         } else if (q == -EINVAL) {

@@ -1,0 +1,393 @@
+"""The snmptrap collector end to end: net-snmp's own snmptrap and snmpinform
+send to an agent listening on a high loopback port, the default SNMP rules
+turn what arrives into cases on a weibao-stub.
+
+These tests need no root: the agent runs without the sensors collector and
+listens on a free port of 127.0.0.1.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import BUILD, ROOT, _die_with_parent, wait_until
+
+ENGINE = "0x8000000001020304"
+LINK_DOWN = "1.3.6.1.6.3.1.1.5.3"
+LINK_UP = "1.3.6.1.6.3.1.1.5.4"
+COLD_START = "1.3.6.1.6.3.1.1.5.1"
+IF_INDEX = "1.3.6.1.2.1.2.2.1.1"
+IF_DESCR = "1.3.6.1.2.1.2.2.1.2"
+IF_ADMIN = "1.3.6.1.2.1.2.2.1.7"
+IF_OPER = "1.3.6.1.2.1.2.2.1.8"
+SNMP_ENV = dict(os.environ, MIBS="", SNMPCONFPATH="/nonexistent")
+
+
+def free_udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def require_snmp_tools():
+    if shutil.which("snmptrap") and shutil.which("snmpinform"):
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail("snmptrap/snmpinform missing (package snmp; CI=true: a skip is a failure)")
+    pytest.skip("snmptrap/snmpinform missing (apt install snmp, or make deps)")
+
+
+class TrapAgent:
+    """One weibao-agent with only the snmptrap collector, on a free port."""
+
+    def __init__(self, tmp, stub, snmp_settings="", users=None, rules_glob=None):
+        self.tmp = tmp
+        self.port = free_udp_port()
+        self.sock = os.path.join(tmp, "agent.sock")
+        self.conf = os.path.join(tmp, "agent.conf")
+        self.log_path = os.path.join(tmp, "agent.log")
+        users_line = ""
+        if users is not None:
+            path = os.path.join(tmp, "snmp-users")
+            with open(path, "w") as f:
+                f.write(users)
+            os.chmod(path, 0o600)
+            users_line = '  users_file "%s"\n' % path
+        with open(self.conf, "w") as f:
+            f.write(
+                'agent {\n  id "trap-agent"\n  state_dir "%s"\n  control_socket "%s"\n  log_level debug\n'
+                '  rules "%s"\n}\n'
+                'central {\n  url "%s"\n  token_file "%s"\n  timeout 2s\n  retry 1s\n  occurrence_interval 1s\n}\n'
+                "collector sensors {\n  enabled no\n}\n"
+                'collector snmptrap {\n  listen "udp:127.0.0.1:%d"\n%s%s}\n'
+                % (os.path.join(tmp, "state"), self.sock,
+                   rules_glob or os.path.join(ROOT, "rules", "default", "*.rules"),
+                   stub.url, stub.token_file, self.port, users_line, snmp_settings))
+        self.proc = None
+
+    def start(self):
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([os.path.join(BUILD, "weibao-agent"), "--config", self.conf],
+                                     stdout=self.logf, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        wait_until(lambda: os.path.exists(self.sock) or self.proc.poll() is not None, 10)
+        assert self.proc.poll() is None, "agent exited early:\n" + self.log()
+        assert wait_until(lambda: self.traps().get("running"), 5), self.log()
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def ctl(self, *args):
+        return subprocess.run([os.path.join(BUILD, "weibaoctl"), "-s", self.sock, *args],
+                              capture_output=True, text=True, timeout=10)
+
+    def traps(self):
+        r = self.ctl("--json", "traps")
+        if r.returncode != 0:
+            return {}
+        return json.loads(r.stdout)["collector"]
+
+    def rss_kib(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self.logf.close()
+        self.proc = None
+
+    # senders: net-snmp's own commands
+    def trap(self, *args, check=True):
+        r = subprocess.run(["snmptrap", *args[:-1], "127.0.0.1:%d" % self.port, *args[-1]],
+                           capture_output=True, text=True, env=SNMP_ENV, timeout=20)
+        if check:
+            assert r.returncode == 0, r.stderr
+        return r
+
+    def inform(self, *args):
+        return subprocess.run(["snmpinform", "-r", "1", "-t", "3", *args[:-1], "127.0.0.1:%d" % self.port,
+                               *args[-1]], capture_output=True, text=True, env=SNMP_ENV, timeout=30)
+
+
+def link_varbinds(ifindex, descr="eth%d", oper=2, admin=1):
+    return ["%s.%d" % (IF_INDEX, ifindex), "i", str(ifindex),
+            "%s.%d" % (IF_DESCR, ifindex), "s", descr % ifindex if "%d" in descr else descr,
+            "%s.%d" % (IF_ADMIN, ifindex), "i", str(admin),
+            "%s.%d" % (IF_OPER, ifindex), "i", str(oper)]
+
+
+def v2c_args(community="public"):
+    return ["-v2c", "-c", community]
+
+
+def v3_trap_args(user="trapuser", auth="authpass-123", priv="privpass-123", engine=ENGINE):
+    return ["-v3", "-e", engine, "-u", user, "-l", "authPriv", "-a", "SHA-256", "-A", auth, "-x", "AES", "-X", priv]
+
+
+USERS = ("# v3 users for the tests\n"
+         "createUser -e %s trapuser SHA-256 authpass-123 AES privpass-123\n"
+         "informuser SHA authpass-456 AES privpass-456\n" % ENGINE)
+
+
+def link_key(ifindex, source="127.0.0.1"):
+    return "snmp:link:%s:%d" % (source, ifindex)
+
+
+def wait_case(stub, key, timeout=10):
+    cases = stub.wait_for(lambda: [c for c in stub.cases() if c["fault_key"] == key], timeout)
+    assert cases, "no case for %s" % key
+    return stub.case(cases[0]["id"])
+
+
+def make_agent(tmp_path, stub, **kw):
+    os.makedirs(str(tmp_path), exist_ok=True)
+    return TrapAgent(str(tmp_path), stub, **kw)
+
+
+@pytest.fixture
+def agent(stub, tmp_path):
+    require_snmp_tools()
+    a = make_agent(tmp_path, stub, snmp_settings='  community "public"\n', users=USERS)
+    yield a
+    a.stop()
+
+
+def test_every_version_becomes_a_case_with_varbinds_by_name(agent, stub):
+    agent.start()
+    agent.trap(*v2c_args(), ["", LINK_DOWN] + link_varbinds(1))
+    agent.trap("-v1", "-c", "public", ["1.3.6.1.4.1.8072.3.2.10", "127.0.0.1", "2", "0", ""] + link_varbinds(2))
+    r = agent.inform(*v2c_args(), ["", LINK_DOWN] + link_varbinds(3))
+    assert r.returncode == 0, "v2c inform not acknowledged: " + r.stderr
+    agent.trap(*v3_trap_args(), ["", LINK_DOWN] + link_varbinds(4))
+    r = agent.inform("-v3", "-u", "informuser", "-l", "authPriv", "-a", "SHA", "-A", "authpass-456", "-x", "AES",
+                     "-X", "privpass-456", ["", LINK_DOWN] + link_varbinds(5))
+    assert r.returncode == 0, "v3 inform not acknowledged: " + r.stderr
+
+    expect = {1: "2c", 2: "1", 3: "2c", 4: "3", 5: "3"}
+    for ifindex, version in expect.items():
+        case = wait_case(stub, link_key(ifindex))
+        assert case["level"] == "P3", case
+        assert case["rule"] == "snmp-link-down"
+        rd = case["readings"]
+        assert rd["trap"] == "IF-MIB::linkDown", rd
+        assert rd["trap_oid"] == LINK_DOWN
+        assert rd["version"] == version
+        assert rd["varbind[IF-MIB::ifIndex]"] == ifindex
+        assert rd["varbind[IF-MIB::ifDescr]"] == "eth%d" % ifindex
+        assert rd["varbind[IF-MIB::ifOperStatus]"] == "down"
+        assert rd["varbind[%s.%d]" % (IF_OPER, ifindex)] == 2
+        assert "eth%d" % ifindex in case["title"], case["title"]
+        if version == "3":
+            assert rd["user"] in ("trapuser", "informuser")
+            assert rd["security_level"] == "authPriv"
+        else:
+            assert rd["community"] == "public"
+    assert len([c for c in stub.cases() if c["fault_key"].startswith("snmp:link:")]) == 5
+    t = agent.traps()
+    assert t["accepted"] == 5, t
+    assert t["rejected_total"] == 0, t
+    assert t["discovery"] >= 1, t  # the v3 inform found the agent's engine ID first
+
+
+def test_rejected_notifications_open_no_case_and_are_counted_by_reason(agent, stub):
+    agent.start()
+    agent.trap(*v2c_args("wrong"), ["", LINK_DOWN] + link_varbinds(11))
+    agent.trap(*v3_trap_args(user="nobody"), ["", LINK_DOWN] + link_varbinds(12))
+    agent.trap(*v3_trap_args(auth="wrong-auth-key"), ["", LINK_DOWN] + link_varbinds(13))
+    agent.trap(*v3_trap_args(priv="wrong-priv-key"), ["", LINK_DOWN] + link_varbinds(14))
+    agent.trap("-v3", "-e", ENGINE, "-u", "trapuser", "-l", "noAuthNoPriv", ["", LINK_DOWN] + link_varbinds(15))
+    assert wait_until(lambda: agent.traps()["received"] == 5, 5), agent.traps()
+    t = agent.traps()
+    assert t["accepted"] == 0, t
+    rej = t["rejected"]
+    assert rej["community"] == 1, rej
+    assert rej["unknown-user"] == 1, rej
+    assert rej["auth"] == 1, rej
+    assert rej["decrypt"] == 1, rej
+    assert rej["security-level"] == 1, rej
+    assert t["rejected_total"] == 5
+    # the burst is reported once: one P5 case for the sender, no link case
+    case = wait_case(stub, "snmp:rejected:127.0.0.1")
+    assert case["level"] == "P5"
+    assert "SNMP authentication failures from 127.0.0.1" in case["title"]
+    time.sleep(1.5)
+    assert not [c for c in stub.cases() if c["fault_key"].startswith("snmp:link:")], stub.cases()
+    assert len([c for c in stub.cases() if c["fault_key"] == "snmp:rejected:127.0.0.1"]) == 1
+    # the rejected ones that decoded are visible with their reason
+    r = agent.ctl("traps")
+    assert r.returncode == 0, r.stderr
+    assert "[community]" in r.stdout, r.stdout
+
+
+def test_disallowed_source_is_rejected_before_parsing(stub, tmp_path):
+    require_snmp_tools()
+    a = make_agent(tmp_path, stub, snmp_settings='  community "public"\n  allow "127.0.0.2/32"\n  allow "10.0.0.0/8"\n')
+    try:
+        a.start()
+        a.trap(*v2c_args(), ["", LINK_DOWN] + link_varbinds(21))
+        assert wait_until(lambda: a.traps()["received"] == 1, 5)
+        t = a.traps()
+        assert t["rejected"]["source"] == 1, t
+        assert t["accepted"] == 0
+        # from 127.0.0.2, the allowed address, the same community passes
+        pkt = capture_v2c_trap(["", LINK_DOWN] + link_varbinds(22))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.2", 0))
+            s.sendto(pkt, ("127.0.0.1", a.port))
+        case = wait_case(stub, link_key(22, "127.0.0.2"))
+        assert case["readings"]["source_addr"] == "127.0.0.2"
+        assert not [c for c in stub.cases() if c["fault_key"] == link_key(21)]
+    finally:
+        a.stop()
+
+
+def capture_v2c_trap(varbinds, community="public"):
+    """The bytes snmptrap sends for one v2c trap."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(10)
+        subprocess.run(["snmptrap", "-v2c", "-c", community, "127.0.0.1:%d" % s.getsockname()[1], *varbinds],
+                       check=True, env=SNMP_ENV, timeout=20)
+        return s.recv(65535)
+
+
+def test_link_down_then_up_is_one_case_then_cleared(agent, stub):
+    agent.start()
+    for _ in range(3):
+        agent.trap(*v2c_args(), ["", LINK_DOWN] + link_varbinds(7))
+    case = wait_case(stub, link_key(7))
+    agent.trap(*v2c_args(), ["", LINK_UP] + link_varbinds(7, oper=1))
+    stub.wait_for(lambda: stub.case(case["id"])["fault_active"] is False, 10)
+    case = stub.case(case["id"])
+    assert case["cleared_at"], case
+    assert case["occurrences"] == 3, case
+    assert [u for u in case["updates"] if u["type"] == "cleared"], case["updates"]
+    assert len([c for c in stub.cases() if c["fault_key"] == link_key(7)]) == 1
+    # linkUp for another interface that was never down is kept and counted, not dropped
+    agent.trap(*v2c_args(), ["", LINK_UP] + link_varbinds(8, oper=1))
+    assert wait_until(lambda: agent.traps()["unmatched"] >= 1, 5), agent.traps()
+    r = agent.ctl("--json", "events")
+    assert r.returncode == 0
+    kept = json.loads(r.stdout)["unmatched"]
+    assert any(e["attributes"].get("varbind[IF-MIB::ifIndex]") == 8 for e in kept), kept
+
+
+def test_device_restart_is_p2(agent, stub):
+    agent.start()
+    agent.trap(*v2c_args(), ["", COLD_START])
+    case = wait_case(stub, "snmp:restart:127.0.0.1")
+    assert case["level"] == "P2"
+    assert "SNMPv2-MIB::coldStart" in case["title"]
+
+
+def test_malformed_datagrams_are_counted_and_harmless(agent, stub):
+    agent.start()
+    good = capture_v2c_trap(["", LINK_DOWN] + link_varbinds(31))
+    bad = [
+        b"",
+        os.urandom(300),
+        good[:len(good) // 2],                      # truncated
+        b"\x30\x84\xff\xff\xff\xff" + good[2:],     # absurd length
+        b"\x30\x82\x00\x05" + good[2:],             # length shorter than the content
+        good[:1] + b"\x82\x01\x00" + good[2:],      # longer than the datagram
+        b"\x30" + b"\x81" * 100,                    # endless length bytes
+        b"\x30\x03\x02\x01\x63",                    # a message with an absurd version
+        b"\x30" + b"\x82\x7f\xff" + b"\x02" * 2000,  # over-long and nonsense
+    ]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for p in bad:
+            s.sendto(p, ("127.0.0.1", agent.port))
+        s.sendto(good, ("127.0.0.1", agent.port))
+    wait_case(stub, link_key(31))
+    t = agent.traps()
+    # the empty datagram is received too; every bad one ends as malformed
+    assert t["received"] == len(bad) + 1, t
+    assert t["rejected"]["malformed"] == len(bad), t
+    assert t["accepted"] == 1
+    assert agent.proc.poll() is None
+    assert len([c for c in stub.cases() if c["fault_key"].startswith("snmp:link")]) == 1
+
+
+def test_storm_of_one_fault_is_one_case_with_the_exact_count(stub, tmp_path):
+    require_snmp_tools()
+    a = make_agent(tmp_path, stub, snmp_settings='  community "public"\n')
+    a.start()
+    try:
+        pkt = capture_v2c_trap(["", LINK_DOWN] + link_varbinds(9))
+        total, rate = 100000, 25000
+        rss_before = a.rss_kib()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            t0 = time.monotonic()
+            for i in range(total):
+                s.sendto(pkt, ("127.0.0.1", a.port))
+                if i % 500 == 499:
+                    ahead = (i + 1) / rate - (time.monotonic() - t0)
+                    if ahead > 0:
+                        time.sleep(ahead)
+        assert wait_until(lambda: a.traps()["received"] + a.traps()["kernel_drops"] >= total, 30), a.traps()
+        t = a.traps()
+        assert t["kernel_drops"] == 0, t
+        assert t["accepted"] == total, t
+        cases = [c for c in stub.cases() if c["fault_key"] == link_key(9)]
+        assert len(cases) == 1, cases
+        stub.wait_for(lambda: stub.case(cases[0]["id"])["occurrences"] == total, 10)
+        assert stub.case(cases[0]["id"])["occurrences"] == total
+        rss_after = a.rss_kib()
+        # the storm itself holds no memory: one fault, one state, bounded rings
+        assert rss_after < 32 * 1024, (rss_before, rss_after)
+        assert rss_after - rss_before < 8 * 1024, (rss_before, rss_after)
+    finally:
+        a.stop()
+
+
+def test_reload_keeps_the_socket_and_applies_new_communities(agent, stub):
+    agent.start()
+    agent.trap(*v2c_args("second"), ["", LINK_DOWN] + link_varbinds(41))
+    assert wait_until(lambda: agent.traps()["rejected"]["community"] == 1, 5)
+    with open(agent.conf) as f:
+        text = f.read()
+    with open(agent.conf, "w") as f:
+        f.write(text.replace('community "public"\n', 'community "public"\n  community "second"\n'))
+    r = agent.ctl("reload")
+    assert r.returncode == 0, r.stderr + agent.log()
+    agent.trap(*v2c_args("second"), ["", LINK_DOWN] + link_varbinds(42))
+    wait_case(stub, link_key(42))
+
+
+def test_users_file_readable_by_others_is_refused(stub, tmp_path):
+    a = make_agent(tmp_path, stub, users=USERS)
+    os.chmod(os.path.join(str(tmp_path), "snmp-users"), 0o644)
+    r = subprocess.run([os.path.join(BUILD, "weibao-agent"), "--check", "--config", a.conf],
+                       capture_output=True, text=True)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "group or others may read it" in r.stderr, r.stderr
+
+
+def test_bad_settings_are_reported_with_positions(stub, tmp_path):
+    a = make_agent(tmp_path, stub, snmp_settings='  allow "10.0.0.0/33"\n  min_security superSecret\n'
+                   '  listen "tcp:162"\n  recent 0\n')
+    r = subprocess.run([os.path.join(BUILD, "weibao-agent"), "--check", "--config", a.conf],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    err = r.stderr
+    assert "'10.0.0.0/33' is not a network" in err, err
+    assert "expected noAuthNoPriv, authNoPriv or authPriv" in err, err
+    assert "'tcp:162': expected udp:" in err, err
+    assert "recent" in err and "1 .. 1000" in err, err
+    assert "agent.conf:" in err
