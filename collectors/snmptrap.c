@@ -127,7 +127,8 @@ struct snmptrap_state {
         struct loop *loop;
         collector_emit_fn emit;
         void *userdata;
-        struct snmp_receiver *rx;
+        struct snmp_receiver *rx; /* NULL until the first datagram (ensure_receiver) */
+        uint64_t rx_failed_mono;  /* when setting it up last failed */
         struct listener listeners[LISTEN_MAX];
         size_t n_listeners;
         struct loop_source *check_timer;
@@ -136,7 +137,7 @@ struct snmptrap_state {
         uint64_t sources_overflow;
         uint8_t *bufs; /* BATCH * DATAGRAM_MAX */
         uint64_t counts[TRAP_VERDICT_MAX];
-        uint64_t received, unmatched, truncated, kernel_drops, user_errors;
+        uint64_t received, unmatched, truncated, kernel_drops, user_errors, unprocessed;
         bool started;
 };
 
@@ -487,7 +488,16 @@ static int snmptrap_new(const struct conf_block *b, const struct collector_conte
                 r = q;
         }
         if (b && (q = conf_block_get_string(b, "engine_id", &s, d)) == 0) {
-                if (!(st->engine_id = xstrdup(s)))
+                size_t len = strlen(s);
+                bool hex = len > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
+                if (hex && (strspn(s + 2, "0123456789abcdefABCDEF") != len - 2 || (len - 2) % 2 || len - 2 < 10 ||
+                            len - 2 > 64))
+                        r = conf_block_diag(b, "engine_id", d, "engine_id '%s': hex engine IDs are 5 to 32 bytes", s);
+                else if (!hex && (len == 0 || len > 27))
+                        r = conf_block_diag(b, "engine_id", d,
+                                            "engine_id text must be 1 to 27 characters (or 0x and 5 to 32 bytes of "
+                                            "hex)");
+                else if (!(st->engine_id = xstrdup(s)))
                         r = -ENOMEM;
         } else if (q == -EINVAL) {
                 r = q;
@@ -641,6 +651,8 @@ static uint64_t on_check(struct loop_source *s, uint64_t now, void *userdata)
 
 /* ---- receiving ---- */
 
+static int ensure_receiver(struct snmptrap_state *st);
+
 static enum trap_verdict on_trap(const struct trap_info *info, const struct event *e, void *userdata)
 {
         struct snmptrap_state *st = userdata;
@@ -677,6 +689,9 @@ static void handle_datagram(struct snmptrap_state *st, int fd, const uint8_t *bu
         else if (truncated) {
                 st->truncated++;
                 v = TRAP_REJECT_MALFORMED;
+        } else if (ensure_receiver(st) < 0) {
+                st->unprocessed++;
+                return;
         } else
                 v = snmp_receiver_feed(st->rx, buf, len, (const struct sockaddr *)from, fromlen, fd);
         st->counts[v]++;
@@ -888,9 +903,11 @@ static const char *builtin_mib_dir(char *buf, size_t size)
         return WEIBAO_MIBDIR;
 }
 
-static int snmptrap_start(void *userdata, struct loop *loop, collector_emit_fn emit, void *emit_userdata)
+/* net-snmp (with OpenSSL for USM and the MIB tree) costs about a megabyte
+ * once initialised, so it is set up when the first datagram arrives: an
+ * agent that never receives a notification never pays for it. */
+static int ensure_receiver(struct snmptrap_state *st)
 {
-        struct snmptrap_state *st = userdata;
         struct snmp_receiver_settings rs = {
                 .mib_dirs = (const char *const *)st->mib_dirs,
                 .n_mib_dirs = st->n_mib_dirs,
@@ -898,29 +915,48 @@ static int snmptrap_start(void *userdata, struct loop *loop, collector_emit_fn e
                 .engine_id = st->engine_id,
         };
         char err[600], mibdir[4200];
+        uint64_t now = time_mono_usec();
+        int r;
+
+        if (st->rx)
+                return 0;
+        if (st->rx_failed_mono && now - st->rx_failed_mono < 60000000)
+                return -EAGAIN; /* do not retry (and log) for every datagram */
+        rs.builtin_mib_dir = builtin_mib_dir(mibdir, sizeof mibdir);
+        r = snmp_receiver_new(&rs, on_trap, st, err, sizeof err, &st->rx);
+        if (r < 0) {
+                st->rx_failed_mono = now;
+                log_err("snmptrap: cannot set up SNMP decoding: %s; notifications are counted as unprocessed", err);
+                return r;
+        }
+        snmp_receiver_set_min_security(st->rx, st->min_security);
+        st->user_errors = 0;
+        for (size_t i = 0; i < st->n_users; i++)
+                if (snmp_receiver_add_user(st->rx, st->users[i], err, sizeof err) < 0) {
+                        st->user_errors++;
+                        log_err("snmptrap: %s: user %zu not added: %s", st->users_file, i + 1, err);
+                }
+        log_info("snmptrap: SNMP decoding ready: engine ID 0x%s, %zu v3 user(s)", snmp_receiver_engine_id(st->rx),
+                 st->n_users - st->user_errors);
+        return 0;
+}
+
+static int snmptrap_start(void *userdata, struct loop *loop, collector_emit_fn emit, void *emit_userdata)
+{
+        struct snmptrap_state *st = userdata;
+        char err[600];
         int r;
 
         st->loop = loop;
         st->emit = emit;
         st->userdata = emit_userdata;
-        rs.builtin_mib_dir = builtin_mib_dir(mibdir, sizeof mibdir);
+        st->rx_failed_mono = 0;
         st->bufs = xmalloc((size_t)BATCH * DATAGRAM_MAX);
         st->recent = event_ring_new(st->recent_n);
         if (!st->bufs || !st->recent) {
                 r = -ENOMEM;
                 goto fail;
         }
-        r = snmp_receiver_new(&rs, on_trap, st, err, sizeof err, &st->rx);
-        if (r < 0) {
-                log_err("snmptrap: %s", err);
-                goto fail;
-        }
-        snmp_receiver_set_min_security(st->rx, st->min_security);
-        for (size_t i = 0; i < st->n_users; i++)
-                if (snmp_receiver_add_user(st->rx, st->users[i], err, sizeof err) < 0) {
-                        st->user_errors++;
-                        log_err("snmptrap: %s: user %zu not added: %s", st->users_file, i + 1, err);
-                }
 
         take_activated_sockets();
         bool activated = false;
@@ -969,8 +1005,8 @@ static int snmptrap_start(void *userdata, struct loop *loop, collector_emit_fn e
         if (r < 0)
                 goto fail;
         st->started = true;
-        log_info("snmptrap: listening on %zu socket(s), engine ID 0x%s, %zu v3 user(s), %zu communities",
-                 st->n_listeners, snmp_receiver_engine_id(st->rx), st->n_users - st->user_errors, st->n_communities);
+        log_info("snmptrap: listening on %zu socket(s), %zu v3 user(s), %zu communities", st->n_listeners, st->n_users,
+                 st->n_communities);
         if (st->n_communities == 0)
                 log_notice("snmptrap: no community configured: v1 and v2c notifications are rejected");
         return 0;
@@ -1008,6 +1044,7 @@ static cJSON *snmptrap_status(void *userdata, bool verbose)
         cJSON_AddNumberToObject(o, "discovery", (double)st->counts[TRAP_DISCOVERY]);
         cJSON_AddNumberToObject(o, "unmatched", (double)st->unmatched);
         cJSON_AddNumberToObject(o, "truncated", (double)st->truncated);
+        cJSON_AddNumberToObject(o, "unprocessed", (double)st->unprocessed);
         cJSON_AddNumberToObject(o, "kernel_drops", (double)st->kernel_drops);
         cJSON_AddNumberToObject(o, "shed", (double)st->kernel_drops);
         cJSON_AddNumberToObject(o, "reply_failures", st->rx ? (double)snmp_receiver_reply_failures(st->rx) : 0);
@@ -1016,6 +1053,7 @@ static cJSON *snmptrap_status(void *userdata, bool verbose)
         cJSON_AddNumberToObject(o, "user_errors", (double)st->user_errors);
         if (st->rx)
                 cJSON_AddStringToObject(o, "engine_id", snmp_receiver_engine_id(st->rx));
+        cJSON_AddStringToObject(o, "decoder", st->rx ? "ready" : "not set up until the first datagram");
         if ((x = cJSON_AddArrayToObject(o, "listen")))
                 for (size_t i = 0; i < st->n_listeners; i++) {
                         const struct listener *l = &st->listeners[i];
