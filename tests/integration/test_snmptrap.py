@@ -62,12 +62,13 @@ class TrapAgent:
         with open(self.conf, "w") as f:
             f.write(
                 'agent {\n  id "trap-agent"\n  state_dir "%s"\n  control_socket "%s"\n  log_level debug\n'
-                '  rules "%s"\n}\n'
+                '%s}\n'
                 'central {\n  url "%s"\n  token_file "%s"\n  timeout 2s\n  retry 1s\n  occurrence_interval 1s\n}\n'
                 "collector sensors {\n  enabled no\n}\n"
                 'collector snmptrap {\n  listen "udp:127.0.0.1:%d"\n%s%s}\n'
                 % (os.path.join(tmp, "state"), self.sock,
-                   rules_glob or os.path.join(ROOT, "rules", "default", "*.rules"),
+                   "".join('  rules "%s"\n' % g for g in [os.path.join(ROOT, "rules", "default", "*.rules")]
+                           + ([rules_glob] if rules_glob else [])),
                    stub.url, stub.token_file, self.port, users_line, snmp_settings))
         self.proc = None
 
@@ -391,3 +392,42 @@ def test_bad_settings_are_reported_with_positions(stub, tmp_path):
     assert "'tcp:162': expected udp:" in err, err
     assert "recent" in err and "1 .. 1000" in err, err
     assert "agent.conf:" in err
+
+
+def vendor_example_rules():
+    with open(os.path.join(ROOT, "docs", "snmp.md")) as f:
+        text = f.read()
+    start = text.index("<!-- vendor-severity-example")
+    block = text[start:text.index("<!-- end vendor-severity-example")]
+    return block[block.index("```\n") + 4:block.rindex("```")]
+
+
+def test_documented_vendor_severity_pattern(stub, tmp_path):
+    require_snmp_tools()
+    rules = os.path.join(str(tmp_path), "vendor.rules")
+    os.makedirs(str(tmp_path), exist_ok=True)
+    with open(rules, "w") as f:
+        f.write(vendor_example_rules())
+    a = make_agent(tmp_path, stub, snmp_settings='  community "public"\n', rules_glob=rules)
+    a.start()
+    try:
+        def alarm(alarm_id, severity, text):
+            a.trap(*v2c_args(), ["", "1.3.6.1.4.1.32473.2.0.1",
+                                 "1.3.6.1.4.1.32473.2.1.1.0", "i", str(alarm_id),
+                                 "1.3.6.1.4.1.32473.2.1.2.0", "i", str(severity),
+                                 "1.3.6.1.4.1.32473.2.1.3.0", "s", text])
+        alarm(7, 2, "fan tray 2 degraded")
+        case = wait_case(stub, "acme:127.0.0.1:7")
+        assert case["level"] == "P3", case
+        assert case["title"] == "ACME alarm 7 on 127.0.0.1: fan tray 2 degraded", case["title"]
+        alarm(7, 1, "fan tray 2 failed")
+        stub.wait_for(lambda: stub.case(case["id"])["level"] == "P2", 10)
+        alarm(8, 3, "disk 4 predictive failure")
+        other = wait_case(stub, "acme:127.0.0.1:8")
+        assert other["level"] == "P4"
+        alarm(7, 5, "fan tray 2 replaced")
+        stub.wait_for(lambda: stub.case(case["id"])["fault_active"] is False, 10)
+        assert stub.case(other["id"])["fault_active"] is True
+        assert len([c for c in stub.cases() if c["fault_key"].startswith("acme:")]) == 2
+    finally:
+        a.stop()
