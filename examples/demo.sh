@@ -47,6 +47,13 @@ if ss -ltn 2>/dev/null | grep -q '127.0.0.1:8080 '; then
         exit 1
 fi
 
+# Each run starts from an empty case database, so the cases shown are this
+# run's; the previous run's is kept as var/stub.db.previous.
+for f in "$var/stub.db" "$var/stub.db-wal" "$var/stub.db-shm"; do
+        [ -e "$f" ] && mv -f "$f" "${f/stub.db/stub.db.previous}"
+done
+rm -rf "$var/state"
+mkdir -p "$var/state"
 say "starting weibao-stub on 127.0.0.1:8080 (database var/stub.db)"
 echo "(its request log goes to var/stub.log)"
 build/weibao-stub --listen 127.0.0.1:8080 --db "$var/stub.db" --token-file "$var/token" 2>>"$var/stub.log" &
@@ -121,5 +128,27 @@ for _ in $(seq 90); do
         sleep 1
 done
 show_case "$key"
+if command -v snmptrap >/dev/null; then
+        say "a switch reports a broken link: SNMP linkDown for ifIndex 3 (eth2) to 127.0.0.1:1162"
+        snmp_key="snmp:link:127.0.0.1:3"
+        export MIBS=
+        snmptrap -v2c -c public 127.0.0.1:1162 '' 1.3.6.1.6.3.1.1.5.3 \
+                1.3.6.1.2.1.2.2.1.1.3 i 3 1.3.6.1.2.1.2.2.1.2.3 s eth2 \
+                1.3.6.1.2.1.2.2.1.7.3 i 1 1.3.6.1.2.1.2.2.1.8.3 i 2
+        for _ in $(seq 20); do
+                n=$(cases "$snmp_key" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["cases"]))' 2>/dev/null || echo 0)
+                [ "$n" -gt 0 ] && break
+                sleep 0.5
+        done
+        show_case "$snmp_key"
+        say "the link comes back: SNMP linkUp for ifIndex 3"
+        snmptrap -v2c -c public 127.0.0.1:1162 '' 1.3.6.1.6.3.1.1.5.4 \
+                1.3.6.1.2.1.2.2.1.1.3 i 3 1.3.6.1.2.1.2.2.1.8.3 i 1
+        sleep 2
+        show_case "$snmp_key"
+        build/weibaoctl -s "$var/weibao.sock" traps | head -20 || true
+else
+        say "snmptrap not installed (package snmp): skipping the SNMP part"
+fi
 say "demo done; agent and stub keep running (weibaoctl -s var/weibao.sock status). Ctrl-C stops both."
 wait "$agent_pid"

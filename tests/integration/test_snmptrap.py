@@ -351,7 +351,8 @@ def test_storm_of_one_fault_is_one_case_with_the_exact_count(stub, tmp_path):
         assert stub.case(cases[0]["id"])["occurrences"] == total
         rss_after = a.rss_kib()
         # the storm itself holds no memory: one fault, one state, bounded rings
-        assert rss_after < 32 * 1024, (rss_before, rss_after)
+        # (measured: about 9 MiB after the storm, net-snmp and its MIBs included)
+        assert rss_after < 16 * 1024, (rss_before, rss_after)
         assert rss_after - rss_before < 8 * 1024, (rss_before, rss_after)
     finally:
         a.stop()
