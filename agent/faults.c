@@ -547,7 +547,12 @@ void faults_handle_hit(const struct rule_hit *hit, void *userdata)
                         fault_set_readings(f, hit->event);
                         if (hit->event)
                                 snprintf(reason, sizeof reason, "clear condition of rule %s held", name);
-                        else
+                        else if (hit->rule && rule_clear_after_usec(hit->rule)) {
+                                char dur[32];
+                                duration_format(rule_clear_after_usec(hit->rule), dur, sizeof dur);
+                                snprintf(reason, sizeof reason, "no further event for %s (rule %s; last: %.400s)", dur,
+                                         name, hit->title);
+                        } else
                                 snprintf(reason, sizeof reason, "clear condition of rule %s held (last: %.400s)", name,
                                          hit->title);
                         fault_clear(fs, f, reason, hit->event != NULL);

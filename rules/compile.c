@@ -57,6 +57,11 @@ const char *rule_name(const struct rule *r)
         return r->name;
 }
 
+uint64_t rule_clear_after_usec(const struct rule *r)
+{
+        return r->has_clear_after ? r->clear_after_usec : 0;
+}
+
 enum rule_level rule_get_level(const struct rule *r)
 {
         return r->level;

@@ -144,8 +144,6 @@ const char *tok_type_name(enum tok_type t);
 /* Parses a duration word such as "1h30m" from s; returns 0, -EINVAL with an
  * explanation in *why, or -ERANGE. */
 int duration_parse(const char *s, size_t len, uint64_t *ret, const char **why);
-/* Writes a duration in the form duration_parse accepts ("1m30s", "0s"). */
-void duration_format(uint64_t usec, char *buf, size_t size);
 /* Shortest text that reads back as the same double ("85", "85.5"). */
 void number_format(double v, char *buf, size_t size);
 /* Writes s as a double-quoted string with escapes. */

@@ -49,6 +49,10 @@ const struct rule *ruleset_get(const struct ruleset *rs, size_t i);
 void ruleset_format(const struct ruleset *rs, FILE *f);
 
 const char *rule_name(const struct rule *r);
+/* Writes a duration as the rules language does ("1m30s", "0s"). */
+void duration_format(uint64_t usec, char *buf, size_t size);
+/* The D of "clear after D", or 0 when the rule has a clear condition. */
+uint64_t rule_clear_after_usec(const struct rule *r);
 enum rule_level rule_get_level(const struct rule *r);
 
 enum rule_transition {
