@@ -467,10 +467,11 @@ static void add_varbind(struct snmp_receiver *r, struct event *e, const netsnmp_
 
         oid_numeric(v->name, v->name_length, num, sizeof num);
         oid_name(v->name, v->name_length, false, name, sizeof name, &tp, &depth);
-        /* A leaf object: name it without its instance. Anything else keeps
-         * the rest of the OID so two different variables never share a key. */
-        if (!tp || tp->child_list || depth == v->name_length)
-                oid_name(v->name, v->name_length, true, name, sizeof name, NULL, NULL);
+        /* A leaf object (scalar or column) is named without its instance.
+         * A variable no MIB names down to its object keeps only its numeric
+         * OID, so two different variables never share a key. */
+        if (!tp || tp->child_list)
+                snprintf(name, sizeof name, "%s", num);
 
         switch (v->type) {
         case ASN_INTEGER:
@@ -597,10 +598,16 @@ static bool decode(struct snmp_receiver *r, const netsnmp_pdu *pdu, const struct
                 if (trap_len == 0)
                         return false;
         }
-        oid_name(trap_oid, trap_len, true, tname, sizeof tname, NULL, NULL);
-        oid_numeric(trap_oid, trap_len, tnum, sizeof tnum);
-        label = strstr(tname, "::");
-        label = label ? label + 2 : tname;
+        {
+                struct tree *tp;
+                size_t depth;
+                oid_name(trap_oid, trap_len, true, tname, sizeof tname, &tp, &depth);
+                oid_numeric(trap_oid, trap_len, tnum, sizeof tnum);
+                /* the event's name is the trap's label when a MIB defines the
+                 * notification itself, else its numeric OID */
+                const char *sep = strstr(tname, "::");
+                label = tp && depth == trap_len && sep ? sep + 2 : tnum;
+        }
 
         event_init(e, "snmptrap", arena_put(r, label, strlen(label)), arena_put(r, info->source, strlen(info->source)));
         event_add_string(e, "trap", arena_put(r, tname, strlen(tname)));
