@@ -130,6 +130,7 @@ struct snmp_receiver {
         long post_version;
         int post_result, post_level;
         size_t post_engine_id_len;
+        u_char post_engine_id[32];
 
         char arena[ARENA_SIZE];
         size_t arena_used;
@@ -455,22 +456,23 @@ static bool printable(const u_char *s, size_t n)
         return true;
 }
 
-/* Adds varbind[name] and varbind[oid] for one variable. */
-static void add_varbind(struct snmp_receiver *r, struct event *e, const netsnmp_variable_list *v)
+/* Adds varbind[name] and varbind[oid] for one variable. Returns false,
+ * adding nothing, when the trap's string space is used up. */
+static bool add_varbind(struct snmp_receiver *r, struct event *e, const netsnmp_variable_list *v)
 {
         char name[NAME_MAX_LEN], num[NAME_MAX_LEN], sval[VALUE_MAX * 3 + 4];
         struct tree *tp;
         size_t depth;
-        const char *kname, *knum, *label = NULL;
-        bool is_num = false, is_str = false;
+        const char *kname, *knum, *sv, *label = NULL;
+        bool is_num = false;
         double d = 0;
 
         oid_numeric(v->name, v->name_length, num, sizeof num);
         oid_name(v->name, v->name_length, false, name, sizeof name, &tp, &depth);
-        /* A leaf object (scalar or column) is named without its instance.
-         * A variable no MIB names down to its object keeps only its numeric
-         * OID, so two different variables never share a key. */
-        if (!tp || tp->child_list)
+        /* An object (a scalar or column: a node with a syntax) is named
+         * without its instance. A variable no MIB names down to its object
+         * keeps only its numeric OID, so two variables never share a key. */
+        if (!tp || tp->type < TYPE_OBJID || tp->type > TYPE_SIMPLE_LAST)
                 snprintf(name, sizeof name, "%s", num);
 
         switch (v->type) {
@@ -501,11 +503,9 @@ static void add_varbind(struct snmp_receiver *r, struct event *e, const netsnmp_
                                  v->val.string[3]);
                 else
                         snprintf(sval, sizeof sval, "?");
-                is_str = true;
                 break;
         case ASN_OBJECT_ID:
                 oid_name(v->val.objid, v->val_len / sizeof(oid), true, sval, sizeof sval, NULL, NULL);
-                is_str = true;
                 break;
         case ASN_OCTET_STR:
         case ASN_OPAQUE: {
@@ -520,32 +520,31 @@ static void add_varbind(struct snmp_receiver *r, struct event *e, const netsnmp_
                                 used += (size_t)snprintf(sval + used, sizeof sval - used, i ? ":%02x" : "%02x",
                                                          v->val.string[i]);
                 }
-                is_str = true;
                 break;
         }
         default: /* NULL, noSuchObject, endOfMibView...: present, without a value */
                 sval[0] = '\0';
-                is_str = true;
                 break;
         }
+        /* all strings first: a varbind is added whole or counted as dropped */
         kname = arena_printf(r, "varbind[%s]", name);
         knum = strcmp(name, num) != 0 ? arena_printf(r, "varbind[%s]", num) : NULL;
+        sv = is_num ? (label ? arena_put(r, label, strlen(label)) : NULL) : arena_put(r, sval, strlen(sval));
+        if (!kname || (strcmp(name, num) != 0 && !knum) || (!is_num && !sv) || (label && !sv))
+                return false;
         if (is_num) {
-                if (kname) {
-                        if (label)
-                                event_add_string(e, kname, arena_put(r, label, strlen(label)));
-                        else
-                                event_add_number(e, kname, d);
-                }
+                if (label)
+                        event_add_string(e, kname, sv);
+                else
+                        event_add_number(e, kname, d);
                 if (knum)
                         event_add_number(e, knum, d);
-        } else if (is_str) {
-                const char *s = arena_put(r, sval, strlen(sval));
-                if (kname && s)
-                        event_add_string(e, kname, s);
-                if (knum && s)
-                        event_add_string(e, knum, s);
+        } else {
+                event_add_string(e, kname, sv);
+                if (knum)
+                        event_add_string(e, knum, sv);
         }
+        return true;
 }
 
 static const oid snmpTrapOID0[] = {1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0};
@@ -565,6 +564,7 @@ static bool decode(struct snmp_receiver *r, const netsnmp_pdu *pdu, const struct
         char tname[NAME_MAX_LEN], tnum[NAME_MAX_LEN], agent_addr[INET6_ADDRSTRLEN];
         const char *label;
         const netsnmp_variable_list *v;
+        size_t dropped = 0;
 
         r->arena_used = 0;
         snprintf(agent_addr, sizeof agent_addr, "%s", info->source);
@@ -635,20 +635,18 @@ static bool decode(struct snmp_receiver *r, const netsnmp_pdu *pdu, const struct
                 up.type = ASN_TIMETICKS;
                 up.val.integer = &ticks;
                 up.val_len = sizeof ticks;
-                add_varbind(r, e, &up);
+                if (!add_varbind(r, e, &up))
+                        dropped++;
         }
         for (v = pdu->variables; v; v = v->next_variable) {
                 if (oid_eq(v->name, v->name_length, snmpTrapOID0, sizeof snmpTrapOID0 / sizeof(oid)))
                         continue; /* it is `trap` */
-                if (e->n_attrs + 2 > EVENT_ATTRS_MAX - 1) {
-                        size_t left = 0;
-                        for (; v; v = v->next_variable)
-                                left++;
-                        event_add_number(e, "varbinds_dropped", (double)left);
-                        break;
-                }
-                add_varbind(r, e, v);
+                /* two attributes per varbind, one slot kept for the count */
+                if (e->n_attrs + 2 > EVENT_ATTRS_MAX - 1 || !add_varbind(r, e, v))
+                        dropped++;
         }
+        if (dropped)
+                event_add_number(e, "varbinds_dropped", (double)dropped);
         return e->name && e->object;
 }
 
@@ -664,6 +662,10 @@ static int post_parse(netsnmp_session *sp, netsnmp_pdu *pdu, int result)
                 r->post_result = result;
                 r->post_level = pdu->securityLevel;
                 r->post_engine_id_len = pdu->securityEngineIDLen;
+                if (pdu->securityEngineID && pdu->securityEngineIDLen <= sizeof r->post_engine_id)
+                        memcpy(r->post_engine_id, pdu->securityEngineID, pdu->securityEngineIDLen);
+                else
+                        r->post_engine_id_len = 0;
         }
         return 1;
 }
@@ -709,6 +711,12 @@ static int on_pdu(int op, netsnmp_session *sp, int reqid, netsnmp_pdu *pdu, void
         case SNMP_VERSION_1:
         case SNMP_VERSION_2c:
                 info.version = pdu->version == SNMP_VERSION_1 ? 1 : 2;
+                /* a community that cannot be held as a C string matches none */
+                if (pdu->community_len >= sizeof community ||
+                    (pdu->community_len && memchr(pdu->community, '\0', pdu->community_len))) {
+                        r->verdict = TRAP_REJECT_COMMUNITY;
+                        return 1;
+                }
                 snprintf(community, sizeof community, "%.*s",
                          (int)(pdu->community_len < sizeof community ? pdu->community_len : sizeof community - 1),
                          pdu->community ? (const char *)pdu->community : "");
@@ -969,10 +977,31 @@ void snmp_receiver_set_min_security(struct snmp_receiver *r, int level)
         r->min_security = level;
 }
 
+static enum trap_verdict classify(struct snmp_receiver *r, const u_int *before);
+
+/* USM remembers the boots and time of every engine ID it sees, before it
+ * looks at the user, so v3 messages from ever new engine IDs would grow its
+ * table without bound. Forget an engine no configured user belongs to. */
+static void forget_stranger_engine(struct snmp_receiver *r)
+{
+        u_char local[64];
+        size_t n = r->post_engine_id_len;
+
+        if (!r->post_seen || r->post_version != SNMP_VERSION_3 || n == 0)
+                return;
+        if (snmpv3_get_engineID(local, sizeof local) == n && memcmp(local, r->post_engine_id, n) == 0)
+                return;
+        for (size_t i = 0; i < r->n_users; i++)
+                if (r->users[i]->engineIDLen == n && memcmp(r->users[i]->engineID, r->post_engine_id, n) == 0)
+                        return;
+        free_enginetime(r->post_engine_id, n);
+}
+
 enum trap_verdict snmp_receiver_feed(struct snmp_receiver *r, const void *buf, size_t len, const struct sockaddr *from,
                                      socklen_t fromlen, int reply_fd)
 {
         u_int before[N_STAT_REASONS];
+        enum trap_verdict v;
 
         if (len == 0 || len > 65535 || fromlen > sizeof r->cur.to.addr)
                 return TRAP_REJECT_MALFORMED;
@@ -995,8 +1024,20 @@ enum trap_verdict snmp_receiver_feed(struct snmp_receiver *r, const void *buf, s
         in_feed = false;
         r->cur.buf = NULL;
 
+        v = classify(r, before);
+        if (v != TRAP_ACCEPTED)
+                forget_stranger_engine(r);
+        return v;
+}
+
+static enum trap_verdict classify(struct snmp_receiver *r, const u_int *before)
+{
         if (r->verdict >= 0)
                 return (enum trap_verdict)r->verdict;
+        /* A trap's sender is authoritative: USM refuses one outside the time
+         * window without a counter (RFC 3414 3.2.7b). */
+        if (r->post_seen && r->post_result == SNMPERR_USM_NOTINTIMEWINDOW)
+                return TRAP_REJECT_TIME_WINDOW;
         /* An authenticated authPriv message whose scoped PDU does not parse
          * was decrypted with the wrong privacy key. */
         bool undecryptable = r->post_seen && r->post_version == SNMP_VERSION_3 &&
