@@ -113,13 +113,20 @@ unit-asan:
 		EXTRA_LDFLAGS="-fsanitize=address,undefined" unit
 
 FUZZ_CC     = clang
-FUZZ_FLAGS  = -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+FUZZ_FLAGS  = -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
               $(call pc_cflags,libcjson)
 FUZZ_BIN   := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
 
 $(B)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(RULES_SRC)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC) $(RULES_SRC) $(call pc_libs,libcjson libsystemd) -lm
+
+# The SNMP notification decoder also needs net-snmp and the shipped MIBs
+# (found by absolute path, whatever directory the fuzzer runs in).
+$(B)/fuzz/fuzz_trap: tests/fuzz/fuzz_trap.c collectors/snmp_receiver.c collectors/snmp_receiver.h $(LIB_SRC) $(RULES_SRC)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(call pc_cflags,netsnmp) -DFUZZ_MIBDIR=\"$(CURDIR)/collectors/mibs\" -o $@ $< \
+		collectors/snmp_receiver.c $(LIB_SRC) $(RULES_SRC) $(call pc_libs,netsnmp libcjson libsystemd) -lm
 
 fuzz: $(FUZZ_BIN)
 
