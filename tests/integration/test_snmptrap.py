@@ -432,3 +432,70 @@ def test_documented_vendor_severity_pattern(stub, tmp_path):
         assert len([c for c in stub.cases() if c["fault_key"].startswith("acme:")]) == 2
     finally:
         a.stop()
+
+
+def test_socket_passed_by_systemd_is_used(stub, tmp_path):
+    """Under systemd, weibao-agent.socket passes the trap socket (here
+    systemd-socket-activate stands in for systemd): the agent uses it and
+    ignores its listen setting, so it needs no privilege for port 162."""
+    require_snmp_tools()
+    activate = shutil.which("systemd-socket-activate")
+    if not activate:
+        if os.environ.get("CI") == "true":
+            pytest.fail("systemd-socket-activate missing (package systemd; CI=true: a skip is a failure)")
+        pytest.skip("systemd-socket-activate missing (package systemd)")
+    a = make_agent(tmp_path, stub, snmp_settings='  community "public"\n')
+    passed_port = free_udp_port()
+    logf = open(a.log_path, "ab")
+    proc = subprocess.Popen([activate, "--datagram", "--listen", "127.0.0.1:%d" % passed_port,
+                             os.path.join(BUILD, "weibao-agent"), "--config", a.conf],
+                            stdout=logf, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+    try:
+        # a datagram socket unit starts its service on the first datagram,
+        # which then waits in the passed socket
+        time.sleep(0.3)
+        subprocess.run(["snmptrap", "-v2c", "-c", "public", "127.0.0.1:%d" % passed_port, "", LINK_DOWN]
+                       + link_varbinds(51), check=True, env=SNMP_ENV, timeout=20)
+        case = wait_case(stub, link_key(51))
+        assert case["level"] == "P3"
+        t = a.traps()
+        assert [l["from_systemd"] for l in t["listen"]] == [True], t["listen"]
+        assert t["listen"][0]["address"].startswith("systemd:"), t["listen"]
+        # the configured port was never opened
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", a.port))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        logf.close()
+
+
+def test_notifications_lost_in_the_kernel_are_reported(stub, tmp_path):
+    """A stalled agent with a small receive buffer loses datagrams in the
+    kernel: the count shows in status and opens a case."""
+    require_snmp_tools()
+    a = make_agent(tmp_path, stub, snmp_settings='  community "public"\n  receive_buffer 65536\n')
+    a.start()
+    try:
+        pkt = capture_v2c_trap(["", LINK_DOWN] + link_varbinds(61))
+        a.proc.send_signal(signal.SIGSTOP)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                for _ in range(3000):
+                    s.sendto(pkt, ("127.0.0.1", a.port))
+        finally:
+            a.proc.send_signal(signal.SIGCONT)
+        case = wait_case(stub, "snmp:lost:udp:127.0.0.1:%d" % a.port, timeout=15)
+        assert case["level"] == "P4"
+        t = a.traps()
+        assert t["kernel_drops"] > 0, t
+        assert t["shed"] == t["kernel_drops"]
+        assert t["received"] + t["kernel_drops"] == 3000, t
+        assert case["readings"]["lost"] > 0
+        assert "lost" in case["title"], case["title"]
+    finally:
+        a.stop()
