@@ -7,9 +7,10 @@ CC       ?= cc
 B        ?= build
 PREFIX   ?= /usr/local
 LIBEXECDIR ?= $(PREFIX)/libexec/weibao
+MIBDIR   ?= $(PREFIX)/share/weibao/mibs
 PYTHON   ?= /usr/bin/python3
 
-PKGS_AGENT = libcjson libsystemd netsnmp
+PKGS_AGENT = libcjson libsystemd
 PKGS_SENDER = libcurl libcjson libsystemd
 PKGS_STUB  = libmicrohttpd sqlite3 libcjson libsystemd
 PKGS_CTL   = libcjson libsystemd
@@ -42,14 +43,15 @@ UNIT_BIN   := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 BENCH_BIN  := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 
 ALL_CFLAGS := $(CFLAGS) $(call pc_cflags,$(PKGS_AGENT) $(PKGS_SENDER) $(PKGS_STUB) $(PKGS_TEST)) \
-              -DWEIBAO_LIBEXECDIR=\"$(LIBEXECDIR)\"
+              -DWEIBAO_LIBEXECDIR=\"$(LIBEXECDIR)\" -DWEIBAO_MIBDIR=\"$(MIBDIR)\"
 AGENT_LIBS := $(call pc_libs,$(PKGS_AGENT)) $(SENSORS_LIBS) -lm
+NETSNMP_LIBS := $(call pc_libs,netsnmp)
 SENDER_LIBS := $(call pc_libs,$(PKGS_SENDER))
 STUB_LIBS  := $(call pc_libs,$(PKGS_STUB)) -lm
 CTL_LIBS   := $(call pc_libs,$(PKGS_CTL))
-TEST_LIBS  := $(AGENT_LIBS) $(call pc_libs,$(PKGS_TEST) sqlite3 libmicrohttpd)
+TEST_LIBS  := $(AGENT_LIBS) $(NETSNMP_LIBS) $(call pc_libs,$(PKGS_TEST) sqlite3 libmicrohttpd)
 
-PROGRAMS = $(B)/weibao-agent $(B)/weibao-sender $(B)/weibaoctl $(B)/weibao-stub
+PROGRAMS = $(B)/weibao-agent $(B)/weibao-sender $(B)/weibao-snmp.so $(B)/weibaoctl $(B)/weibao-stub
 
 .SECONDARY:
 
@@ -70,8 +72,19 @@ $(B)/libweibao-agent.a: $(AGENT_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# -rdynamic: weibao-snmp.so uses the agent's own log, allocation and event
+# functions.
 $(B)/weibao-agent: $(call obj,agent/main.c) $(B)/libweibao-agent.a $(B)/libweibao-core.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(AGENT_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -rdynamic -o $@ $^ $(AGENT_LIBS) -ldl
+
+# The SNMP decoder: the only part of the agent that links net-snmp, loaded by
+# the trap collector when the first datagram arrives (collectors/snmp_receiver.h).
+$(B)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -c $< -o $@
+
+$(B)/weibao-snmp.so: $(B)/pic/collectors/snmp_receiver.o
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -o $@ $^ $(NETSNMP_LIBS)
 
 # The HTTP worker: the only program that links libcurl (see agent/sender.c for why).
 $(B)/weibao-sender: $(call obj,agent/sender_worker.c) $(B)/libweibao-core.a
@@ -89,7 +102,7 @@ $(B)/tests/%: $(B)/obj/tests/unit/%.o $(B)/libweibao-agent.a $(B)/libweibao-core
 
 $(B)/bench/%: $(B)/obj/bench/%.o $(B)/libweibao-agent.a $(B)/libweibao-core.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(AGENT_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(AGENT_LIBS) $(NETSNMP_LIBS)
 
 # ---- dependencies (Debian packages only) ----
 DEB_BUILD = build-essential pkg-config clang clang-format libsensors-dev libcurl4-openssl-dev \
@@ -167,10 +180,13 @@ demo: all
 install: all
 	install -D -m 0755 $(B)/weibao-agent $(DESTDIR)$(PREFIX)/sbin/weibao-agent
 	install -D -m 0755 $(B)/weibao-sender $(DESTDIR)$(LIBEXECDIR)/weibao-sender
+	install -D -m 0644 $(B)/weibao-snmp.so $(DESTDIR)$(LIBEXECDIR)/weibao-snmp.so
+	install -d $(DESTDIR)$(MIBDIR)
+	install -m 0644 collectors/mibs/*.txt $(DESTDIR)$(MIBDIR)/
 	install -D -m 0755 $(B)/weibaoctl $(DESTDIR)$(PREFIX)/sbin/weibaoctl
 	install -D -m 0755 $(B)/weibao-stub $(DESTDIR)$(PREFIX)/sbin/weibao-stub
 
 clean:
 	rm -rf build
 
--include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(B)/obj $(B)/pic -name '*.d' 2>/dev/null)

@@ -41,41 +41,6 @@
 #define NAME_MAX_LEN 256 /* longest OID name kept */
 #define MIB_ERRORS_LOGGED 10
 
-static const char *const verdict_names[TRAP_VERDICT_MAX] = {
-        [TRAP_ACCEPTED] = "accepted",
-        [TRAP_REJECT_SOURCE] = "source",
-        [TRAP_REJECT_COMMUNITY] = "community",
-        [TRAP_REJECT_UNKNOWN_USER] = "unknown-user",
-        [TRAP_REJECT_AUTH] = "auth",
-        [TRAP_REJECT_DECRYPT] = "decrypt",
-        [TRAP_REJECT_ENGINE_ID] = "engine-id",
-        [TRAP_REJECT_TIME_WINDOW] = "time-window",
-        [TRAP_REJECT_SECURITY_LEVEL] = "security-level",
-        [TRAP_REJECT_MALFORMED] = "malformed",
-        [TRAP_REJECT_NOT_NOTIFICATION] = "not-notification",
-        [TRAP_DISCOVERY] = "discovery",
-};
-
-const char *trap_verdict_to_string(enum trap_verdict v)
-{
-        return (unsigned)v < TRAP_VERDICT_MAX ? verdict_names[v] : "unknown";
-}
-
-bool trap_verdict_is_auth_failure(enum trap_verdict v)
-{
-        switch (v) {
-        case TRAP_REJECT_COMMUNITY:
-        case TRAP_REJECT_UNKNOWN_USER:
-        case TRAP_REJECT_AUTH:
-        case TRAP_REJECT_DECRYPT:
-        case TRAP_REJECT_ENGINE_ID:
-        case TRAP_REJECT_SECURITY_LEVEL:
-                return true;
-        default:
-                return false;
-        }
-}
-
 /* net-snmp's counters, in the order their moves are checked: the first
  * that moved names the reason. */
 static const struct {
@@ -1066,3 +1031,13 @@ uint64_t snmp_receiver_reply_failures(const struct snmp_receiver *r)
 {
         return r->reply_failures;
 }
+
+const struct snmp_receiver_api snmp_receiver_api = {
+        .new = snmp_receiver_new,
+        .free = snmp_receiver_free,
+        .add_user = snmp_receiver_add_user,
+        .set_min_security = snmp_receiver_set_min_security,
+        .feed = snmp_receiver_feed,
+        .engine_id = snmp_receiver_engine_id,
+        .reply_failures = snmp_receiver_reply_failures,
+};

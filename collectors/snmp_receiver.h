@@ -10,7 +10,14 @@
  * No BER or USM code lives here; only the glue and the mapping to events.
  *
  * net-snmp keeps process-wide state (the MIB tree, the USM user list, the
- * local engine ID), so one receiver exists at a time. */
+ * local engine ID), so one receiver exists at a time.
+ *
+ * The agent does not link net-snmp: this file is built into weibao-snmp.so,
+ * which the trap collector loads with dlopen when the first datagram
+ * arrives and calls through snmp_receiver_api. Linking net-snmp (and the
+ * OpenSSL it brings) costs an idle agent well over a megabyte of memory;
+ * an agent that never receives a notification never pays it. Tests and the
+ * fuzzer link this file directly. */
 #pragma once
 
 #include <stdbool.h>
@@ -97,3 +104,19 @@ enum trap_verdict snmp_receiver_feed(struct snmp_receiver *r, const void *buf, s
 const char *snmp_receiver_engine_id(const struct snmp_receiver *r);
 /* Replies that could not be sent (inform acknowledgements and reports). */
 uint64_t snmp_receiver_reply_failures(const struct snmp_receiver *r);
+
+/* The module's entry points, for the agent to find with dlsym (symbol
+ * SNMP_RECEIVER_API_SYMBOL in weibao-snmp.so). */
+struct snmp_receiver_api {
+        int (*new)(const struct snmp_receiver_settings *s, snmp_trap_fn fn, void *userdata, char *err, size_t errsize,
+                   struct snmp_receiver **ret);
+        void (*free)(struct snmp_receiver *r);
+        int (*add_user)(struct snmp_receiver *r, const char *line, char *err, size_t errsize);
+        void (*set_min_security)(struct snmp_receiver *r, int level);
+        enum trap_verdict (*feed)(struct snmp_receiver *r, const void *buf, size_t len, const struct sockaddr *from,
+                                  socklen_t fromlen, int reply_fd);
+        const char *(*engine_id)(const struct snmp_receiver *r);
+        uint64_t (*reply_failures)(const struct snmp_receiver *r);
+};
+#define SNMP_RECEIVER_API_SYMBOL "snmp_receiver_api"
+extern const struct snmp_receiver_api snmp_receiver_api;

@@ -34,6 +34,7 @@
  * "traps-lost" events; failed access is reported per source, rate-limited,
  * as "auth-failures" events. */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sock_diag.h>
@@ -56,6 +57,9 @@
 #include "collector.h"
 #include "snmp_receiver.h"
 
+#ifndef WEIBAO_LIBEXECDIR
+#define WEIBAO_LIBEXECDIR "/usr/libexec/weibao"
+#endif
 #ifndef WEIBAO_MIBDIR
 #define WEIBAO_MIBDIR "/usr/share/weibao/mibs"
 #endif
@@ -127,8 +131,9 @@ struct snmptrap_state {
         struct loop *loop;
         collector_emit_fn emit;
         void *userdata;
-        struct snmp_receiver *rx; /* NULL until the first datagram (ensure_receiver) */
-        uint64_t rx_failed_mono;  /* when setting it up last failed */
+        const struct snmp_receiver_api *api; /* weibao-snmp.so, loaded at the first datagram */
+        struct snmp_receiver *rx;            /* NULL until the first datagram (ensure_receiver) */
+        uint64_t rx_failed_mono;             /* when setting it up last failed */
         struct listener listeners[LISTEN_MAX];
         size_t n_listeners;
         struct loop_source *check_timer;
@@ -693,7 +698,7 @@ static void handle_datagram(struct snmptrap_state *st, int fd, const uint8_t *bu
                 st->unprocessed++;
                 return;
         } else
-                v = snmp_receiver_feed(st->rx, buf, len, (const struct sockaddr *)from, fromlen, fd);
+                v = st->api->feed(st->rx, buf, len, (const struct sockaddr *)from, fromlen, fd);
         st->counts[v]++;
         if (v == TRAP_REJECT_SOURCE || trap_verdict_is_auth_failure(v)) {
                 if (from->ss_family == AF_INET)
@@ -869,7 +874,8 @@ static void snmptrap_stop(void *userdata)
         st->n_listeners = 0;
         loop_remove(st->check_timer);
         st->check_timer = NULL;
-        snmp_receiver_free(st->rx);
+        if (st->rx)
+                st->api->free(st->rx);
         st->rx = NULL;
         event_ring_free(st->recent);
         st->recent = NULL;
@@ -903,9 +909,55 @@ static const char *builtin_mib_dir(char *buf, size_t size)
         return WEIBAO_MIBDIR;
 }
 
-/* net-snmp (with OpenSSL for USM and the MIB tree) costs about a megabyte
- * once initialised, so it is set up when the first datagram arrives: an
- * agent that never receives a notification never pays for it. */
+/* weibao-snmp.so: $WEIBAO_SNMP_MODULE (tests, development), else next to
+ * our own binary (a build tree), else the installed one. Loaded once per
+ * process and never unloaded: net-snmp's state lives in it. */
+static const struct snmp_receiver_api *load_module(char *err, size_t errsize)
+{
+        static const struct snmp_receiver_api *api;
+        const char *env = getenv("WEIBAO_SNMP_MODULE");
+        char path[4200], exe[4096];
+        void *h;
+        ssize_t n;
+
+        if (api)
+                return api;
+        if (env && *env) {
+                snprintf(path, sizeof path, "%s", env);
+        } else {
+                snprintf(path, sizeof path, "%s/weibao-snmp.so", WEIBAO_LIBEXECDIR);
+                n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+                if (n > 0) {
+                        char *slash;
+                        exe[n] = '\0';
+                        if ((slash = strrchr(exe, '/'))) {
+                                char local[4200];
+                                *slash = '\0';
+                                snprintf(local, sizeof local, "%s/weibao-snmp.so", exe);
+                                if (access(local, R_OK) == 0)
+                                        snprintf(path, sizeof path, "%s", local);
+                        }
+                }
+        }
+        h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        if (!h) {
+                snprintf(err, errsize, "cannot load the SNMP module: %s", dlerror());
+                return NULL;
+        }
+        api = dlsym(h, SNMP_RECEIVER_API_SYMBOL);
+        if (!api) {
+                snprintf(err, errsize, "%.300s has no %s", path, SNMP_RECEIVER_API_SYMBOL);
+                dlclose(h);
+                return NULL;
+        }
+        log_info("snmptrap: loaded %s", path);
+        return api;
+}
+
+/* net-snmp, with the OpenSSL it needs for USM and the MIB tree, costs well
+ * over a megabyte, so its module is loaded and set up when the first
+ * datagram arrives: an agent that never receives a notification never pays
+ * for it. */
 static int ensure_receiver(struct snmptrap_state *st)
 {
         struct snmp_receiver_settings rs = {
@@ -923,20 +975,25 @@ static int ensure_receiver(struct snmptrap_state *st)
         if (st->rx_failed_mono && now - st->rx_failed_mono < 60000000)
                 return -EAGAIN; /* do not retry (and log) for every datagram */
         rs.builtin_mib_dir = builtin_mib_dir(mibdir, sizeof mibdir);
-        r = snmp_receiver_new(&rs, on_trap, st, err, sizeof err, &st->rx);
+        if (!st->api && !(st->api = load_module(err, sizeof err))) {
+                st->rx_failed_mono = now;
+                log_err("snmptrap: %s; notifications are counted as unprocessed", err);
+                return -ENOENT;
+        }
+        r = st->api->new (&rs, on_trap, st, err, sizeof err, &st->rx);
         if (r < 0) {
                 st->rx_failed_mono = now;
                 log_err("snmptrap: cannot set up SNMP decoding: %s; notifications are counted as unprocessed", err);
                 return r;
         }
-        snmp_receiver_set_min_security(st->rx, st->min_security);
+        st->api->set_min_security(st->rx, st->min_security);
         st->user_errors = 0;
         for (size_t i = 0; i < st->n_users; i++)
-                if (snmp_receiver_add_user(st->rx, st->users[i], err, sizeof err) < 0) {
+                if (st->api->add_user(st->rx, st->users[i], err, sizeof err) < 0) {
                         st->user_errors++;
                         log_err("snmptrap: %s: user %zu not added: %s", st->users_file, i + 1, err);
                 }
-        log_info("snmptrap: SNMP decoding ready: engine ID 0x%s, %zu v3 user(s)", snmp_receiver_engine_id(st->rx),
+        log_info("snmptrap: SNMP decoding ready: engine ID 0x%s, %zu v3 user(s)", st->api->engine_id(st->rx),
                  st->n_users - st->user_errors);
         return 0;
 }
@@ -1047,12 +1104,12 @@ static cJSON *snmptrap_status(void *userdata, bool verbose)
         cJSON_AddNumberToObject(o, "unprocessed", (double)st->unprocessed);
         cJSON_AddNumberToObject(o, "kernel_drops", (double)st->kernel_drops);
         cJSON_AddNumberToObject(o, "shed", (double)st->kernel_drops);
-        cJSON_AddNumberToObject(o, "reply_failures", st->rx ? (double)snmp_receiver_reply_failures(st->rx) : 0);
+        cJSON_AddNumberToObject(o, "reply_failures", st->rx ? (double)st->api->reply_failures(st->rx) : 0);
         cJSON_AddNumberToObject(o, "auth_sources_overflow", (double)st->sources_overflow);
         cJSON_AddNumberToObject(o, "users", (double)(st->n_users - st->user_errors));
         cJSON_AddNumberToObject(o, "user_errors", (double)st->user_errors);
         if (st->rx)
-                cJSON_AddStringToObject(o, "engine_id", snmp_receiver_engine_id(st->rx));
+                cJSON_AddStringToObject(o, "engine_id", st->api->engine_id(st->rx));
         cJSON_AddStringToObject(o, "decoder", st->rx ? "ready" : "not set up until the first datagram");
         if ((x = cJSON_AddArrayToObject(o, "listen")))
                 for (size_t i = 0; i < st->n_listeners; i++) {
