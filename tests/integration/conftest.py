@@ -267,6 +267,39 @@ class StubProcess:
             time.sleep(interval)
 
 
+class AgentProcess:
+    """What every test's weibao-agent shares: its log, weibaoctl, and a stop
+    that waits for it. Subclasses write the config and start it."""
+
+    sock = None
+    log_path = None
+    proc = None
+    logf = None
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def ctl(self, *args):
+        return subprocess.run([os.path.join(BUILD, "weibaoctl"), "-s", self.sock, *args],
+                              capture_output=True, text=True, timeout=10)
+
+    def stop(self):
+        """SIGTERM, then SIGKILL after 10 s; returns the exit code (None if never started)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc and self.logf:
+            self.logf.close()
+        rc = self.proc.returncode if self.proc else None
+        self.proc = None
+        return rc
+
+
 # ---- 3. fixtures -----------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, ROOT, _die_with_parent, require_root, wait_until
+from conftest import BUILD, ROOT, AgentProcess, _die_with_parent, require_root, wait_until
 from hwmon import FakeHwmon
 
 # Short durations so the suite stays quick; the shipped default rules are
@@ -46,7 +46,7 @@ LABEL = "Package id 0"
 KEY = "temp:%s/%s" % (CHIP, LABEL)
 
 
-class Agent:
+class Agent(AgentProcess):
     """One weibao-agent in its own mount namespace with a fake hwmon tree."""
 
     def __init__(self, tmp, stub_url, token_file, rules_text=FAST_RULES, interval="1s", rules_glob=None,
@@ -85,28 +85,6 @@ class Agent:
             env=dict(os.environ, **(env or {})))
         wait_until(lambda: os.path.exists(self.sock) or self.proc.poll() is not None, 10)
         assert self.proc.poll() is None, "agent exited early:\n" + self.log()
-
-    def log(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def ctl(self, *args):
-        return subprocess.run([os.path.join(BUILD, "weibaoctl"), "-s", self.sock, *args],
-                              capture_output=True, text=True, timeout=10)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc:
-            self.logf.close()
-        rc = self.proc.returncode if self.proc else None
-        self.proc = None
-        return rc
 
 
 @pytest.fixture

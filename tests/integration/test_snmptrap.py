@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, ROOT, _die_with_parent, wait_until
+from conftest import BUILD, ROOT, AgentProcess, _die_with_parent, wait_until
 
 ENGINE = "0x8000000001020304"
 LINK_DOWN = "1.3.6.1.6.3.1.1.5.3"
@@ -43,7 +43,7 @@ def require_snmp_tools():
     pytest.skip("snmptrap/snmpinform missing (apt install snmp, or make deps)")
 
 
-class TrapAgent:
+class TrapAgent(AgentProcess):
     """One weibao-agent with only the snmptrap collector, on a free port."""
 
     def __init__(self, tmp, stub, snmp_settings="", users=None, rules_glob=None):
@@ -80,14 +80,6 @@ class TrapAgent:
         assert self.proc.poll() is None, "agent exited early:\n" + self.log()
         assert wait_until(lambda: self.traps().get("running"), 5), self.log()
 
-    def log(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def ctl(self, *args):
-        return subprocess.run([os.path.join(BUILD, "weibaoctl"), "-s", self.sock, *args],
-                              capture_output=True, text=True, timeout=10)
-
     def traps(self):
         r = self.ctl("--json", "traps")
         if r.returncode != 0:
@@ -100,18 +92,6 @@ class TrapAgent:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
         return 0
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc:
-            self.logf.close()
-        self.proc = None
 
     # senders: net-snmp's own commands
     def trap(self, *args, check=True):
