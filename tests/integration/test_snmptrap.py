@@ -72,10 +72,11 @@ class TrapAgent(AgentProcess):
                    stub.url, stub.token_file, self.port, users_line, snmp_settings))
         self.proc = None
 
-    def start(self):
+    def start(self, env=None):
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen([os.path.join(BUILD, "weibao-agent"), "--config", self.conf],
-                                     stdout=self.logf, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+                                     stdout=self.logf, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+                                     env=dict(os.environ, **(env or {})))
         wait_until(lambda: os.path.exists(self.sock) or self.proc.poll() is not None, 10)
         assert self.proc.poll() is None, "agent exited early:\n" + self.log()
         assert wait_until(lambda: self.traps().get("running"), 5), self.log()
@@ -477,5 +478,24 @@ def test_notifications_lost_in_the_kernel_are_reported(stub, tmp_path):
         assert t["received"] + t["kernel_drops"] == 3000, t
         assert case["readings"]["lost"] > 0
         assert "lost" in case["title"], case["title"]
+    finally:
+        a.stop()
+
+
+def test_missing_snmp_module_is_counted_not_fatal(stub, tmp_path):
+    require_snmp_tools()
+    a = make_agent(tmp_path, stub, snmp_settings='  community "public"\n')
+    a.start(env={"WEIBAO_SNMP_MODULE": os.path.join(str(tmp_path), "no-such-module.so")})
+    try:
+        a.trap(*v2c_args(), ["", LINK_DOWN] + link_varbinds(71))
+        a.trap(*v2c_args(), ["", LINK_DOWN] + link_varbinds(72))
+        assert wait_until(lambda: a.traps()["unprocessed"] == 2, 5), a.traps()
+        t = a.traps()
+        assert t["received"] == 2 and t["accepted"] == 0, t
+        assert t["decoder"].startswith("not set up"), t
+        assert a.proc.poll() is None
+        log = a.log()
+        assert "cannot load the SNMP module" in log, log
+        assert log.count("cannot load the SNMP module") == 1, log  # once a minute, not per datagram
     finally:
         a.stop()
