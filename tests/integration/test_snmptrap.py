@@ -270,12 +270,18 @@ def test_link_down_then_up_is_one_case_then_cleared(agent, stub):
     assert any(e["attributes"].get("varbind[IF-MIB::ifIndex]") == 8 for e in kept), kept
 
 
-def test_device_restart_is_p2(agent, stub):
+def test_device_restart_is_p2_and_its_auth_failure_p5(agent, stub):
     agent.start()
     agent.trap(*v2c_args(), ["", COLD_START])
+    agent.trap(*v2c_args(), ["", "1.3.6.1.6.3.1.1.5.2"])  # warmStart: the same fault
     case = wait_case(stub, "snmp:restart:127.0.0.1")
     assert case["level"] == "P2"
     assert "SNMPv2-MIB::coldStart" in case["title"]
+    agent.trap("-v1", "-c", "public", ["1.3.6.1.4.1.8072.3.2.10", "127.0.0.1", "4", "0", ""])  # v1 authenticationFailure
+    case = wait_case(stub, "snmp:device-auth:127.0.0.1")
+    assert case["level"] == "P5"
+    assert case["readings"]["trap"] == "SNMPv2-MIB::authenticationFailure"
+    assert len([c for c in stub.cases() if c["fault_key"] == "snmp:restart:127.0.0.1"]) == 1
 
 
 def test_malformed_datagrams_are_counted_and_harmless(agent, stub):
