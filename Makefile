@@ -136,10 +136,10 @@ $(B)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(RULES_SRC)
 
 # The SNMP notification decoder also needs net-snmp and the shipped MIBs
 # (found by absolute path, whatever directory the fuzzer runs in).
-$(B)/fuzz/fuzz_trap: tests/fuzz/fuzz_trap.c collectors/snmp_receiver.c collectors/snmp_receiver.h $(LIB_SRC) $(RULES_SRC)
+$(B)/fuzz/fuzz_trap: tests/fuzz/fuzz_trap.c collectors/snmp_receiver.c collectors/trap_verdict.c collectors/snmp_receiver.h $(LIB_SRC) $(RULES_SRC)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(call pc_cflags,netsnmp) -DFUZZ_MIBDIR=\"$(CURDIR)/collectors/mibs\" -o $@ $< \
-		collectors/snmp_receiver.c $(LIB_SRC) $(RULES_SRC) $(call pc_libs,netsnmp libcjson libsystemd) -lm
+		collectors/snmp_receiver.c collectors/trap_verdict.c $(LIB_SRC) $(RULES_SRC) $(call pc_libs,netsnmp libcjson libsystemd) -lm
 
 fuzz: $(FUZZ_BIN)
 
