@@ -54,6 +54,9 @@ struct agent {
         struct running_collector *collectors;
         size_t n_collectors;
         struct loop_source *tick;
+        struct loop_source *watchdog; /* pings systemd's watchdog from the loop, when it asks */
+        uint64_t watchdog_usec;
+        bool allow_stall;             /* WEIBAO_TEST_STALL=1: the "stall" command exists (watchdog tests) */
         struct event_ring *unmatched; /* the last events no rule matched */
         int64_t started_wall;
         int64_t rules_loaded_wall;
@@ -85,6 +88,18 @@ static void emit_agent_event(struct agent *a, const char *name, const char *obje
         if (k2)
                 event_add_string(&e, k2, v2);
         on_event(&e, a);
+}
+
+/* The ping comes from a loop timer, so a loop that hangs stops pinging and
+ * systemd restarts the agent (WatchdogSec= in weibao-agent.service). */
+static uint64_t on_watchdog(struct loop_source *s, uint64_t now, void *userdata)
+{
+        struct agent *a = userdata;
+
+        (void)s;
+        (void)now;
+        sd_notify(0, "WATCHDOG=1");
+        return a->watchdog_usec / 2;
 }
 
 static uint64_t on_tick(struct loop_source *s, uint64_t now, void *userdata)
@@ -359,6 +374,15 @@ int agent_start(struct agent *a)
                 log_err("adding rule timer: %s", strerror(-r));
                 return r;
         }
+        if (sd_watchdog_enabled(0, &a->watchdog_usec) > 0 && a->watchdog_usec > 0) {
+                r = loop_add_timer(a->loop, a->watchdog_usec / 2, 0, "watchdog", on_watchdog, a, &a->watchdog);
+                if (r < 0) {
+                        log_err("adding the watchdog timer: %s", strerror(-r));
+                        return r;
+                }
+                sd_notify(0, "WATCHDOG=1");
+        }
+        a->allow_stall = getenv("WEIBAO_TEST_STALL") && strcmp(getenv("WEIBAO_TEST_STALL"), "1") == 0;
         r = control_new(a->loop, cfg->control_socket, control_answer, a, &a->control);
         if (r < 0) {
                 log_err("opening control socket %s: %s", cfg->control_socket,
@@ -454,6 +478,7 @@ void agent_free(struct agent *a)
                 collectors_free(a->collectors, a->n_collectors);
         control_free(a->control);
         loop_remove(a->tick);
+        loop_remove(a->watchdog);
         rule_engine_free(a->engine);
         event_ring_free(a->unmatched);
         faults_free(a->faults);
@@ -603,6 +628,14 @@ static cJSON *control_answer(int argc, char **argv, void *userdata)
                 snprintf(msg, sizeof msg, "collector '%.60s' is not running (not enabled in the configuration?)", name);
                 cJSON_AddStringToObject(o, "error", msg);
                 return o;
+        }
+        if (strcmp(argv[0], "stall") == 0 && a->allow_stall) {
+                /* Test mode only: blocks the loop, as a hang would, so that
+                 * tests can see the watchdog stop being pinged. */
+                unsigned secs = argc > 1 ? (unsigned)strtoul(argv[1], NULL, 10) : 1;
+                log_warning("stalling the event loop for %u s (WEIBAO_TEST_STALL test mode)", secs);
+                sleep(secs > 600 ? 600 : secs);
+                return answer_ok();
         }
         if (strcmp(argv[0], "reload") == 0) {
                 int r = agent_reload(a);
