@@ -10,6 +10,7 @@
 #include "faults.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdbool.h>
@@ -91,6 +92,40 @@ struct faults {
 };
 
 static const char *const fault_state_names[FAULT_STATE_MAX] = {"firing", "cleared"};
+
+/* A log line about one fault, with the journal fields FAULT_KEY,
+ * FAULT_LEVEL, RULE and CASE_ID (when known) for `journalctl FAULT_KEY=...`. */
+static void log_fault(enum log_level level, const char *key, const char *fault_level, const char *rule,
+                      const char *case_id, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static void log_fault(enum log_level level, const char *key, const char *fault_level, const char *rule,
+                      const char *case_id, const char *fmt, ...)
+{
+        char f_key[300], f_level[32], f_rule[200], f_case[100], msg[1600];
+        const char *fields[4];
+        size_t n = 0;
+        va_list ap;
+
+        if (level > log_get_level())
+                return;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        snprintf(f_key, sizeof f_key, "FAULT_KEY=%s", key);
+        fields[n++] = f_key;
+        if (fault_level) {
+                snprintf(f_level, sizeof f_level, "FAULT_LEVEL=%s", fault_level);
+                fields[n++] = f_level;
+        }
+        if (rule) {
+                snprintf(f_rule, sizeof f_rule, "RULE=%s", rule);
+                fields[n++] = f_rule;
+        }
+        if (case_id) {
+                snprintf(f_case, sizeof f_case, "CASE_ID=%s", case_id);
+                fields[n++] = f_case;
+        }
+        log_fields(level, fields, n, "fault %s: %s", key, msg);
+}
 
 const char *fault_state_to_string(enum fault_state s)
 {
@@ -430,8 +465,8 @@ static void fault_start(struct faults *fs, struct fault *f, const struct rule_hi
         if (!f->rec)
                 log_err("fault %s: out of memory preparing its case; it will not be opened", f->key);
         fs->stats.firing++;
-        log_notice("fault %s: firing at %s (rule %s): %s", f->key, rule_level_to_string(f->level), rule_name(hit->rule),
-                   hit->title);
+        log_fault(LOG_LEVEL_NOTICE, f->key, rule_level_to_string(f->level), rule_name(hit->rule), NULL,
+                  "firing at %s (rule %s): %s", rule_level_to_string(f->level), rule_name(hit->rule), hit->title);
 }
 
 /* fresh: f->readings are those of the event that cleared it; otherwise
@@ -446,7 +481,8 @@ static void fault_clear(struct faults *fs, struct fault *f, const char *why, boo
         f->cleared_at = time_wall_usec();
         fs->stats.firing--;
         fs->stats.cleared++;
-        log_notice("fault %s: cleared (%s)", f->key, why);
+        log_fault(LOG_LEVEL_NOTICE, f->key, rule_level_to_string(f->level), f->rule, f->rec ? f->rec->case_id : NULL,
+                  "cleared (%s)", why);
         if (extra) {
                 cJSON_AddStringToObject(extra, "message", why);
                 cJSON_AddStringToObject(extra, "cleared_at", time_format_rfc3339(f->cleared_at, ts, sizeof ts));
@@ -463,8 +499,8 @@ static void fault_level_changed(struct fault *f, enum rule_level old, const char
 {
         cJSON *extra;
 
-        log_notice("fault %s: level %s -> %s (%s)", f->key, rule_level_to_string(old), rule_level_to_string(f->level),
-                   reason);
+        log_fault(LOG_LEVEL_NOTICE, f->key, rule_level_to_string(f->level), f->rule, f->rec ? f->rec->case_id : NULL,
+                  "level %s -> %s (%s)", rule_level_to_string(old), rule_level_to_string(f->level), reason);
         if (!f->rec)
                 return;
         extra = cJSON_CreateObject();
@@ -615,8 +651,8 @@ static void rec_failed(struct case_rec *r, const char *what, const struct sender
                         "(retrying every %" PRIu64 "s)",
                         r->fault_key, what, fs->set.retry_usec / 1000000);
         else if (r->failures == 1 || !r->last_error || strcmp(r->last_error, msg) != 0)
-                log_warning("fault %s: %s failed: %s (retrying every %" PRIu64 "s)", r->fault_key, what, msg,
-                            fs->set.retry_usec / 1000000);
+                log_fault(LOG_LEVEL_WARNING, r->fault_key, NULL, NULL, r->case_id,
+                          "%s failed: %s (retrying every %" PRIu64 "s)", what, msg, fs->set.retry_usec / 1000000);
         set_str(&r->last_error, msg);
 }
 
@@ -629,9 +665,11 @@ static void on_open_done(const struct sender_result *res, void *userdata)
                 int q = answer_parse_case_id(res->body, res->body_len, &r->case_id);
                 if (q == 0) {
                         r->owner->stats.cases_opened++;
-                        log_notice("fault %s: case %s %s%s", r->fault_key, r->case_id,
-                                   res->http_status == 201 ? "opened" : "already open (idempotent retry)",
-                                   r->failures ? " after failed attempts" : "");
+                        log_fault(LOG_LEVEL_NOTICE, r->fault_key,
+                                  r->fault ? rule_level_to_string(r->fault->level) : NULL,
+                                  r->fault ? r->fault->rule : NULL, r->case_id, "case %s %s%s", r->case_id,
+                                  res->http_status == 201 ? "opened" : "already open (idempotent retry)",
+                                  r->failures ? " after failed attempts" : "");
                         r->failures = 0;
                         faults_flush(r->owner);
                         return;
@@ -652,7 +690,8 @@ static void on_update_done(const struct sender_result *res, void *userdata)
 
         r->in_flight = false;
         if (res->http_status == 200 || res->http_status == 201) {
-                log_info("fault %s: case %s told '%s'", r->fault_key, r->case_id, u->type);
+                log_fault(LOG_LEVEL_INFO, r->fault_key, NULL, NULL, r->case_id, "case %s told '%s'", r->case_id,
+                          u->type);
                 r->updates = u->next;
                 if (!r->updates)
                         r->updates_tail = NULL;

@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <syslog.h>
 #include <systemd/sd-journal.h>
 
@@ -71,21 +73,52 @@ int log_level_from_string(const char *s, enum log_level *ret)
         return -EINVAL;
 }
 
-void log_vmsg(enum log_level level, const char *fmt, va_list ap)
+#define LOG_FIELDS_MAX 8
+
+static void log_write(enum log_level level, const char *const *fields, size_t n_fields, const char *fmt, va_list ap)
 {
-        char buf[2048];
+        char buf[2048], prio[16], ident[80];
+        struct iovec iov[3 + LOG_FIELDS_MAX];
+        size_t n = 0;
 
         if (level >= LOG_LEVEL_MAX || level > log_level)
                 return;
         vsnprintf(buf, sizeof buf, fmt, ap);
         if (log_to_journal < 0)
                 log_to_journal = stderr_is_journal();
-        /* If journald cannot take it (not running, socket full), stderr still
-         * reaches the journal through the stream systemd connected. */
-        if (log_to_journal && sd_journal_send("MESSAGE=%s", buf, "PRIORITY=%d", level_priorities[level],
-                                              "SYSLOG_IDENTIFIER=%s", log_ident, NULL) >= 0)
-                return;
+        if (log_to_journal) {
+                /* MESSAGE= is written in front of the text in place */
+                char msg[sizeof buf + 8];
+                snprintf(msg, sizeof msg, "MESSAGE=%s", buf);
+                snprintf(prio, sizeof prio, "PRIORITY=%d", level_priorities[level]);
+                snprintf(ident, sizeof ident, "SYSLOG_IDENTIFIER=%s", log_ident);
+                iov[n++] = (struct iovec){.iov_base = msg, .iov_len = strlen(msg)};
+                iov[n++] = (struct iovec){.iov_base = prio, .iov_len = strlen(prio)};
+                iov[n++] = (struct iovec){.iov_base = ident, .iov_len = strlen(ident)};
+                for (size_t i = 0; i < n_fields && i < LOG_FIELDS_MAX; i++)
+                        if (fields[i])
+                                iov[n++] = (struct iovec){.iov_base = (void *)(uintptr_t)fields[i],
+                                                          .iov_len = strlen(fields[i])};
+                /* If journald cannot take it (not running, socket full), stderr
+                 * still reaches the journal through the stream systemd connected. */
+                if (sd_journal_sendv(iov, (int)n) >= 0)
+                        return;
+        }
         fprintf(stderr, "%s[%s]: %s\n", log_ident, level_names[level], buf);
+}
+
+void log_vmsg(enum log_level level, const char *fmt, va_list ap)
+{
+        log_write(level, NULL, 0, fmt, ap);
+}
+
+void log_fields(enum log_level level, const char *const *fields, size_t n_fields, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        log_write(level, fields, n_fields, fmt, ap);
+        va_end(ap);
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <stdarg.h>
+#include <stddef.h>
 
 enum log_level {
         LOG_LEVEL_ERR,
@@ -27,6 +28,12 @@ const char *log_level_to_string(enum log_level level);
 int log_level_from_string(const char *s, enum log_level *ret);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same with structured journal fields: fields[0..n_fields) are
+ * "NAME=value" strings (NAME in capitals, digits and '_'), sent beside
+ * MESSAGE when logging to the journal and left out on stderr, where the
+ * message text must say it all. */
+void log_fields(enum log_level level, const char *const *fields, size_t n_fields, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
 void log_vmsg(enum log_level level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 #define log_err(...) log_msg(LOG_LEVEL_ERR, __VA_ARGS__)

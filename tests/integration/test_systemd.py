@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, ROOT, AgentProcess, _die_with_parent
+from conftest import BUILD, ROOT, AgentProcess, _die_with_parent, require_root
 
 UNITS = os.path.join(ROOT, "packaging", "systemd")
 
@@ -165,3 +165,67 @@ def test_stall_command_does_not_exist_outside_test_mode(stub, tmp_path):
     finally:
         a.stop()
         a.notify.close()
+
+
+def journal_entries(sock, seconds):
+    """Entries sent with journald's native protocol to sock, as dicts."""
+    out = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        sock.settimeout(max(0.01, end - time.monotonic()))
+        try:
+            data = sock.recv(65536)
+        except socket.timeout:
+            break
+        entry = {}
+        for line in data.decode(errors="replace").split("\n"):
+            if "=" in line:
+                k, v = line.split("=", 1)
+                entry[k] = v
+        out.append(entry)
+    return out
+
+
+def test_journal_gets_priorities_and_fault_fields(stub, tmp_path):
+    """Under systemd (stderr is the journal stream), log lines go to the
+    journal with a priority from their severity and, for faults, the fields
+    FAULT_KEY, FAULT_LEVEL, RULE and CASE_ID. A private mount namespace puts
+    the test's own socket where journald's would be."""
+    require_root("needs root for a mount namespace")
+    from test_snmptrap import LINK_DOWN, SNMP_ENV, link_varbinds, make_agent, require_snmp_tools
+    require_snmp_tools()
+    jdir = tmp_path / "journal"
+    jdir.mkdir()
+    js = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    js.bind(str(jdir / "socket"))
+    a = make_agent(tmp_path / "agent", stub, snmp_settings='  community "public"\n')
+    a.logf = open(a.log_path, "ab")
+    st = os.fstat(a.logf.fileno())
+    script = ('mount -t tmpfs weibao-test /run && mkdir -p /run/systemd/journal && '
+              'mount --bind "$1" /run/systemd/journal && exec "$2" --config "$3"')
+    a.proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+                               str(jdir), os.path.join(BUILD, "weibao-agent"), a.conf],
+                              stdout=a.logf, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+                              env=dict(os.environ, JOURNAL_STREAM="%d:%d" % (st.st_dev, st.st_ino)))
+    try:
+        entries = journal_entries(js, 1.5)
+        started = [e for e in entries if e.get("MESSAGE", "").startswith("weibao-agent ")]
+        assert started and started[0]["PRIORITY"] == "5", entries  # notice
+        assert started[0]["SYSLOG_IDENTIFIER"] == "weibao-agent"
+        subprocess.run(["snmptrap", "-v2c", "-c", "public", "127.0.0.1:%d" % a.port, "", LINK_DOWN]
+                       + link_varbinds(81), check=True, env=SNMP_ENV, timeout=20)
+        entries = journal_entries(js, 3)
+        firing = [e for e in entries if "firing at P3" in e.get("MESSAGE", "")]
+        assert firing, entries
+        f = firing[0]
+        assert f["FAULT_KEY"] == "snmp:link:127.0.0.1:81", f
+        assert f["FAULT_LEVEL"] == "P3" and f["RULE"] == "snmp-link-down" and f["PRIORITY"] == "5", f
+        opened = [e for e in entries if "opened" in e.get("MESSAGE", "") and e.get("FAULT_KEY") == f["FAULT_KEY"]]
+        assert opened and opened[0].get("CASE_ID"), entries
+        case = [c for c in stub.cases() if c["fault_key"] == f["FAULT_KEY"]][0]
+        assert opened[0]["CASE_ID"] == str(case["id"])
+        # what the journal took is not repeated on stderr
+        assert "firing at P3" not in a.log(), a.log()
+    finally:
+        a.stop()
+        js.close()
