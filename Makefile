@@ -8,6 +8,9 @@ B        ?= build
 PREFIX   ?= /usr/local
 LIBEXECDIR ?= $(PREFIX)/libexec/weibao
 MIBDIR   ?= $(PREFIX)/share/weibao/mibs
+SYSCONFDIR ?= /etc
+SYSTEMDUNITDIR ?= /lib/systemd/system
+MANDIR   ?= $(PREFIX)/share/man
 PYTHON   ?= /usr/bin/python3
 
 PKGS_AGENT = libcjson libsystemd
@@ -56,7 +59,7 @@ PROGRAMS = $(B)/weibao-agent $(B)/weibao-sender $(B)/weibao-snmp.so $(B)/weibaoc
 .SECONDARY:
 
 .PHONY: all deps test unit unit-asan fuzz fuzz-smoke golden golden-update integration bench \
-        format check-format demo clean install
+        format check-format demo clean install deb
 
 all: $(PROGRAMS)
 
@@ -105,9 +108,9 @@ $(B)/bench/%: $(B)/obj/bench/%.o $(B)/libweibao-agent.a $(B)/libweibao-core.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(AGENT_LIBS) $(NETSNMP_LIBS)
 
 # ---- dependencies (Debian packages only) ----
-DEB_BUILD = build-essential pkg-config clang clang-format libsensors-dev libcurl4-openssl-dev \
+DEB_BUILD = build-essential pkg-config clang clang-format debhelper dpkg-dev libsensors-dev libcurl4-openssl-dev \
             libcjson-dev libmicrohttpd-dev libsqlite3-dev libsystemd-dev libcmocka-dev libsnmp-dev
-DEB_TEST  = python3 python3-pytest lm-sensors util-linux iproute2 procps curl sqlite3 snmp systemd
+DEB_TEST  = python3 python3-pytest lm-sensors util-linux iproute2 procps curl sqlite3 snmp systemd lintian groff-base
 DEB_BENCH = collectd-core monit snmptrapd snmptt
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -177,14 +180,37 @@ check-format:
 demo: all
 	@examples/demo.sh
 
+# Files go where Debian puts them; the configuration is installed only where
+# none exists yet (a package owns it as a conffile instead).
 install: all
 	install -D -m 0755 $(B)/weibao-agent $(DESTDIR)$(PREFIX)/sbin/weibao-agent
 	install -D -m 0755 $(B)/weibao-sender $(DESTDIR)$(LIBEXECDIR)/weibao-sender
 	install -D -m 0644 $(B)/weibao-snmp.so $(DESTDIR)$(LIBEXECDIR)/weibao-snmp.so
-	install -d $(DESTDIR)$(MIBDIR)
-	install -m 0644 collectors/mibs/*.txt $(DESTDIR)$(MIBDIR)/
 	install -D -m 0755 $(B)/weibaoctl $(DESTDIR)$(PREFIX)/sbin/weibaoctl
 	install -D -m 0755 $(B)/weibao-stub $(DESTDIR)$(PREFIX)/sbin/weibao-stub
+	install -d $(DESTDIR)$(MIBDIR) $(DESTDIR)$(SYSCONFDIR)/weibao/rules.d $(DESTDIR)$(SYSTEMDUNITDIR) \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	install -m 0644 collectors/mibs/*.txt $(DESTDIR)$(MIBDIR)/
+	install -m 0644 packaging/systemd/*.service packaging/systemd/*.socket $(DESTDIR)$(SYSTEMDUNITDIR)/
+	for f in rules/default/*.rules; do \
+		[ -e $(DESTDIR)$(SYSCONFDIR)/weibao/rules.d/$$(basename $$f) ] || \
+			install -m 0644 $$f $(DESTDIR)$(SYSCONFDIR)/weibao/rules.d/; \
+	done
+	[ -e $(DESTDIR)$(SYSCONFDIR)/weibao/agent.conf ] || \
+		install -m 0644 packaging/agent.conf $(DESTDIR)$(SYSCONFDIR)/weibao/agent.conf
+	for m in packaging/man/*.[58]; do \
+		[ -e "$$m" ] && install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/; \
+	done; true
+
+# The Debian packages, built from a copy of the tree with packaging/debian
+# as debian/; the .deb files land in $(B)/deb/.
+DEB_VERSION = $(shell sed -n '1s/.*(\(.*\)).*/\1/p' packaging/debian/changelog)
+deb:
+	rm -rf $(B)/deb && mkdir -p $(B)/deb/weibao-$(DEB_VERSION)
+	git ls-files -z --cached --others --exclude-standard | \
+		xargs -0 sh -c 'for f; do [ -f "$$f" ] && cp --parents "$$f" $(B)/deb/weibao-$(DEB_VERSION)/; done' sh
+	cp -r packaging/debian $(B)/deb/weibao-$(DEB_VERSION)/debian
+	cd $(B)/deb/weibao-$(DEB_VERSION) && dpkg-buildpackage -us -uc -b
 
 clean:
 	rm -rf build
