@@ -22,6 +22,7 @@ import ctypes
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -64,6 +65,17 @@ def require_root(reason="needs root for namespaces"):
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason} (CI=true: a skip is a failure)")
     pytest.skip(reason)
+
+
+def require_tool(name, package):
+    """Skips the test when program name is not installed; under CI=true that
+    is a failure instead (`make deps` installs package)."""
+    if shutil.which(name):
+        return
+    msg = f"{name} missing (Debian package {package}; make deps installs it)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(msg + " (CI=true: a skip is a failure)")
+    pytest.skip(msg)
 
 
 def wait_until(predicate, timeout=10, interval=0.05):

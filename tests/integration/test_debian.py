@@ -7,20 +7,11 @@ of this test.)"""
 
 import glob
 import os
-import shutil
 import subprocess
 
 import pytest
 
-from conftest import BUILD, ROOT
-
-
-def require_tool(name, package):
-    if shutil.which(name):
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail("%s missing (package %s; CI=true: a skip is a failure)" % (name, package))
-    pytest.skip("%s missing (apt install %s, or make deps)" % (name, package))
+from conftest import BUILD, ROOT, require_tool
 
 
 @pytest.fixture(scope="module")

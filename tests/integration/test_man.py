@@ -22,12 +22,11 @@ compares equal to ``--check`` in ``--help``.
 import glob
 import os
 import re
-import shutil
 import subprocess
 
 import pytest
 
-from conftest import ROOT, binary
+from conftest import ROOT, binary, require_tool
 
 MAN = os.path.join(ROOT, "packaging", "man")
 PAGES = ["weibao-agent.8", "weibaoctl.8", "weibao-stub.8", "weibao.conf.5", "weibao.rules.5"]
@@ -150,11 +149,7 @@ def examples(src):
 
 
 def require_groff():
-    if shutil.which("groff"):
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail("groff missing (Debian package groff-base; CI=true: a skip is a failure)")
-    pytest.skip("groff missing (Debian package groff-base)")
+    require_tool("groff", "groff-base")
 
 
 def help_text(program):

@@ -12,18 +12,16 @@ through debootstrap, the package from `make deb`."""
 
 import glob
 import hashlib
-import json
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
-import time
 
 import pytest
 
-from conftest import BUILD, ROOT, StubProcess, _die_with_parent, require_root, wait_until
+from conftest import BUILD, ROOT, StubProcess, _die_with_parent, require_root, require_tool, wait_until
 
 CACHE = os.path.join(BUILD, "nspawn")
 INCLUDE = "systemd,systemd-sysv,dbus,adduser,libcjson1,libcurl4,libsensors5,libsnmp40,ca-certificates"
@@ -34,10 +32,7 @@ SNMP_ENV = dict(os.environ, MIBS="", SNMPCONFPATH="/nonexistent")
 def require_tools():
     for tool, pkg in (("debootstrap", "debootstrap"), ("systemd-nspawn", "systemd-container"),
                       ("nsenter", "util-linux"), ("snmptrap", "snmp")):
-        if not shutil.which(tool):
-            if os.environ.get("CI") == "true":
-                pytest.fail("%s missing (package %s; CI=true: a skip is a failure)" % (tool, pkg))
-            pytest.skip("%s missing (package %s)" % (tool, pkg))
+        require_tool(tool, pkg)
 
 
 def mirror():

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, ROOT, AgentProcess, _die_with_parent, wait_until
+from conftest import BUILD, ROOT, AgentProcess, _die_with_parent, require_tool, wait_until
 
 ENGINE = "0x8000000001020304"
 LINK_DOWN = "1.3.6.1.6.3.1.1.5.3"
@@ -36,11 +36,8 @@ def free_udp_port():
 
 
 def require_snmp_tools():
-    if shutil.which("snmptrap") and shutil.which("snmpinform"):
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail("snmptrap/snmpinform missing (package snmp; CI=true: a skip is a failure)")
-    pytest.skip("snmptrap/snmpinform missing (apt install snmp, or make deps)")
+    require_tool("snmptrap", "snmp")
+    require_tool("snmpinform", "snmp")
 
 
 class TrapAgent(AgentProcess):
@@ -426,11 +423,8 @@ def test_socket_passed_by_systemd_is_used(stub, tmp_path):
     systemd-socket-activate stands in for systemd): the agent uses it and
     ignores its listen setting, so it needs no privilege for port 162."""
     require_snmp_tools()
+    require_tool("systemd-socket-activate", "systemd")
     activate = shutil.which("systemd-socket-activate")
-    if not activate:
-        if os.environ.get("CI") == "true":
-            pytest.fail("systemd-socket-activate missing (package systemd; CI=true: a skip is a failure)")
-        pytest.skip("systemd-socket-activate missing (package systemd)")
     a = make_agent(tmp_path, stub, snmp_settings='  community "public"\n')
     passed_port = free_udp_port()
     logf = open(a.log_path, "ab")

@@ -7,24 +7,19 @@ The booted-system test (nspawn) comes with the Debian package."""
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import time
 
 import pytest
 
-from conftest import BUILD, ROOT, AgentProcess, _die_with_parent, require_root
+from conftest import BUILD, ROOT, AgentProcess, _die_with_parent, require_root, require_tool
 
 UNITS = os.path.join(ROOT, "packaging", "systemd")
 
 
 def require_systemd_analyze():
-    if shutil.which("systemd-analyze"):
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail("systemd-analyze missing (package systemd; CI=true: a skip is a failure)")
-    pytest.skip("systemd-analyze missing (package systemd)")
+    require_tool("systemd-analyze", "systemd")
 
 
 def exposure(unit):
