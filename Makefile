@@ -26,9 +26,13 @@ CFLAGS   ?= -O2 -g
 override CFLAGS += -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP $(EXTRA_CFLAGS)
 override LDFLAGS += $(EXTRA_LDFLAGS)
 
-SENSORS_LIBS := $(shell pkg-config --libs libsensors 2>/dev/null || echo -lsensors)
 pc_cflags = $(shell pkg-config --cflags $(1))
 pc_libs   = $(shell pkg-config --libs $(1))
+# Flags from pkg-config are looked up once, when a recipe first uses them,
+# not when make reads this file: `make deps test` on a fresh machine must see
+# the packages that its deps goal has just installed.
+once = $(eval $(1) := $(2))$($(1))
+SENSORS_LIBS = $(call once,SENSORS_LIBS,$(shell pkg-config --libs libsensors 2>/dev/null || echo -lsensors))
 
 LIB_SRC    := $(wildcard lib/*.c)
 RULES_SRC  := $(wildcard rules/*.c)
@@ -45,14 +49,14 @@ AGENT_OBJ  := $(call obj,$(AGENT_SRC))
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 BENCH_BIN  := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 
-ALL_CFLAGS := $(CFLAGS) $(call pc_cflags,$(PKGS_AGENT) $(PKGS_SENDER) $(PKGS_STUB) $(PKGS_TEST)) \
-              -DWEIBAO_LIBEXECDIR=\"$(LIBEXECDIR)\" -DWEIBAO_MIBDIR=\"$(MIBDIR)\"
-AGENT_LIBS := $(call pc_libs,$(PKGS_AGENT)) $(SENSORS_LIBS) -lm
-NETSNMP_LIBS := $(call pc_libs,netsnmp)
-SENDER_LIBS := $(call pc_libs,$(PKGS_SENDER))
-STUB_LIBS  := $(call pc_libs,$(PKGS_STUB)) -lm
-CTL_LIBS   := $(call pc_libs,$(PKGS_CTL))
-TEST_LIBS  := $(AGENT_LIBS) $(NETSNMP_LIBS) $(call pc_libs,$(PKGS_TEST) sqlite3 libmicrohttpd)
+ALL_CFLAGS = $(call once,ALL_CFLAGS,$(CFLAGS) $(call pc_cflags,$(PKGS_AGENT) $(PKGS_SENDER) $(PKGS_STUB) $(PKGS_TEST)) \
+              -DWEIBAO_LIBEXECDIR=\"$(LIBEXECDIR)\" -DWEIBAO_MIBDIR=\"$(MIBDIR)\")
+AGENT_LIBS = $(call once,AGENT_LIBS,$(call pc_libs,$(PKGS_AGENT)) $(SENSORS_LIBS) -lm)
+NETSNMP_LIBS = $(call once,NETSNMP_LIBS,$(call pc_libs,netsnmp))
+SENDER_LIBS = $(call once,SENDER_LIBS,$(call pc_libs,$(PKGS_SENDER)))
+STUB_LIBS = $(call once,STUB_LIBS,$(call pc_libs,$(PKGS_STUB)) -lm)
+CTL_LIBS = $(call once,CTL_LIBS,$(call pc_libs,$(PKGS_CTL)))
+TEST_LIBS = $(call once,TEST_LIBS,$(AGENT_LIBS) $(NETSNMP_LIBS) $(call pc_libs,$(PKGS_TEST) sqlite3 libmicrohttpd))
 
 PROGRAMS = $(B)/weibao-agent $(B)/weibao-sender $(B)/weibao-snmp.so $(B)/weibaoctl $(B)/weibao-stub
 
