@@ -13,7 +13,7 @@ SYSTEMDUNITDIR ?= /lib/systemd/system
 MANDIR   ?= $(PREFIX)/share/man
 PYTHON   ?= /usr/bin/python3
 
-PKGS_AGENT = libcjson libsystemd
+PKGS_AGENT = libcjson libsystemd sqlite3
 PKGS_SENDER = libcurl libcjson libsystemd
 PKGS_STUB  = libmicrohttpd sqlite3 libcjson libsystemd
 PKGS_CTL   = libcjson libsystemd
@@ -215,7 +215,10 @@ deb:
 	git ls-files -z --cached --others --exclude-standard | \
 		xargs -0 sh -c 'for f; do [ -f "$$f" ] && cp --parents "$$f" $(B)/deb/weibao-$(DEB_VERSION)/; done' sh
 	cp -r packaging/debian $(B)/deb/weibao-$(DEB_VERSION)/debian
-	cd $(B)/deb/weibao-$(DEB_VERSION) && dpkg-buildpackage -us -uc -b
+	# the package builds in its own tree: this make's command-line variables
+	# (B=..., travelling in MAKEFLAGS) must not reach the inner make, or it
+	# would compile into this tree's objects with Debian's paths
+	cd $(B)/deb/weibao-$(DEB_VERSION) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL dpkg-buildpackage -us -uc -b
 
 clean:
 	rm -rf build

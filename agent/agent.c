@@ -29,7 +29,10 @@
 #include "faults.h"
 #include "identity.h"
 #include "loop.h"
+#include "maintenance.h"
+#include "outbox.h"
 #include "sender.h"
+#include "store.h"
 
 #define AGENT_TICK_USEC 250000 /* how often pending "for" durations are checked */
 #define TOKEN_MAX 4096
@@ -48,7 +51,10 @@ struct agent {
         struct identity *id;
         struct loop *loop;
         struct sender *sender;
+        struct store *store;
+        struct outbox *outbox;
         struct faults *faults;
+        struct maintenance *maintenance;
         struct rule_engine *engine;
         struct control *control;
         struct running_collector *collectors;
@@ -274,11 +280,60 @@ void agent_format_config(const struct agent *a, FILE *f)
 static void notify_status(struct agent *a)
 {
         struct faults_stats fs;
+        struct outbox_stats os;
 
         faults_get_stats(a->faults, &fs);
+        outbox_get_stats(a->outbox, &os);
         sd_notifyf(0,
                    "STATUS=%zu rules, %" PRIu64 " faults firing, %" PRIu64 " cases opened, %" PRIu64 " sends pending",
-                   ruleset_count(rule_engine_rules(a->engine)), fs.firing, fs.cases_opened, fs.sends_pending);
+                   ruleset_count(rule_engine_rules(a->engine)), fs.firing, os.cases_opened,
+                   os.opens_pending + os.updates_pending);
+}
+
+static void settings_of(const struct config *cfg, struct faults_settings *fset, struct outbox_settings *oset)
+{
+        *fset = (struct faults_settings){
+                .occurrence_usec = cfg->occurrence_usec,
+                .reopen_window_usec = cfg->reopen_window_usec,
+                .flap_count = cfg->flap_count,
+                .flap_window_usec = cfg->flap_window_usec,
+                .case_rate = cfg->case_rate,
+                .case_burst = cfg->case_burst,
+                .storm_keys = cfg->storm_keys,
+                .storm_window_usec = cfg->storm_window_usec,
+        };
+        *oset = (struct outbox_settings){.retry_max_usec = cfg->retry_usec, .max_items = cfg->outbox_max};
+}
+
+static void on_maintenance(bool active, const char *why, void *userdata)
+{
+        struct agent *a = userdata;
+
+        faults_hold_cases(a->faults, active, why);
+}
+
+/* Creates the state directory (not its parents: those are the system's). */
+static int open_store(struct agent *a, const struct config *cfg)
+{
+        enum store_sync sync = cfg->sync_full ? STORE_SYNC_FULL : STORE_SYNC_NORMAL;
+        const char *why = NULL;
+        char *path;
+        int r;
+
+        if (mkdir(cfg->state_dir, 0700) < 0 && errno != EEXIST) {
+                r = -errno;
+                log_err("creating state directory %s: %s", cfg->state_dir, strerror(errno));
+                return r;
+        }
+        path = xasprintf("%s/agent.db", cfg->state_dir);
+        if (!path)
+                return -ENOMEM;
+        r = store_open(a->loop, path, sync, &a->store, &why);
+        if (r < 0)
+                log_err("opening the state database %s: %s%s", path, why ? why : strerror(-r),
+                        r == -ENOSPC ? " (the state directory's filesystem is full)" : "");
+        free(path);
+        return r;
 }
 
 static void on_signal(struct loop_source *s, int signo, void *userdata)
@@ -300,7 +355,8 @@ static cJSON *control_answer(int argc, char **argv, void *userdata);
 static int apply_central(struct agent *a, const struct config *cfg, char *err, size_t errsize)
 {
         char *token = NULL;
-        struct faults_settings fset = {.retry_usec = cfg->retry_usec, .occurrence_usec = cfg->occurrence_usec};
+        struct faults_settings fset;
+        struct outbox_settings oset;
         int r = read_token(cfg->token_file, &token, err, errsize);
 
         if (r < 0)
@@ -311,15 +367,19 @@ static int apply_central(struct agent *a, const struct config *cfg, char *err, s
                 snprintf(err, errsize, "configuring the central API: %s", strerror(-r));
                 return r;
         }
+        settings_of(cfg, &fset, &oset);
         if (a->faults)
                 faults_set_settings(a->faults, &fset);
+        if (a->outbox)
+                outbox_set_settings(a->outbox, &oset);
         return 0;
 }
 
 int agent_start(struct agent *a)
 {
         struct config *cfg = a->config;
-        struct faults_settings fset = {.retry_usec = cfg->retry_usec, .occurrence_usec = cfg->occurrence_usec};
+        struct faults_settings fset;
+        struct outbox_settings oset;
         char err[600];
         int r;
 
@@ -352,9 +412,18 @@ int agent_start(struct agent *a)
                 log_err("%s", err);
                 return r;
         }
-        r = faults_new(a->loop, a->id, a->sender, &fset, &a->faults);
+        settings_of(cfg, &fset, &oset);
+        r = open_store(a, cfg);
+        if (r < 0)
+                return r;
+        r = outbox_new(a->loop, a->store, a->sender, &oset, NULL, NULL, &a->outbox);
         if (r < 0) {
-                log_err("setting up the fault table: %s", strerror(-r));
+                log_err("loading the case outbox from %s/agent.db: %s", cfg->state_dir, strerror(-r));
+                return r;
+        }
+        r = faults_new(a->loop, a->id, a->store, a->outbox, &fset, &a->faults);
+        if (r < 0) {
+                log_err("loading the fault table from %s/agent.db: %s", cfg->state_dir, strerror(-r));
                 return r;
         }
         r = rule_engine_new(0, &a->engine);
@@ -363,6 +432,13 @@ int agent_start(struct agent *a)
                 return r;
         }
         rule_engine_set_rules(a->engine, config_take_rules(cfg));
+        faults_restore(a->faults, a->engine);
+        r = maintenance_new(a->loop, a->store, on_maintenance, a, &a->maintenance);
+        if (r < 0) {
+                log_err("loading maintenance windows: %s", strerror(-r));
+                return r;
+        }
+        outbox_kick(a->outbox);
         a->rules_loaded_wall = time_wall_usec();
         a->unmatched = event_ring_new(UNMATCHED_KEPT);
         if (!a->unmatched) {
@@ -445,6 +521,11 @@ int agent_reload(struct agent *a)
                 log_set_level(cfg->log_level);
         rule_engine_set_rules(a->engine, config_take_rules(cfg));
         faults_rules_changed(a->faults, rule_engine_rules(a->engine));
+        {
+                size_t n_unparked = outbox_unpark(a->outbox);
+                if (n_unparked)
+                        log_notice("reload: %zu parked requests are tried again", n_unparked);
+        }
         a->rules_loaded_wall = time_wall_usec();
         collectors_free(a->collectors, a->n_collectors);
         a->collectors = cs;
@@ -481,7 +562,12 @@ void agent_free(struct agent *a)
         loop_remove(a->watchdog);
         rule_engine_free(a->engine);
         event_ring_free(a->unmatched);
+        if (a->store && store_commit_now(a->store) < 0)
+                log_err("saving state at exit: %s; the last changes are lost", store_last_error(a->store));
+        maintenance_free(a->maintenance);
         faults_free(a->faults);
+        outbox_free(a->outbox);
+        store_free(a->store);
         sender_free(a->sender);
         loop_free(a->loop);
         identity_free(a->id);
@@ -523,12 +609,16 @@ static cJSON *status_json(const struct agent *a)
 {
         cJSON *o = answer_ok(), *x;
         struct faults_stats fs;
+        struct outbox_stats os;
+        struct store_stats ss;
         struct rule_engine_stats es;
         char ts[40];
 
         if (!o)
                 return NULL;
         faults_get_stats(a->faults, &fs);
+        outbox_get_stats(a->outbox, &os);
+        store_get_stats(a->store, &ss);
         rule_engine_get_stats(a->engine, &es);
         json_add(o, "agent", identity_to_json(a->id));
         cJSON_AddStringToObject(o, "started_at", time_format_rfc3339(a->started_wall, ts, sizeof ts));
@@ -550,12 +640,33 @@ static cJSON *status_json(const struct agent *a)
                 cJSON_AddNumberToObject(x, "firing", (double)fs.firing);
                 cJSON_AddNumberToObject(x, "cleared", (double)fs.cleared);
                 cJSON_AddNumberToObject(x, "shed", (double)fs.shed);
+                cJSON_AddNumberToObject(x, "flapping", (double)fs.flapping);
         }
         if ((x = cJSON_AddObjectToObject(o, "cases"))) {
-                cJSON_AddNumberToObject(x, "opened", (double)fs.cases_opened);
-                cJSON_AddNumberToObject(x, "sends_pending", (double)fs.sends_pending);
-                cJSON_AddNumberToObject(x, "send_failures", (double)fs.send_failures);
-                cJSON_AddNumberToObject(x, "in_flight", (double)sender_in_flight(a->sender));
+                cJSON_AddNumberToObject(x, "opened", (double)os.cases_opened);
+                cJSON_AddNumberToObject(x, "wanted", (double)fs.cases_wanted);
+                cJSON_AddNumberToObject(x, "sends_pending", (double)(os.opens_pending + os.updates_pending));
+                cJSON_AddNumberToObject(x, "opens_pending", (double)os.opens_pending);
+                cJSON_AddNumberToObject(x, "updates_pending", (double)os.updates_pending);
+                cJSON_AddNumberToObject(x, "not_durable", (double)os.not_durable);
+                cJSON_AddNumberToObject(x, "parked", (double)os.parked);
+                cJSON_AddNumberToObject(x, "send_failures", (double)os.send_failures);
+                cJSON_AddNumberToObject(x, "in_flight", (double)os.in_flight);
+                cJSON_AddBoolToObject(x, "central_down", os.central_down);
+                cJSON_AddNumberToObject(x, "held_maintenance", (double)fs.held_maintenance);
+                cJSON_AddNumberToObject(x, "rate_limited", (double)fs.rate_limited);
+                cJSON_AddNumberToObject(x, "storm_summarised", (double)fs.storm_summarised);
+                cJSON_AddNumberToObject(x, "lost", (double)(fs.lost + os.shed));
+                cJSON_AddBoolToObject(x, "maintenance", maintenance_active(a->maintenance));
+        }
+        if ((x = cJSON_AddObjectToObject(o, "state"))) {
+                cJSON_AddStringToObject(x, "dir", a->config->state_dir);
+                cJSON_AddNumberToObject(x, "bytes", (double)ss.bytes);
+                cJSON_AddNumberToObject(x, "commits", (double)ss.commits);
+                cJSON_AddNumberToObject(x, "commit_failures", (double)ss.commit_failures);
+                cJSON_AddBoolToObject(x, "failing", ss.failing);
+                if (ss.failing)
+                        cJSON_AddStringToObject(x, "error", store_last_error(a->store));
         }
         json_add(o, "collectors", collectors_json(a));
         if ((x = cJSON_AddArrayToObject(o, "loop_sources"))) {
@@ -572,6 +683,77 @@ static cJSON *status_json(const struct agent *a)
                 }
         }
         return o;
+}
+
+static cJSON *answer_error(const char *msg)
+{
+        cJSON *o = cJSON_CreateObject();
+
+        if (o) {
+                cJSON_AddFalseToObject(o, "ok");
+                cJSON_AddStringToObject(o, "error", msg);
+        }
+        return o;
+}
+
+/* maintenance [list] | start SECONDS REASON... | end [ID]; the words of the
+ * reason are joined by single spaces (the control line splits on blanks). */
+static cJSON *maintenance_command(struct agent *a, int argc, char **argv)
+{
+        const char *sub = argc > 1 ? argv[1] : "list";
+        cJSON *o;
+        char *end;
+        int r;
+
+        if (strcmp(sub, "list") == 0) {
+                if ((o = answer_ok()))
+                        json_add(o, "maintenance", maintenance_to_json(a->maintenance));
+                return o;
+        }
+        if (strcmp(sub, "start") == 0) {
+                char reason[MAINTENANCE_REASON_MAX + 1] = "";
+                unsigned long long secs;
+                int64_t id;
+
+                if (argc < 4)
+                        return answer_error("maintenance start: expected SECONDS and a reason");
+                errno = 0;
+                secs = strtoull(argv[2], &end, 10);
+                if (errno || *end || argv[2][0] == '-' || secs == 0 || secs > MAINTENANCE_MAX_USEC / 1000000)
+                        return answer_error("maintenance start: the duration must be 1 s to 30 days");
+                for (int i = 3; i < argc; i++) {
+                        size_t len = strlen(reason);
+                        if (len + strlen(argv[i]) + 2 > sizeof reason)
+                                return answer_error("maintenance start: the reason is longer than 512 bytes");
+                        snprintf(reason + len, sizeof reason - len, "%s%s", i > 3 ? " " : "", argv[i]);
+                }
+                r = maintenance_start(a->maintenance, secs * 1000000ULL, reason, &id);
+                if (r == -EBUSY)
+                        return answer_error("a maintenance window is already running; end it first "
+                                            "(weibaoctl maintenance end)");
+                if (r < 0)
+                        return answer_error(r == -EINVAL ? "maintenance start: the reason must be printable text"
+                                                         : strerror(-r));
+                if ((o = answer_ok()))
+                        json_add(o, "maintenance", maintenance_to_json(a->maintenance));
+                return o;
+        }
+        if (strcmp(sub, "end") == 0) {
+                long long id = 0;
+                if (argc > 2) {
+                        errno = 0;
+                        id = strtoll(argv[2], &end, 10);
+                        if (errno || *end || id <= 0)
+                                return answer_error("maintenance end: expected a window id");
+                }
+                if (maintenance_end(a->maintenance, id) < 0)
+                        return answer_error(id ? "no such maintenance window is running"
+                                               : "no maintenance window is running");
+                if ((o = answer_ok()))
+                        json_add(o, "maintenance", maintenance_to_json(a->maintenance));
+                return o;
+        }
+        return answer_error("maintenance: expected list, start SECONDS REASON, or end [ID]");
 }
 
 static cJSON *control_answer(int argc, char **argv, void *userdata)
@@ -629,6 +811,19 @@ static cJSON *control_answer(int argc, char **argv, void *userdata)
                 cJSON_AddStringToObject(o, "error", msg);
                 return o;
         }
+        if (strcmp(argv[0], "outbox") == 0) {
+                if (argc > 1 && strcmp(argv[1], "retry") == 0) {
+                        size_t n = outbox_unpark(a->outbox);
+                        if ((o = answer_ok()))
+                                cJSON_AddNumberToObject(o, "unparked", (double)n);
+                        return o;
+                }
+                if ((o = answer_ok()))
+                        json_add(o, "outbox", outbox_to_json(a->outbox));
+                return o;
+        }
+        if (strcmp(argv[0], "maintenance") == 0)
+                return maintenance_command(a, argc, argv);
         if (strcmp(argv[0], "stall") == 0 && a->allow_stall) {
                 /* Test mode only: blocks the loop, as a hang would, so that
                  * tests can see the watchdog stop being pinged. */
@@ -654,9 +849,10 @@ static cJSON *control_answer(int argc, char **argv, void *userdata)
         if (!(o = cJSON_CreateObject()))
                 return NULL;
         cJSON_AddFalseToObject(o, "ok");
-        char msg[200];
+        char msg[300];
         snprintf(msg, sizeof msg,
-                 "unknown command '%.100s' (known: status, faults, events, traps, collector, snapshot, reload)",
+                 "unknown command '%.100s' (known: status, faults, events, traps, collector, outbox, maintenance, "
+                 "snapshot, reload)",
                  argv[0]);
         cJSON_AddStringToObject(o, "error", msg);
         return o;

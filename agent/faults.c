@@ -1,16 +1,16 @@
 /* faults: see faults.h.
  *
- * Data: a fault per key (a chained hash table) and, per firing period, a
- * case record holding what must still be delivered: the open request and a
- * FIFO of updates. Records are delivered in the order they were created and,
- * within one record, strictly in order (an update needs the case id the open
- * returned). A record outlives its fault's firing period until its queue is
- * empty, so a fault that re-fires while its old "cleared" update is still
- * undelivered keeps both cases correct. */
+ * Data: a fault per key in a chained hash table. A fault knows the outbox
+ * record of its case (case_ref) for as long as it may still send to it: the
+ * firing period, and after the clear the reopen window. "hold" says why a
+ * firing fault has no case of its own (a maintenance window, or a storm
+ * summary case that stands for it). Changed faults are marked dirty and
+ * written as JSON documents at the store's next commit; occurrence counts of
+ * repeats mark a fault only lazily (written within a second), so a trap storm
+ * costs no commit per trap. */
 #include "faults.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdbool.h>
@@ -22,39 +22,26 @@
 #include "../lib/json.h"
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
-#include "answer.h"
 #include "identity.h"
 #include "loop.h"
-#include "sender.h"
+#include "outbox.h"
+#include "store.h"
 
-#define FAULT_BUCKETS 1024
+#define FAULT_BUCKETS 4096
 #define FAULT_RULES_MAX 16   /* rules firing for one key at once */
 #define FAULT_EVIDENCE_MAX 8 /* events kept per fault: the first and the latest ones */
+#define FLIPS_MAX 64         /* state changes remembered per fault (flap_count is capped below this) */
+#define SUMMARY_KEYS_MAX 200 /* keys a summary case lists by name; the rest are counted */
+#define SUMMARY_NOTE_USEC 1000000
+#define STORM_PREFIX "storm:"
 
-struct update {
-        char *body;
-        char *idem_key;
-        char type[16];
-        struct update *next;
+enum fault_hold {
+        HOLD_NONE,        /* has its own case, or is cleared */
+        HOLD_MAINTENANCE, /* firing during a maintenance window: its case opens when the window ends */
+        HOLD_SUMMARY,     /* firing, stood for by the summary case summary_key */
+        HOLD_MAX,
 };
-
-struct case_rec {
-        struct faults *owner;
-        struct fault *fault; /* NULL once the fault moved on to a newer record */
-        char *fault_key;
-        char *open_body;
-        char *idem_key;
-        char *case_id; /* set once the open is acknowledged */
-        struct update *updates, *updates_tail;
-        unsigned update_seq;
-        uint64_t occurrences_reported;
-        uint64_t last_occurrence_mono;
-        bool in_flight;
-        unsigned failures; /* consecutive */
-        uint64_t next_try_mono;
-        char *last_error;
-        struct case_rec *next;
-};
+static const char *const hold_names[HOLD_MAX] = {"none", "maintenance", "summary"};
 
 struct firing_rule {
         char *name;
@@ -69,63 +56,62 @@ struct fault {
         char *title;
         char *description;
         int64_t first_seen, last_seen, cleared_at; /* wall µs */
-        uint64_t occurrences;
+        uint64_t occurrences, occ_reported;
+        uint64_t last_occ_mono;
         struct firing_rule rules[FAULT_RULES_MAX];
         size_t n_rules;
         cJSON *readings;
         cJSON *evidence;
-        char *last_case_id; /* of the previous firing period, for reference */
-        struct case_rec *rec;
+        int64_t case_ref;   /* the outbox record of its case; 0: none */
+        char *case_id;      /* the central side's id, once known */
+        char *prev_case_id; /* the case of an earlier firing period, named by the next */
+        bool case_active;   /* what the case was last told: firing (true) or cleared */
+        enum fault_hold hold;
+        char *summary_key; /* HOLD_SUMMARY */
+        char *hold_why;    /* HOLD_MAINTENANCE: the window */
+        /* flapping */
+        int64_t flips[FLIPS_MAX]; /* wall µs of the latest state changes, a ring */
+        unsigned n_flips, flip_next;
+        bool flapping;
+        uint64_t flap_changes; /* changes not reported one by one */
+        /* summary faults ("storm:RULE") */
+        bool is_summary;
+        uint64_t members_total, members_active, members_unlisted;
+        char **member_keys; /* listed so far; the last members_new are not yet on the case */
+        size_t n_member_keys, members_new;
+        uint64_t last_note_mono;
+        bool dirty, lazy_dirty;
         struct fault *next;
+};
+
+struct rule_storm {
+        char *rule;
+        uint64_t window_start;
+        unsigned count;
+        struct rule_storm *next;
 };
 
 struct faults {
         struct loop *loop;
         const struct identity *id;
-        struct sender *sender;
+        struct store *st;
+        struct outbox *ob;
         struct faults_settings set;
         struct loop_source *timer;
         struct fault *buckets[FAULT_BUCKETS];
         size_t n_faults;
-        struct case_rec *recs, *recs_tail;
+        char **deleted; /* keys whose rows go in the next commit */
+        size_t n_deleted, cap_deleted;
+        struct rule_storm *storms;
+        double tokens;
+        uint64_t tokens_mono;
+        bool hold_cases;
+        char *hold_why;
+        bool any_lazy;
         struct faults_stats stats;
 };
 
 static const char *const fault_state_names[FAULT_STATE_MAX] = {"firing", "cleared"};
-
-/* A log line about one fault, with the journal fields FAULT_KEY,
- * FAULT_LEVEL, RULE and CASE_ID (when known) for `journalctl FAULT_KEY=...`. */
-static void log_fault(enum log_level level, const char *key, const char *fault_level, const char *rule,
-                      const char *case_id, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-static void log_fault(enum log_level level, const char *key, const char *fault_level, const char *rule,
-                      const char *case_id, const char *fmt, ...)
-{
-        char f_key[300], f_level[32], f_rule[200], f_case[100], msg[1600];
-        const char *fields[4];
-        size_t n = 0;
-        va_list ap;
-
-        if (level > log_get_level())
-                return;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
-        snprintf(f_key, sizeof f_key, "FAULT_KEY=%s", key);
-        fields[n++] = f_key;
-        if (fault_level) {
-                snprintf(f_level, sizeof f_level, "FAULT_LEVEL=%s", fault_level);
-                fields[n++] = f_level;
-        }
-        if (rule) {
-                snprintf(f_rule, sizeof f_rule, "RULE=%s", rule);
-                fields[n++] = f_rule;
-        }
-        if (case_id) {
-                snprintf(f_case, sizeof f_case, "CASE_ID=%s", case_id);
-                fields[n++] = f_case;
-        }
-        log_fields(level, fields, n, "fault %s: %s", key, msg);
-}
 
 const char *fault_state_to_string(enum fault_state s)
 {
@@ -198,196 +184,6 @@ static void evidence_add(struct fault *f, const struct event *e)
         json_add(f->evidence, NULL, j);
 }
 
-/* ---- case records ---- */
-
-static void update_free(struct update *u)
-{
-        if (!u)
-                return;
-        free(u->body);
-        free(u->idem_key);
-        free(u);
-}
-
-static void rec_free(struct case_rec *r)
-{
-        if (!r)
-                return;
-        while (r->updates) {
-                struct update *u = r->updates;
-                r->updates = u->next;
-                update_free(u);
-        }
-        free(r->fault_key);
-        free(r->open_body);
-        free(r->idem_key);
-        free(r->case_id);
-        free(r->last_error);
-        free(r);
-}
-
-static void rec_unlink_free(struct faults *fs, struct case_rec *r)
-{
-        struct case_rec **pp = &fs->recs, *prev = NULL;
-
-        for (; *pp; prev = *pp, pp = &(*pp)->next)
-                if (*pp == r) {
-                        *pp = r->next;
-                        if (fs->recs_tail == r)
-                                fs->recs_tail = prev;
-                        break;
-                }
-        if (r->fault && r->fault->rec == r)
-                r->fault->rec = NULL;
-        rec_free(r);
-}
-
-static bool rec_done(const struct case_rec *r)
-{
-        return r->case_id && !r->updates && !r->in_flight;
-}
-
-/* The create-case request. NULL on allocation failure: a case missing a
- * required field would only be refused by the central side. */
-static char *build_open_body(struct faults *fs, const struct fault *f)
-{
-        cJSON *o = cJSON_CreateObject();
-        char first[40], last[40];
-        char *s = NULL;
-        bool ok;
-
-        if (!o)
-                return NULL;
-        ok = json_add(o, "agent", identity_to_json(fs->id)) == 0 && cJSON_AddStringToObject(o, "fault_key", f->key) &&
-             cJSON_AddStringToObject(o, "level", rule_level_to_string(f->level)) &&
-             cJSON_AddStringToObject(o, "rule", f->rule) && cJSON_AddStringToObject(o, "title", f->title) &&
-             cJSON_AddStringToObject(o, "description", f->description) &&
-             cJSON_AddStringToObject(o, "first_seen", time_format_rfc3339(f->first_seen, first, sizeof first)) &&
-             cJSON_AddStringToObject(o, "last_seen", time_format_rfc3339(f->last_seen, last, sizeof last)) &&
-             cJSON_AddNumberToObject(o, "occurrences", (double)f->occurrences) &&
-             (!f->readings || json_add(o, "readings", cJSON_Duplicate(f->readings, 1)) == 0) &&
-             (!f->evidence || json_add(o, "evidence", cJSON_Duplicate(f->evidence, 1)) == 0) &&
-             (!f->last_case_id || cJSON_AddStringToObject(o, "previous_case_id", f->last_case_id));
-        if (ok)
-                s = cJSON_PrintUnformatted(o);
-        cJSON_Delete(o);
-        return s;
-}
-
-static struct case_rec *rec_new(struct faults *fs, struct fault *f)
-{
-        struct case_rec *r = xcalloc(1, sizeof *r);
-
-        if (!r)
-                return NULL;
-        r->owner = fs;
-        r->fault = f;
-        r->fault_key = xstrdup(f->key);
-        r->open_body = build_open_body(fs, f);
-        r->idem_key =
-                xasprintf("%016" PRIx64 "-%" PRId64, hash_str(fs->id->agent_id) ^ hash_str(f->key), f->first_seen);
-        r->occurrences_reported = f->occurrences;
-        r->last_occurrence_mono = time_mono_usec();
-        if (!r->fault_key || !r->open_body || !r->idem_key) {
-                rec_free(r);
-                return NULL;
-        }
-        if (fs->recs_tail)
-                fs->recs_tail->next = r;
-        else
-                fs->recs = r;
-        fs->recs_tail = r;
-        return r;
-}
-
-/* Queues an update of the given type with the fault's current figures plus
- * extra fields; takes ownership of extra (may be NULL). The fault's readings
- * go along unless extra says "readings": null (they would be stale). */
-static void rec_queue_update(struct case_rec *r, const struct fault *f, const char *type, cJSON *extra)
-{
-        cJSON *o = extra ? extra : cJSON_CreateObject();
-        struct update *u = NULL;
-        char ts[40];
-
-        if (!o || !cJSON_AddStringToObject(o, "type", type) ||
-            !cJSON_AddNumberToObject(o, "occurrences", (double)f->occurrences) ||
-            !cJSON_AddStringToObject(o, "last_seen", time_format_rfc3339(f->last_seen, ts, sizeof ts)) ||
-            (f->readings && !cJSON_HasObjectItem(o, "readings") &&
-             json_add(o, "readings", cJSON_Duplicate(f->readings, 1)) < 0))
-                goto fail;
-        u = xcalloc(1, sizeof *u);
-        if (!u)
-                goto fail;
-        snprintf(u->type, sizeof u->type, "%s", type);
-        u->body = cJSON_PrintUnformatted(o);
-        u->idem_key = xasprintf("%s-u%u", r->idem_key, ++r->update_seq);
-        if (!u->body || !u->idem_key)
-                goto fail;
-        cJSON_Delete(o);
-        if (r->updates_tail)
-                r->updates_tail->next = u;
-        else
-                r->updates = u;
-        r->updates_tail = u;
-        r->occurrences_reported = f->occurrences;
-        return;
-fail:
-        log_err("fault %s: out of memory queueing '%s' update; it is lost", f->key, type);
-        cJSON_Delete(o);
-        update_free(u);
-}
-
-/* ---- the fault table ---- */
-
-static struct fault *fault_find(struct faults *fs, const char *key)
-{
-        struct fault *f = fs->buckets[hash_str(key) % FAULT_BUCKETS];
-
-        for (; f; f = f->next)
-                if (strcmp(f->key, key) == 0)
-                        return f;
-        return NULL;
-}
-
-static void fault_free(struct fault *f)
-{
-        if (!f)
-                return;
-        for (size_t i = 0; i < f->n_rules; i++)
-                free(f->rules[i].name);
-        free(f->key);
-        free(f->rule);
-        free(f->title);
-        free(f->description);
-        free(f->last_case_id);
-        cJSON_Delete(f->readings);
-        cJSON_Delete(f->evidence);
-        if (f->rec)
-                f->rec->fault = NULL;
-        free(f);
-}
-
-static struct fault *fault_create(struct faults *fs, const char *key)
-{
-        struct fault *f;
-        size_t b = hash_str(key) % FAULT_BUCKETS;
-
-        if (fs->n_faults >= fs->set.max_faults) {
-                fs->stats.shed++;
-                return NULL;
-        }
-        f = xcalloc(1, sizeof *f);
-        if (!f || !(f->key = xstrdup(key))) {
-                free(f);
-                return NULL;
-        }
-        f->state = FAULT_CLEARED;
-        f->next = fs->buckets[b];
-        fs->buckets[b] = f;
-        fs->n_faults++;
-        return f;
-}
-
 static int set_str(char **dst, const char *s)
 {
         char *n = xstrdup(s ? s : "");
@@ -443,30 +239,639 @@ static void take_text(struct fault *f, const struct rule_hit *hit)
         fault_set_readings(f, hit->event);
 }
 
+/* ---- persistence ---- */
+
+static void mark(struct faults *fs, struct fault *f)
+{
+        f->dirty = true;
+        store_mark_dirty(fs->st);
+}
+
+/* Changes that may wait for the once-a-second walk (occurrence counts). */
+static void mark_lazy(struct faults *fs, struct fault *f)
+{
+        f->lazy_dirty = true;
+        fs->any_lazy = true;
+}
+
+static cJSON *fault_doc(const struct fault *f)
+{
+        cJSON *o = cJSON_CreateObject(), *a;
+
+        if (!o)
+                return NULL;
+        cJSON_AddStringToObject(o, "state", fault_state_to_string(f->state));
+        cJSON_AddStringToObject(o, "level", rule_level_to_string(f->level));
+        cJSON_AddStringToObject(o, "rule", f->rule ? f->rule : "");
+        cJSON_AddStringToObject(o, "title", f->title ? f->title : "");
+        cJSON_AddStringToObject(o, "description", f->description ? f->description : "");
+        cJSON_AddNumberToObject(o, "first_seen", (double)f->first_seen);
+        cJSON_AddNumberToObject(o, "last_seen", (double)f->last_seen);
+        cJSON_AddNumberToObject(o, "cleared_at", (double)f->cleared_at);
+        cJSON_AddNumberToObject(o, "occurrences", (double)f->occurrences);
+        cJSON_AddNumberToObject(o, "occ_reported", (double)f->occ_reported);
+        if ((a = cJSON_AddArrayToObject(o, "rules")))
+                for (size_t i = 0; i < f->n_rules; i++) {
+                        cJSON *r = cJSON_CreateObject();
+                        if (r && cJSON_AddStringToObject(r, "name", f->rules[i].name) &&
+                            cJSON_AddStringToObject(r, "level", rule_level_to_string(f->rules[i].level)))
+                                json_add(a, NULL, r);
+                        else
+                                cJSON_Delete(r);
+                }
+        if (f->readings)
+                json_add(o, "readings", cJSON_Duplicate(f->readings, 1));
+        if (f->evidence)
+                json_add(o, "evidence", cJSON_Duplicate(f->evidence, 1));
+        cJSON_AddNumberToObject(o, "case_ref", (double)f->case_ref);
+        if (f->case_id)
+                cJSON_AddStringToObject(o, "case_id", f->case_id);
+        if (f->prev_case_id)
+                cJSON_AddStringToObject(o, "prev_case_id", f->prev_case_id);
+        cJSON_AddBoolToObject(o, "case_active", f->case_active);
+        cJSON_AddStringToObject(o, "hold", hold_names[f->hold]);
+        if (f->summary_key)
+                cJSON_AddStringToObject(o, "summary_key", f->summary_key);
+        if (f->hold_why)
+                cJSON_AddStringToObject(o, "hold_why", f->hold_why);
+        cJSON_AddBoolToObject(o, "flapping", f->flapping);
+        cJSON_AddNumberToObject(o, "flap_changes", (double)f->flap_changes);
+        if ((a = cJSON_AddArrayToObject(o, "flips")))
+                for (unsigned i = 0; i < f->n_flips; i++)
+                        json_add(a, NULL,
+                                 cJSON_CreateNumber(
+                                         (double)f->flips[(f->flip_next + FLIPS_MAX - f->n_flips + i) % FLIPS_MAX]));
+        if (f->is_summary) {
+                cJSON_AddBoolToObject(o, "is_summary", true);
+                cJSON_AddNumberToObject(o, "members_total", (double)f->members_total);
+                cJSON_AddNumberToObject(o, "members_active", (double)f->members_active);
+                cJSON_AddNumberToObject(o, "members_unlisted", (double)f->members_unlisted);
+                cJSON_AddNumberToObject(o, "members_new", (double)f->members_new);
+                if ((a = cJSON_AddArrayToObject(o, "member_keys")))
+                        for (size_t i = 0; i < f->n_member_keys; i++)
+                                json_add(a, NULL, cJSON_CreateString(f->member_keys[i]));
+        }
+        return o;
+}
+
+static int fs_write(struct store *st, void *userdata)
+{
+        struct faults *fs = userdata;
+        int r;
+
+        for (size_t b = 0; b < FAULT_BUCKETS; b++)
+                for (struct fault *f = fs->buckets[b]; f; f = f->next) {
+                        if (!f->dirty && !f->lazy_dirty)
+                                continue;
+                        cJSON *o = fault_doc(f);
+                        char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+                        cJSON_Delete(o);
+                        if (!s)
+                                return -ENOMEM;
+                        r = store_put_fault(st, f->key, s);
+                        free(s);
+                        if (r < 0)
+                                return r;
+                }
+        for (size_t i = 0; i < fs->n_deleted; i++)
+                if ((r = store_del_fault(st, fs->deleted[i])) < 0)
+                        return r;
+        return 0;
+}
+
+static void fs_done(struct store *st, bool committed, void *userdata)
+{
+        struct faults *fs = userdata;
+
+        (void)st;
+        if (!committed)
+                return;
+        for (size_t b = 0; b < FAULT_BUCKETS; b++)
+                for (struct fault *f = fs->buckets[b]; f; f = f->next)
+                        f->dirty = f->lazy_dirty = false;
+        for (size_t i = 0; i < fs->n_deleted; i++)
+                free(fs->deleted[i]);
+        fs->n_deleted = 0;
+        fs->any_lazy = false;
+}
+
+/* ---- the fault table ---- */
+
+static struct fault *fault_find(struct faults *fs, const char *key)
+{
+        struct fault *f = fs->buckets[hash_str(key) % FAULT_BUCKETS];
+
+        for (; f; f = f->next)
+                if (strcmp(f->key, key) == 0)
+                        return f;
+        return NULL;
+}
+
+static void fault_free(struct fault *f)
+{
+        if (!f)
+                return;
+        for (size_t i = 0; i < f->n_rules; i++)
+                free(f->rules[i].name);
+        for (size_t i = 0; i < f->n_member_keys; i++)
+                free(f->member_keys[i]);
+        free(f->member_keys);
+        free(f->key);
+        free(f->rule);
+        free(f->title);
+        free(f->description);
+        free(f->case_id);
+        free(f->prev_case_id);
+        free(f->summary_key);
+        free(f->hold_why);
+        cJSON_Delete(f->readings);
+        cJSON_Delete(f->evidence);
+        free(f);
+}
+
+/* A fresh cleared fault in the table; NULL (counted as shed) when full. */
+static struct fault *fault_create(struct faults *fs, const char *key)
+{
+        struct fault *f;
+        size_t b = hash_str(key) % FAULT_BUCKETS;
+
+        if (fs->n_faults >= fs->set.max_faults) {
+                fs->stats.shed++;
+                return NULL;
+        }
+        f = xcalloc(1, sizeof *f);
+        if (!f || !(f->key = xstrdup(key))) {
+                free(f);
+                fs->stats.shed++;
+                return NULL;
+        }
+        f->state = FAULT_CLEARED;
+        f->next = fs->buckets[b];
+        fs->buckets[b] = f;
+        fs->n_faults++;
+        return f;
+}
+
+static int64_t wall_of(const struct rule_hit *hit)
+{
+        return hit->event ? hit->event->wall_usec : time_wall_usec();
+}
+
+/* ---- talking to the case ---- */
+
+/* Queues an update of the given type with the fault's current figures plus
+ * extra fields; takes ownership of extra (may be NULL). The fault's readings
+ * go along unless extra says "readings": null (they would be stale). */
+static void queue_update(struct faults *fs, struct fault *f, const char *type, cJSON *extra)
+{
+        cJSON *o = extra ? extra : cJSON_CreateObject();
+        char ts[40], *body = NULL;
+        int r = -ENOMEM;
+
+        if (!f->case_ref) {
+                cJSON_Delete(o);
+                return;
+        }
+        if (o && cJSON_AddStringToObject(o, "type", type) &&
+            cJSON_AddNumberToObject(o, "occurrences", (double)(f->occurrences ? f->occurrences : 1)) &&
+            cJSON_AddStringToObject(o, "last_seen", time_format_rfc3339(f->last_seen, ts, sizeof ts)) &&
+            (!f->readings || cJSON_HasObjectItem(o, "readings") ||
+             json_add(o, "readings", cJSON_Duplicate(f->readings, 1)) == 0))
+                body = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        if (body)
+                r = outbox_add_update(fs->ob, f->case_ref, type, body);
+        free(body);
+        if (r < 0) {
+                fs->stats.lost++;
+                log_fault(LOG_LEVEL_ERR, f->key, NULL, NULL, f->case_id, "'%s' update not queued: %s", type,
+                          r == -ENOBUFS ? "the outbox is full" : strerror(-r));
+                return;
+        }
+        f->occ_reported = f->occurrences;
+        f->last_occ_mono = time_mono_usec();
+}
+
+static void queue_note(struct faults *fs, struct fault *f, const char *message, cJSON *extra)
+{
+        cJSON *o = extra ? extra : cJSON_CreateObject();
+
+        if (o)
+                cJSON_AddStringToObject(o, "message", message);
+        queue_update(fs, f, "note", o);
+}
+
+static char *build_open_body(struct faults *fs, const struct fault *f, const char *why_late)
+{
+        cJSON *o = cJSON_CreateObject();
+        char first[40], last[40];
+        char *s = NULL;
+        bool ok;
+
+        if (!o)
+                return NULL;
+        ok = json_add(o, "agent", identity_to_json(fs->id)) == 0 && cJSON_AddStringToObject(o, "fault_key", f->key) &&
+             cJSON_AddStringToObject(o, "level", rule_level_to_string(f->level)) &&
+             cJSON_AddStringToObject(o, "rule", f->rule ? f->rule : "") &&
+             cJSON_AddStringToObject(o, "title", f->title ? f->title : "") &&
+             cJSON_AddStringToObject(o, "description", f->description ? f->description : "") &&
+             cJSON_AddStringToObject(o, "first_seen", time_format_rfc3339(f->first_seen, first, sizeof first)) &&
+             cJSON_AddStringToObject(o, "last_seen", time_format_rfc3339(f->last_seen, last, sizeof last)) &&
+             cJSON_AddNumberToObject(o, "occurrences", (double)(f->occurrences ? f->occurrences : 1)) &&
+             (!f->readings || json_add(o, "readings", cJSON_Duplicate(f->readings, 1)) == 0) &&
+             (!f->evidence || json_add(o, "evidence", cJSON_Duplicate(f->evidence, 1)) == 0) &&
+             (!why_late || cJSON_AddStringToObject(o, "held", why_late));
+        if (ok && f->is_summary) {
+                cJSON *k = cJSON_CreateArray();
+                for (size_t i = 0; k && i < f->n_member_keys; i++)
+                        json_add(k, NULL, cJSON_CreateString(f->member_keys[i]));
+                ok = json_add(o, "storm_keys", k) == 0;
+        }
+        if (ok && f->prev_case_id && !(f->case_ref && outbox_case_id(fs->ob, f->case_ref) == NULL))
+                ok = cJSON_AddStringToObject(o, "previous_case_id", f->prev_case_id) != NULL;
+        if (ok)
+                s = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        return s;
+}
+
+/* Opens a case for the fault's current firing period, following its old
+ * case (whose record is released). */
+static void open_case(struct faults *fs, struct fault *f, const char *why_late)
+{
+        int64_t old = f->case_ref, ref;
+        char *body, *idem;
+
+        if (old && !f->prev_case_id && f->case_id)
+                f->prev_case_id = xstrdup(f->case_id);
+        /* the old record still exists: the outbox names its id once known */
+        body = build_open_body(fs, f, why_late);
+        idem = xasprintf("%016" PRIx64 "-%" PRId64, hash_str(fs->id->agent_id) ^ hash_str(f->key), f->first_seen);
+        ref = body && idem ? outbox_open_case(fs->ob, f->key, body, idem, old) : -ENOMEM;
+        free(body);
+        free(idem);
+        if (old)
+                outbox_release(fs->ob, old);
+        free(f->case_id);
+        f->case_id = NULL;
+        if (ref < 0) {
+                f->case_ref = 0;
+                fs->stats.lost++;
+                log_fault(LOG_LEVEL_ERR, f->key, rule_level_to_string(f->level), f->rule, NULL, "case not queued: %s",
+                          ref == -ENOBUFS ? "the outbox is full" : strerror((int)-ref));
+                return;
+        }
+        f->case_ref = ref;
+        f->case_active = true;
+        f->occ_reported = f->occurrences;
+        f->last_occ_mono = time_mono_usec();
+        fs->stats.cases_wanted++;
+        mark(fs, f);
+}
+
+/* ---- storms ---- */
+
+static struct rule_storm *storm_of(struct faults *fs, const char *rule)
+{
+        struct rule_storm *s;
+
+        for (s = fs->storms; s; s = s->next)
+                if (strcmp(s->rule, rule) == 0)
+                        return s;
+        s = xcalloc(1, sizeof *s);
+        if (!s || !(s->rule = xstrdup(rule))) {
+                free(s);
+                return NULL;
+        }
+        s->next = fs->storms;
+        fs->storms = s;
+        return s;
+}
+
+static void refill(struct faults *fs, uint64_t now)
+{
+        double add = (double)(now - fs->tokens_mono) / 60e6 * fs->set.case_rate;
+
+        fs->tokens_mono = now;
+        fs->tokens += add;
+        if (fs->tokens > fs->set.case_burst)
+                fs->tokens = fs->set.case_burst;
+}
+
+static void summary_text(struct faults *fs, struct fault *s)
+{
+        char *t = xasprintf("Fault storm: rule %s fired for %" PRIu64 " keys (one summary case instead of a case each)",
+                            s->rule, s->members_total);
+        char *d = xasprintf("More new faults of rule %s than storm control lets open cases of their own "
+                            "(storm_keys %u within %" PRIu64 "s, case_rate %.0f/min, case_burst %u). "
+                            "%" PRIu64 " faults joined this case, %" PRIu64 " still firing; storm_keys lists "
+                            "them by key%s.",
+                            s->rule, fs->set.storm_keys, fs->set.storm_window_usec / 1000000, fs->set.case_rate,
+                            fs->set.case_burst, s->members_total, s->members_active,
+                            s->members_unlisted ? " (the first ones; the rest are counted)" : "");
+
+        if (t) {
+                free(s->title);
+                s->title = t;
+        }
+        if (d) {
+                free(s->description);
+                s->description = d;
+        }
+}
+
+static void summary_join(struct faults *fs, struct fault *f, const char *why)
+{
+        char *skey = xasprintf(STORM_PREFIX "%s", f->rule ? f->rule : "");
+        struct fault *s = skey ? fault_find(fs, skey) : NULL;
+        char **nk;
+
+        if (skey && !s)
+                s = fault_create(fs, skey);
+        if (!s) {
+                free(skey);
+                open_case(fs, f, NULL); /* better a case of its own than none */
+                return;
+        }
+        f->hold = HOLD_SUMMARY;
+        free(f->summary_key);
+        f->summary_key = skey;
+        mark(fs, f);
+        if (s->state != FAULT_FIRING) {
+                int64_t now = f->last_seen;
+                bool reopen = s->case_ref && fs->set.reopen_window_usec &&
+                              now - s->cleared_at <= (int64_t)fs->set.reopen_window_usec;
+                s->is_summary = true;
+                s->state = FAULT_FIRING;
+                s->level = f->level;
+                set_str(&s->rule, f->rule);
+                s->members_active = 0;
+                if (!reopen) {
+                        s->first_seen = now;
+                        s->members_total = s->members_unlisted = 0;
+                        for (size_t i = 0; i < s->n_member_keys; i++)
+                                free(s->member_keys[i]);
+                        s->n_member_keys = s->members_new = 0;
+                }
+                s->last_seen = now;
+                fs->stats.firing++;
+                log_fault(LOG_LEVEL_WARNING, s->key, rule_level_to_string(s->level), s->rule, NULL,
+                          "storm control: new faults of rule %s go into one summary case (%s)", s->rule, why);
+        } else if (f->level < s->level) {
+                enum rule_level old = s->level;
+                cJSON *x = cJSON_CreateObject();
+                s->level = f->level;
+                if (x) {
+                        cJSON_AddStringToObject(x, "level", rule_level_to_string(s->level));
+                        cJSON_AddStringToObject(x, "previous_level", rule_level_to_string(old));
+                        cJSON_AddStringToObject(x, "reason", "a more urgent fault joined the storm");
+                }
+                queue_update(fs, s, "level", x);
+        }
+        s->members_total++;
+        s->members_active++;
+        s->occurrences = s->members_total;
+        s->last_seen = f->last_seen;
+        if (s->n_member_keys < SUMMARY_KEYS_MAX &&
+            (nk = xrealloc(s->member_keys, (s->n_member_keys + 1) * sizeof *nk)) &&
+            (s->member_keys = nk, nk[s->n_member_keys] = xstrdup(f->key))) {
+                s->n_member_keys++;
+                s->members_new++;
+        } else {
+                s->members_unlisted++;
+        }
+        summary_text(fs, s);
+        if (!s->case_ref || (!s->case_active && s->state == FAULT_FIRING)) {
+                if (!s->case_ref) {
+                        s->members_new = 0; /* the open lists them */
+                        open_case(fs, s, NULL);
+                } else {
+                        cJSON *x = cJSON_CreateObject();
+                        if (x)
+                                cJSON_AddStringToObject(x, "message", "the storm started again");
+                        queue_update(fs, s, "reopened", x);
+                        s->case_active = true;
+                }
+        }
+        mark(fs, s);
+}
+
+static void summary_leave(struct faults *fs, struct fault *f)
+{
+        struct fault *s = f->summary_key ? fault_find(fs, f->summary_key) : NULL;
+
+        f->hold = HOLD_NONE;
+        if (!s || s->state != FAULT_FIRING)
+                return;
+        if (s->members_active)
+                s->members_active--;
+        s->last_seen = time_wall_usec();
+        mark(fs, s);
+        if (s->members_active == 0) {
+                char why[200];
+                snprintf(why, sizeof why, "all %" PRIu64 " faults of the storm cleared", s->members_total);
+                s->state = FAULT_CLEARED;
+                s->cleared_at = s->last_seen;
+                fs->stats.firing--;
+                fs->stats.cleared++;
+                log_fault(LOG_LEVEL_NOTICE, s->key, rule_level_to_string(s->level), s->rule, s->case_id, "cleared (%s)",
+                          why);
+                cJSON *x = cJSON_CreateObject();
+                if (x) {
+                        char ts[40];
+                        cJSON_AddStringToObject(x, "message", why);
+                        cJSON_AddStringToObject(x, "cleared_at", time_format_rfc3339(s->cleared_at, ts, sizeof ts));
+                        cJSON_AddNullToObject(x, "readings");
+                }
+                queue_update(fs, s, "cleared", x);
+                s->case_active = false;
+        }
+}
+
+/* A new firing period wants a case: open it, or let the summary case of its
+ * rule stand for it when storm control says so. */
+static void want_case(struct faults *fs, struct fault *f, const char *why_late)
+{
+        uint64_t now = time_mono_usec();
+        struct rule_storm *rs = f->rule ? storm_of(fs, f->rule) : NULL;
+
+        if (rs) {
+                if (now - rs->window_start > fs->set.storm_window_usec) {
+                        rs->window_start = now;
+                        rs->count = 0;
+                }
+                rs->count++;
+                if (fs->set.storm_keys && rs->count > fs->set.storm_keys) {
+                        fs->stats.storm_summarised++;
+                        summary_join(fs, f, "more new faults of this rule than storm_keys within storm_window");
+                        return;
+                }
+        }
+        refill(fs, now);
+        if (fs->tokens < 1) {
+                fs->stats.rate_limited++;
+                summary_join(fs, f, "more new cases than case_rate and case_burst allow");
+                return;
+        }
+        fs->tokens -= 1;
+        open_case(fs, f, why_late);
+}
+
+/* ---- state changes ---- */
+
+static unsigned changes_within(const struct fault *f, int64_t now, uint64_t window)
+{
+        unsigned n = 0;
+
+        for (unsigned i = 0; i < f->n_flips; i++) {
+                int64_t t = f->flips[(f->flip_next + FLIPS_MAX - 1 - i) % FLIPS_MAX];
+                if (now - t > (int64_t)window)
+                        break;
+                n++;
+        }
+        return n;
+}
+
+/* Records a change of state and starts flapping when there were too many. */
+static void note_change(struct faults *fs, struct fault *f, int64_t now)
+{
+        unsigned n;
+
+        f->flips[f->flip_next] = now;
+        f->flip_next = (f->flip_next + 1) % FLIPS_MAX;
+        if (f->n_flips < FLIPS_MAX)
+                f->n_flips++;
+        if (f->flapping) {
+                f->flap_changes++;
+                return;
+        }
+        if (!fs->set.flap_count || f->is_summary)
+                return;
+        n = changes_within(f, now, fs->set.flap_window_usec);
+        if (n <= fs->set.flap_count)
+                return;
+        f->flapping = true;
+        f->flap_changes = 0;
+        fs->stats.flapping++;
+        char msg[300], dur[32];
+        duration_format(fs->set.flap_window_usec, dur, sizeof dur);
+        snprintf(msg, sizeof msg,
+                 "flapping: %u state changes within %s; further changes are not reported one by one until it keeps "
+                 "one state for %s",
+                 n, dur, dur);
+        log_fault(LOG_LEVEL_WARNING, f->key, rule_level_to_string(f->level), f->rule, f->case_id, "%s", msg);
+        cJSON *x = cJSON_CreateObject();
+        if (x)
+                cJSON_AddBoolToObject(x, "flapping", true);
+        queue_note(fs, f, msg, x);
+}
+
+static void settle(struct faults *fs, struct fault *f)
+{
+        char msg[300], dur[32];
+        cJSON *x = cJSON_CreateObject();
+
+        f->flapping = false;
+        fs->stats.flapping--;
+        duration_format(fs->set.flap_window_usec, dur, sizeof dur);
+        snprintf(msg, sizeof msg, "stopped flapping after %" PRIu64 " more changes; %s for %s now", f->flap_changes,
+                 fault_state_to_string(f->state), dur);
+        log_fault(LOG_LEVEL_NOTICE, f->key, rule_level_to_string(f->level), f->rule, f->case_id, "%s", msg);
+        if (x)
+                cJSON_AddBoolToObject(x, "flapping", false);
+        queue_note(fs, f, msg, x);
+        if (f->state == FAULT_FIRING && !f->case_active && f->hold == HOLD_NONE) {
+                queue_update(fs, f, "reopened", NULL);
+                f->case_active = true;
+        } else if (f->state == FAULT_CLEARED && f->case_active) {
+                char ts[40];
+                cJSON *c = cJSON_CreateObject();
+                if (c) {
+                        cJSON_AddStringToObject(c, "message", "cleared while flapping, and stayed cleared");
+                        cJSON_AddStringToObject(c, "cleared_at", time_format_rfc3339(f->cleared_at, ts, sizeof ts));
+                }
+                queue_update(fs, f, "cleared", c);
+                f->case_active = false;
+        }
+        f->flap_changes = 0;
+        mark(fs, f);
+}
+
+static void fault_level_changed(struct faults *fs, struct fault *f, enum rule_level old, const char *reason)
+{
+        cJSON *x;
+
+        log_fault(LOG_LEVEL_NOTICE, f->key, rule_level_to_string(f->level), f->rule, f->case_id, "level %s -> %s (%s)",
+                  rule_level_to_string(old), rule_level_to_string(f->level), reason);
+        mark(fs, f);
+        if (f->hold != HOLD_NONE || !f->case_ref)
+                return;
+        x = cJSON_CreateObject();
+        if (!x || !cJSON_AddStringToObject(x, "level", rule_level_to_string(f->level)) ||
+            !cJSON_AddStringToObject(x, "previous_level", rule_level_to_string(old)) ||
+            !cJSON_AddStringToObject(x, "reason", reason) || !cJSON_AddStringToObject(x, "title", f->title)) {
+                cJSON_Delete(x);
+                fs->stats.lost++;
+                log_fault(LOG_LEVEL_ERR, f->key, NULL, NULL, f->case_id,
+                          "out of memory queueing the level change; the case keeps level %s",
+                          rule_level_to_string(old));
+                return;
+        }
+        queue_update(fs, f, "level", x);
+}
+
 static void fault_start(struct faults *fs, struct fault *f, const struct rule_hit *hit)
 {
-        int64_t now = hit->event ? hit->event->wall_usec : time_wall_usec();
+        int64_t now = wall_of(hit);
+        enum rule_level old = f->level;
+        bool reopen = f->case_ref && f->hold == HOLD_NONE &&
+                      (f->flapping || (fs->set.reopen_window_usec && f->cleared_at &&
+                                       now - f->cleared_at <= (int64_t)fs->set.reopen_window_usec));
 
-        if (f->rec && f->rec->case_id)
-                set_str(&f->last_case_id, f->rec->case_id);
-        if (f->rec)
-                f->rec->fault = NULL; /* the old record finishes delivering alone */
-        f->rec = NULL;
+        note_change(fs, f, now);
         f->state = FAULT_FIRING;
         f->level = hit->level;
+        take_text(f, hit);
+        fs->stats.firing++;
+        mark(fs, f);
+        if (reopen) {
+                f->occurrences++;
+                f->last_seen = now;
+                f->cleared_at = 0;
+                evidence_add(f, hit->event);
+                log_fault(LOG_LEVEL_NOTICE, f->key, rule_level_to_string(f->level), rule_name(hit->rule), f->case_id,
+                          "firing again at %s (rule %s), back to its case: %s", rule_level_to_string(f->level),
+                          rule_name(hit->rule), hit->title);
+                if (f->flapping)
+                        return;
+                cJSON *x = cJSON_CreateObject();
+                if (x)
+                        cJSON_AddStringToObject(x, "message", hit->title);
+                queue_update(fs, f, "reopened", x);
+                f->case_active = true;
+                if (old != f->level) {
+                        char reason[600];
+                        snprintf(reason, sizeof reason, "recurred under rule %s: %s", rule_name(hit->rule), hit->title);
+                        fault_level_changed(fs, f, old, reason);
+                }
+                return;
+        }
         f->first_seen = f->last_seen = now;
         f->cleared_at = 0;
         f->occurrences = 1;
         cJSON_Delete(f->evidence);
         f->evidence = NULL;
-        take_text(f, hit);
         evidence_add(f, hit->event);
-        f->rec = rec_new(fs, f);
-        if (!f->rec)
-                log_err("fault %s: out of memory preparing its case; it will not be opened", f->key);
-        fs->stats.firing++;
         log_fault(LOG_LEVEL_NOTICE, f->key, rule_level_to_string(f->level), rule_name(hit->rule), NULL,
                   "firing at %s (rule %s): %s", rule_level_to_string(f->level), rule_name(hit->rule), hit->title);
+        if (fs->hold_cases) {
+                f->hold = HOLD_MAINTENANCE;
+                set_str(&f->hold_why, fs->hold_why);
+                fs->stats.held_maintenance++;
+                log_fault(LOG_LEVEL_NOTICE, f->key, NULL, NULL, NULL, "no case now: %s", fs->hold_why);
+                return;
+        }
+        want_case(fs, f, NULL);
 }
 
 /* fresh: f->readings are those of the event that cleared it; otherwise
@@ -475,44 +880,36 @@ static void fault_start(struct faults *fs, struct fault *f, const struct rule_hi
 static void fault_clear(struct faults *fs, struct fault *f, const char *why, bool fresh)
 {
         char ts[40];
-        cJSON *extra = cJSON_CreateObject();
+        cJSON *x;
 
         f->state = FAULT_CLEARED;
         f->cleared_at = time_wall_usec();
         fs->stats.firing--;
         fs->stats.cleared++;
-        log_fault(LOG_LEVEL_NOTICE, f->key, rule_level_to_string(f->level), f->rule, f->rec ? f->rec->case_id : NULL,
-                  "cleared (%s)", why);
-        if (extra) {
-                cJSON_AddStringToObject(extra, "message", why);
-                cJSON_AddStringToObject(extra, "cleared_at", time_format_rfc3339(f->cleared_at, ts, sizeof ts));
+        note_change(fs, f, f->cleared_at);
+        mark(fs, f);
+        log_fault(LOG_LEVEL_NOTICE, f->key, rule_level_to_string(f->level), f->rule, f->case_id, "cleared (%s)", why);
+        if (f->hold == HOLD_MAINTENANCE) {
+                f->hold = HOLD_NONE;
+                log_fault(LOG_LEVEL_NOTICE, f->key, NULL, NULL, NULL,
+                          "cleared within the maintenance window: no case opened");
+                return;
+        }
+        if (f->hold == HOLD_SUMMARY) {
+                summary_leave(fs, f);
+                return;
+        }
+        if (f->flapping || !f->case_ref)
+                return;
+        x = cJSON_CreateObject();
+        if (x) {
+                cJSON_AddStringToObject(x, "message", why);
+                cJSON_AddStringToObject(x, "cleared_at", time_format_rfc3339(f->cleared_at, ts, sizeof ts));
                 if (!fresh)
-                        cJSON_AddNullToObject(extra, "readings");
+                        cJSON_AddNullToObject(x, "readings");
         }
-        if (f->rec)
-                rec_queue_update(f->rec, f, "cleared", extra);
-        else
-                cJSON_Delete(extra);
-}
-
-static void fault_level_changed(struct fault *f, enum rule_level old, const char *reason)
-{
-        cJSON *extra;
-
-        log_fault(LOG_LEVEL_NOTICE, f->key, rule_level_to_string(f->level), f->rule, f->rec ? f->rec->case_id : NULL,
-                  "level %s -> %s (%s)", rule_level_to_string(old), rule_level_to_string(f->level), reason);
-        if (!f->rec)
-                return;
-        extra = cJSON_CreateObject();
-        if (!extra || !cJSON_AddStringToObject(extra, "level", rule_level_to_string(f->level)) ||
-            !cJSON_AddStringToObject(extra, "previous_level", rule_level_to_string(old)) ||
-            !cJSON_AddStringToObject(extra, "reason", reason) || !cJSON_AddStringToObject(extra, "title", f->title)) {
-                log_err("fault %s: out of memory queueing the level change; the case keeps level %s", f->key,
-                        rule_level_to_string(old));
-                cJSON_Delete(extra);
-                return;
-        }
-        rec_queue_update(f->rec, f, "level", extra);
+        queue_update(fs, f, "cleared", x);
+        f->case_active = false;
 }
 
 void faults_handle_hit(const struct rule_hit *hit, void *userdata)
@@ -550,29 +947,33 @@ void faults_handle_hit(const struct rule_hit *hit, void *userdata)
                         f->level = hit->level;
                         take_text(f, hit);
                         f->occurrences++;
-                        f->last_seen = hit->event ? hit->event->wall_usec : time_wall_usec();
+                        f->last_seen = wall_of(hit);
                         evidence_add(f, hit->event);
                         snprintf(reason, sizeof reason, "rule %s fired: %s", name, hit->title);
-                        fault_level_changed(f, old, reason);
+                        fault_level_changed(fs, f, old, reason);
                 } else {
+                        /* also the first firing after a restart of a fault already firing */
                         f->occurrences++;
-                        f->last_seen = hit->event ? hit->event->wall_usec : time_wall_usec();
+                        f->last_seen = wall_of(hit);
+                        mark(fs, f);
                 }
                 break;
         case RULE_REPEAT:
                 if (!f || f->state != FAULT_FIRING)
                         return;
                 f->occurrences++;
-                f->last_seen = hit->event ? hit->event->wall_usec : time_wall_usec();
+                f->last_seen = wall_of(hit);
                 if (f->rule && strcmp(f->rule, name) == 0)
                         fault_set_readings(f, hit->event);
-                /* Nothing to send now: the once-a-second walk batches
-                 * occurrences, so a storm costs no walk per event. */
+                /* nothing to send now: the once-a-second walk batches
+                 * occurrences, so a storm costs no write per event */
+                mark_lazy(fs, f);
                 return;
         case RULE_CLEARED:
                 if (!f || (i = fault_rule_index(f, name)) < 0)
                         return;
                 fault_drop_rule(f, (size_t)i);
+                mark(fs, f);
                 if (f->state != FAULT_FIRING)
                         return;
                 if (f->n_rules == 0) {
@@ -600,20 +1001,20 @@ void faults_handle_hit(const struct rule_hit *hit, void *userdata)
                         if (f->level != old) {
                                 snprintf(reason, sizeof reason, "rule %s cleared; rule %s still firing", name,
                                          f->rules[top].name);
-                                fault_level_changed(f, old, reason);
+                                fault_level_changed(fs, f, old, reason);
                         }
                 }
                 break;
         default:
                 return;
         }
-        faults_flush(fs);
 }
 
 void faults_rules_changed(struct faults *fs, const struct ruleset *rs)
 {
         for (size_t b = 0; b < FAULT_BUCKETS; b++)
                 for (struct fault *f = fs->buckets[b]; f; f = f->next) {
+                        size_t before = f->n_rules;
                         for (size_t i = 0; i < f->n_rules;) {
                                 bool found = false;
                                 for (size_t j = 0; j < ruleset_count(rs) && !found; j++)
@@ -623,161 +1024,292 @@ void faults_rules_changed(struct faults *fs, const struct ruleset *rs)
                                 else
                                         fault_drop_rule(f, i);
                         }
-                        if (f->state == FAULT_FIRING && f->n_rules == 0)
+                        if (f->n_rules != before)
+                                mark(fs, f);
+                        if (f->state == FAULT_FIRING && f->n_rules == 0 && !f->is_summary)
                                 fault_clear(fs, f, "its rules were removed by a reload", false);
                 }
-        faults_flush(fs);
 }
 
-/* ---- delivery ---- */
-
-static void rec_failed(struct case_rec *r, const char *what, const struct sender_result *res)
-{
-        struct faults *fs = r->owner;
-        char msg[512];
-
-        if (res->http_status) {
-                char text[300];
-                snprintf(msg, sizeof msg, "HTTP %ld: %s", res->http_status,
-                         answer_error_text(res->body, res->body_len, text, sizeof text));
-        } else {
-                snprintf(msg, sizeof msg, "%s", res->error ? res->error : "unknown error");
-        }
-        r->failures++;
-        fs->stats.send_failures++;
-        r->next_try_mono = time_mono_usec() + fs->set.retry_usec;
-        if (res->http_status == 401)
-                log_err("fault %s: central API refused the bearer token (HTTP 401) on %s; check token_file "
-                        "(retrying every %" PRIu64 "s)",
-                        r->fault_key, what, fs->set.retry_usec / 1000000);
-        else if (r->failures == 1 || !r->last_error || strcmp(r->last_error, msg) != 0)
-                log_fault(LOG_LEVEL_WARNING, r->fault_key, NULL, NULL, r->case_id,
-                          "%s failed: %s (retrying every %" PRIu64 "s)", what, msg, fs->set.retry_usec / 1000000);
-        set_str(&r->last_error, msg);
-}
-
-static void on_open_done(const struct sender_result *res, void *userdata)
-{
-        struct case_rec *r = userdata;
-
-        r->in_flight = false;
-        if (res->http_status == 200 || res->http_status == 201) {
-                int q = answer_parse_case_id(res->body, res->body_len, &r->case_id);
-                if (q == 0) {
-                        r->owner->stats.cases_opened++;
-                        log_fault(LOG_LEVEL_NOTICE, r->fault_key,
-                                  r->fault ? rule_level_to_string(r->fault->level) : NULL,
-                                  r->fault ? r->fault->rule : NULL, r->case_id, "case %s %s%s", r->case_id,
-                                  res->http_status == 201 ? "opened" : "already open (idempotent retry)",
-                                  r->failures ? " after failed attempts" : "");
-                        r->failures = 0;
-                        faults_flush(r->owner);
-                        return;
-                }
-                struct sender_result bad = *res;
-                bad.http_status = 0;
-                bad.error = q == -ENOMEM ? "out of memory reading the answer" : "answer carries no usable case id";
-                rec_failed(r, "opening the case", &bad);
-                return;
-        }
-        rec_failed(r, "opening the case", res);
-}
-
-static void on_update_done(const struct sender_result *res, void *userdata)
-{
-        struct case_rec *r = userdata;
-        struct update *u = r->updates;
-
-        r->in_flight = false;
-        if (res->http_status == 200 || res->http_status == 201) {
-                log_fault(LOG_LEVEL_INFO, r->fault_key, NULL, NULL, r->case_id, "case %s told '%s'", r->case_id,
-                          u->type);
-                r->updates = u->next;
-                if (!r->updates)
-                        r->updates_tail = NULL;
-                update_free(u);
-                r->failures = 0;
-                faults_flush(r->owner);
-                return;
-        }
-        rec_failed(r, "updating the case", res);
-}
-
-static void rec_send(struct faults *fs, struct case_rec *r, uint64_t now)
-{
-        char path[200];
-        int ret;
-
-        if (r->in_flight || now < r->next_try_mono)
-                return;
-        if (!r->case_id) {
-                ret = sender_request(fs->sender, "POST", "/api/v1/cases", r->open_body, r->idem_key, on_open_done, r);
-        } else if (r->updates) {
-                snprintf(path, sizeof path, "/api/v1/cases/%s/updates", r->case_id);
-                ret = sender_request(fs->sender, "POST", path, r->updates->body, r->updates->idem_key, on_update_done,
-                                     r);
-        } else {
-                return;
-        }
-        if (ret < 0) {
-                char why[200];
-                struct sender_result res = {.body = "", .error = why};
-                snprintf(why, sizeof why, "cannot start the request: %s%s", strerror(-ret),
-                         ret == -ENOENT ? " (is weibao-sender installed beside weibao-agent or in libexec?)" : "");
-                rec_failed(r, r->case_id ? "updating the case" : "opening the case", &res);
-                return;
-        }
-        r->in_flight = true;
-}
-
-void faults_flush(struct faults *fs)
+void faults_restore(struct faults *fs, struct rule_engine *re)
 {
         uint64_t now = time_mono_usec();
-        struct case_rec *r, *next;
 
-        for (r = fs->recs; r; r = next) {
-                next = r->next;
-                /* Batched occurrence counts: at most one update per interval. */
-                if (r->fault && r->fault->state == FAULT_FIRING && r->case_id &&
-                    r->fault->occurrences != r->occurrences_reported &&
-                    now - r->last_occurrence_mono >= fs->set.occurrence_usec && !r->updates) {
-                        r->last_occurrence_mono = now;
-                        rec_queue_update(r, r->fault, "occurrence", NULL);
+        for (size_t b = 0; b < FAULT_BUCKETS; b++)
+                for (struct fault *f = fs->buckets[b]; f; f = f->next) {
+                        if (f->state != FAULT_FIRING || f->is_summary)
+                                continue;
+                        for (size_t i = 0; i < f->n_rules;) {
+                                int r = rule_engine_restore(re, f->rules[i].name, f->key, f->title, now);
+                                if (r == -ENOENT) {
+                                        fault_drop_rule(f, i);
+                                        mark(fs, f);
+                                        continue;
+                                }
+                                if (r < 0)
+                                        log_fault(LOG_LEVEL_WARNING, f->key, NULL, f->rules[i].name, f->case_id,
+                                                  "rule state not restored (%s): it clears only by a reload",
+                                                  strerror(-r));
+                                i++;
+                        }
+                        if (f->n_rules == 0)
+                                fault_clear(fs, f, "its rules are no longer loaded", false);
                 }
-                if (rec_done(r)) {
-                        if (!r->fault)
-                                rec_unlink_free(fs, r);
-                        continue;
-                }
-                rec_send(fs, r, now);
-        }
 }
 
-static uint64_t on_retry_timer(struct loop_source *s, uint64_t now, void *userdata)
+void faults_hold_cases(struct faults *fs, bool hold, const char *why)
 {
-        struct faults *fs = userdata;
+        fs->hold_cases = hold;
+        set_str(&fs->hold_why, why);
+        if (hold)
+                return;
+        for (size_t b = 0; b < FAULT_BUCKETS; b++)
+                for (struct fault *f = fs->buckets[b]; f; f = f->next) {
+                        if (f->hold != HOLD_MAINTENANCE)
+                                continue;
+                        f->hold = HOLD_NONE;
+                        if (f->state != FAULT_FIRING)
+                                continue;
+                        char *late = xasprintf("detected during a maintenance window (%s); opened when it ended (%s)",
+                                               f->hold_why ? f->hold_why : "", why ? why : "");
+                        log_fault(LOG_LEVEL_NOTICE, f->key, rule_level_to_string(f->level), f->rule, NULL,
+                                  "maintenance over, still firing: opening its case");
+                        want_case(fs, f, late);
+                        free(late);
+                        mark(fs, f);
+                }
+}
 
+/* ---- the walk: batched updates, settling, ageing out ---- */
+
+static void forget(struct faults *fs, struct fault **pp)
+{
+        struct fault *f = *pp;
+        char *key = f->key;
+
+        if (fs->n_deleted == fs->cap_deleted) {
+                size_t nc = fs->cap_deleted ? 2 * fs->cap_deleted : 64;
+                char **nd = xrealloc(fs->deleted, nc * sizeof *nd);
+                if (!nd)
+                        return; /* kept; tried again at the next walk */
+                fs->deleted = nd;
+                fs->cap_deleted = nc;
+        }
+        fs->deleted[fs->n_deleted++] = key;
+        f->key = NULL;
+        if (f->case_ref)
+                outbox_release(fs->ob, f->case_ref);
+        *pp = f->next;
+        fs->n_faults--;
+        fault_free(f);
+        store_mark_dirty(fs->st);
+}
+
+static void walk(struct faults *fs)
+{
+        uint64_t mono = time_mono_usec();
+        int64_t now = time_wall_usec();
+        uint64_t keep = fs->set.reopen_window_usec > fs->set.flap_window_usec ? fs->set.reopen_window_usec
+                                                                              : fs->set.flap_window_usec;
+
+        for (size_t b = 0; b < FAULT_BUCKETS; b++) {
+                struct fault **pp = &fs->buckets[b];
+                while (*pp) {
+                        struct fault *f = *pp;
+                        if (f->case_ref && !f->case_id) {
+                                const char *id = outbox_case_id(fs->ob, f->case_ref);
+                                if (id && (f->case_id = xstrdup(id)))
+                                        mark(fs, f);
+                        }
+                        if (f->flapping && f->n_flips &&
+                            now - f->flips[(f->flip_next + FLIPS_MAX - 1) % FLIPS_MAX] >=
+                                    (int64_t)fs->set.flap_window_usec)
+                                settle(fs, f);
+                        bool idle = f->case_ref && outbox_case_idle(fs->ob, f->case_ref);
+                        if (f->is_summary && f->members_new && idle && f->case_active &&
+                            mono - f->last_note_mono >= SUMMARY_NOTE_USEC) {
+                                cJSON *x = cJSON_CreateObject(), *k = cJSON_CreateArray();
+                                char msg[300];
+                                for (size_t i = f->n_member_keys - f->members_new; k && i < f->n_member_keys; i++)
+                                        json_add(k, NULL, cJSON_CreateString(f->member_keys[i]));
+                                snprintf(msg, sizeof msg,
+                                         "%zu more faults joined the storm: %" PRIu64 " in all, %" PRIu64
+                                         " firing, %" PRIu64 " not listed by key",
+                                         f->members_new, f->members_total, f->members_active, f->members_unlisted);
+                                if (x) {
+                                        json_add(x, "storm_keys", k);
+                                        cJSON_AddNumberToObject(x, "storm_members", (double)f->members_total);
+                                        cJSON_AddNumberToObject(x, "storm_unlisted", (double)f->members_unlisted);
+                                } else {
+                                        cJSON_Delete(k);
+                                }
+                                queue_note(fs, f, msg, x);
+                                f->members_new = 0;
+                                f->last_note_mono = mono;
+                                mark(fs, f);
+                        } else if (f->state == FAULT_FIRING && idle && f->hold == HOLD_NONE && f->case_active &&
+                                   f->occurrences != f->occ_reported &&
+                                   mono - f->last_occ_mono >= fs->set.occurrence_usec) {
+                                queue_update(fs, f, "occurrence", NULL);
+                                mark(fs, f);
+                        }
+                        if (f->state == FAULT_CLEARED && !f->flapping && f->hold == HOLD_NONE &&
+                            now - f->cleared_at > (int64_t)keep && (!f->case_ref || idle)) {
+                                forget(fs, pp);
+                                if (*pp == f)
+                                        pp = &f->next; /* could not be forgotten now */
+                                continue;
+                        }
+                        pp = &f->next;
+                }
+        }
+        if (fs->any_lazy)
+                store_mark_dirty(fs->st);
+}
+
+static uint64_t on_timer(struct loop_source *s, uint64_t now, void *userdata)
+{
         (void)s;
         (void)now;
-        faults_flush(fs);
-        return 1000000; /* a cheap walk once a second; each record keeps its own retry time */
+        walk(userdata);
+        return 1000000;
 }
 
-int faults_new(struct loop *loop, const struct identity *id, struct sender *sender,
+/* ---- loading ---- */
+
+static int64_t num_of(const cJSON *o, const char *k)
+{
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
+
+        return cJSON_IsNumber(x) ? (int64_t)x->valuedouble : 0;
+}
+
+static const char *str_of(const cJSON *o, const char *k)
+{
+        const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
+
+        return cJSON_IsString(x) ? x->valuestring : NULL;
+}
+
+static int load_fault(const char *key, const char *json, void *ud)
+{
+        struct faults *fs = ud;
+        cJSON *o = cJSON_Parse(json), *a, *x;
+        struct fault *f;
+        const char *s;
+
+        if (!o) {
+                log_warning("fault %s: stored state is not readable JSON; forgotten", key);
+                return 0;
+        }
+        f = fault_find(fs, key) ? NULL : fault_create(fs, key);
+        if (!f) {
+                cJSON_Delete(o);
+                return 0;
+        }
+        f->state = (s = str_of(o, "state")) && strcmp(s, "firing") == 0 ? FAULT_FIRING : FAULT_CLEARED;
+        if (!(s = str_of(o, "level")) || rule_level_from_string(s, &f->level) < 0)
+                f->level = RULE_LEVEL_P3;
+        set_str(&f->rule, str_of(o, "rule"));
+        set_str(&f->title, str_of(o, "title"));
+        set_str(&f->description, str_of(o, "description"));
+        f->first_seen = num_of(o, "first_seen");
+        f->last_seen = num_of(o, "last_seen");
+        f->cleared_at = num_of(o, "cleared_at");
+        f->occurrences = (uint64_t)num_of(o, "occurrences");
+        f->occ_reported = (uint64_t)num_of(o, "occ_reported");
+        cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(o, "rules"))
+        {
+                const char *n = str_of(x, "name"), *l = str_of(x, "level");
+                if (!n || !l || f->n_rules == FAULT_RULES_MAX ||
+                    rule_level_from_string(l, &f->rules[f->n_rules].level) < 0 ||
+                    !(f->rules[f->n_rules].name = xstrdup(n)))
+                        continue;
+                f->n_rules++;
+        }
+        if ((x = cJSON_GetObjectItemCaseSensitive(o, "readings")) && cJSON_IsObject(x))
+                f->readings = cJSON_Duplicate(x, 1);
+        if ((x = cJSON_GetObjectItemCaseSensitive(o, "evidence")) && cJSON_IsArray(x))
+                f->evidence = cJSON_Duplicate(x, 1);
+        f->case_ref = num_of(o, "case_ref");
+        if (f->case_ref && !outbox_claim(fs->ob, f->case_ref))
+                f->case_ref = 0; /* delivered and gone: the case id below still names it */
+        if ((s = str_of(o, "case_id")))
+                f->case_id = xstrdup(s);
+        if ((s = str_of(o, "prev_case_id")))
+                f->prev_case_id = xstrdup(s);
+        f->case_active = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "case_active"));
+        s = str_of(o, "hold");
+        f->hold = s && strcmp(s, "maintenance") == 0 ? HOLD_MAINTENANCE
+                  : s && strcmp(s, "summary") == 0   ? HOLD_SUMMARY
+                                                     : HOLD_NONE;
+        if ((s = str_of(o, "summary_key")))
+                f->summary_key = xstrdup(s);
+        if ((s = str_of(o, "hold_why")))
+                f->hold_why = xstrdup(s);
+        f->flapping = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "flapping"));
+        f->flap_changes = (uint64_t)num_of(o, "flap_changes");
+        cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(o, "flips"))
+        {
+                if (!cJSON_IsNumber(x))
+                        continue;
+                f->flips[f->flip_next] = (int64_t)x->valuedouble;
+                f->flip_next = (f->flip_next + 1) % FLIPS_MAX;
+                if (f->n_flips < FLIPS_MAX)
+                        f->n_flips++;
+        }
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "is_summary"))) {
+                f->is_summary = true;
+                f->members_total = (uint64_t)num_of(o, "members_total");
+                f->members_active = (uint64_t)num_of(o, "members_active");
+                f->members_unlisted = (uint64_t)num_of(o, "members_unlisted");
+                f->members_new = (size_t)num_of(o, "members_new");
+                a = cJSON_GetObjectItemCaseSensitive(o, "member_keys");
+                size_t n = (size_t)cJSON_GetArraySize(a);
+                if (n > SUMMARY_KEYS_MAX)
+                        n = SUMMARY_KEYS_MAX;
+                f->member_keys = n ? xcalloc(n, sizeof *f->member_keys) : NULL;
+                cJSON_ArrayForEach(x, a)
+                {
+                        if (f->member_keys && f->n_member_keys < n && cJSON_IsString(x) &&
+                            (f->member_keys[f->n_member_keys] = xstrdup(x->valuestring)))
+                                f->n_member_keys++;
+                }
+                if (f->members_new > f->n_member_keys)
+                        f->members_new = f->n_member_keys;
+        }
+        if (f->state == FAULT_FIRING)
+                fs->stats.firing++;
+        else
+                fs->stats.cleared++;
+        if (f->flapping)
+                fs->stats.flapping++;
+        cJSON_Delete(o);
+        return 0;
+}
+
+/* ---- interface ---- */
+
+int faults_new(struct loop *loop, const struct identity *id, struct store *st, struct outbox *ob,
                const struct faults_settings *settings, struct faults **ret)
 {
         struct faults *fs = xcalloc(1, sizeof *fs);
+        struct store_writer w = {.write = fs_write, .done = fs_done};
         int r;
 
         if (!fs)
                 return -ENOMEM;
         fs->loop = loop;
         fs->id = id;
-        fs->sender = sender;
+        fs->st = st;
+        fs->ob = ob;
         faults_set_settings(fs, settings);
-        r = loop_add_timer(loop, 1000000, 100000, "fault-delivery", on_retry_timer, fs, &fs->timer);
-        if (r < 0) {
-                free(fs);
+        fs->tokens = fs->set.case_burst;
+        fs->tokens_mono = time_mono_usec();
+        w.userdata = fs;
+        if ((r = store_load_faults(st, load_fault, fs)) < 0 || (r = store_add_writer(st, &w)) < 0 ||
+            (r = loop_add_timer(loop, 1000000, 100000, "faults", on_timer, fs, &fs->timer)) < 0) {
+                faults_free(fs);
                 return r;
         }
         *ret = fs;
@@ -787,10 +1319,18 @@ int faults_new(struct loop *loop, const struct identity *id, struct sender *send
 void faults_set_settings(struct faults *fs, const struct faults_settings *settings)
 {
         fs->set = *settings;
-        if (fs->set.retry_usec == 0)
-                fs->set.retry_usec = 30000000;
+        if (fs->set.occurrence_usec == 0)
+                fs->set.occurrence_usec = 60000000;
         if (fs->set.max_faults == 0)
                 fs->set.max_faults = 10000;
+        if (fs->set.flap_count >= FLIPS_MAX)
+                fs->set.flap_count = FLIPS_MAX - 1;
+        if (fs->set.flap_window_usec == 0)
+                fs->set.flap_window_usec = 600000000;
+        if (fs->set.case_burst == 0)
+                fs->set.case_burst = 1;
+        if (fs->set.storm_window_usec == 0)
+                fs->set.storm_window_usec = 60000000;
 }
 
 void faults_free(struct faults *fs)
@@ -804,24 +1344,22 @@ void faults_free(struct faults *fs)
                         fs->buckets[b] = f->next;
                         fault_free(f);
                 }
-        while (fs->recs) {
-                struct case_rec *r = fs->recs;
-                fs->recs = r->next;
-                rec_free(r);
+        for (size_t i = 0; i < fs->n_deleted; i++)
+                free(fs->deleted[i]);
+        free(fs->deleted);
+        while (fs->storms) {
+                struct rule_storm *s = fs->storms;
+                fs->storms = s->next;
+                free(s->rule);
+                free(s);
         }
+        free(fs->hold_why);
         free(fs);
 }
 
 void faults_get_stats(const struct faults *fs, struct faults_stats *ret)
 {
         *ret = fs->stats;
-        ret->sends_pending = 0;
-        for (const struct case_rec *r = fs->recs; r; r = r->next) {
-                if (!r->case_id)
-                        ret->sends_pending++;
-                for (const struct update *u = r->updates; u; u = u->next)
-                        ret->sends_pending++;
-        }
 }
 
 cJSON *faults_to_json(const struct faults *fs)
@@ -834,6 +1372,7 @@ cJSON *faults_to_json(const struct faults *fs)
         for (size_t b = 0; b < FAULT_BUCKETS; b++)
                 for (const struct fault *f = fs->buckets[b]; f; f = f->next) {
                         cJSON *o = cJSON_CreateObject();
+                        const char *err = NULL, *id = f->case_id;
                         if (!o)
                                 break;
                         cJSON_AddStringToObject(o, "key", f->key);
@@ -847,19 +1386,28 @@ cJSON *faults_to_json(const struct faults *fs)
                         if (f->state == FAULT_CLEARED && f->cleared_at)
                                 cJSON_AddStringToObject(o, "cleared_at",
                                                         time_format_rfc3339(f->cleared_at, ts, sizeof ts));
-                        if (f->rec && f->rec->case_id)
-                                cJSON_AddStringToObject(o, "case_id", f->rec->case_id);
-                        else if (f->rec)
+                        if (!id && f->case_ref)
+                                id = outbox_case_id(fs->ob, f->case_ref);
+                        if (id)
+                                cJSON_AddStringToObject(o, "case_id", id);
+                        else if (f->case_ref)
                                 cJSON_AddNullToObject(o, "case_id");
-                        else if (f->last_case_id)
-                                cJSON_AddStringToObject(o, "case_id", f->last_case_id);
-                        const char *delivery = !f->rec            ? "none"
-                                               : !f->rec->case_id ? "opening"
-                                               : f->rec->updates  ? "updating"
-                                                                  : "delivered";
-                        cJSON_AddStringToObject(o, "delivery", delivery);
-                        if (f->rec && f->rec->last_error && f->rec->failures)
-                                cJSON_AddStringToObject(o, "last_error", f->rec->last_error);
+                        else if (f->prev_case_id)
+                                cJSON_AddStringToObject(o, "case_id", f->prev_case_id);
+                        cJSON_AddStringToObject(o, "delivery",
+                                                f->case_ref ? outbox_case_delivery(fs->ob, f->case_ref, &err) : "none");
+                        if (err)
+                                cJSON_AddStringToObject(o, "last_error", err);
+                        if (f->hold != HOLD_NONE)
+                                cJSON_AddStringToObject(o, "held", hold_names[f->hold]);
+                        if (f->hold == HOLD_SUMMARY && f->summary_key)
+                                cJSON_AddStringToObject(o, "summary", f->summary_key);
+                        if (f->flapping)
+                                cJSON_AddBoolToObject(o, "flapping", true);
+                        if (f->is_summary) {
+                                cJSON_AddNumberToObject(o, "storm_members", (double)f->members_total);
+                                cJSON_AddNumberToObject(o, "storm_firing", (double)f->members_active);
+                        }
                         if (f->readings)
                                 json_add(o, "readings", cJSON_Duplicate(f->readings, 1));
                         json_add(a, NULL, o);

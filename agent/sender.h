@@ -15,7 +15,8 @@ struct sender_result {
         long http_status; /* 0 when no HTTP answer arrived */
         const char *body; /* the answer's body, NUL-terminated ("" if none) */
         size_t body_len;
-        const char *error; /* transport error text when http_status == 0, else NULL */
+        const char *error;         /* transport error text when http_status == 0, else NULL */
+        uint64_t retry_after_usec; /* the answer's Retry-After, 0 when absent */
 };
 
 /* Called exactly once per request that was started, unless the sender is

@@ -4,6 +4,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,4 +129,36 @@ void log_msg(enum log_level level, const char *fmt, ...)
         va_start(ap, fmt);
         log_vmsg(level, fmt, ap);
         va_end(ap);
+}
+
+/* A log line about one fault, with the journal fields FAULT_KEY,
+ * FAULT_LEVEL, RULE and CASE_ID (when known) for `journalctl FAULT_KEY=...`. */
+void log_fault(enum log_level level, const char *key, const char *fault_level, const char *rule, const char *case_id,
+               const char *fmt, ...)
+{
+        char f_key[300], f_level[32], f_rule[200], f_case[100], msg[1600];
+        const char *fields[4];
+        size_t n = 0;
+        va_list ap;
+
+        if (level > log_get_level())
+                return;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        snprintf(f_key, sizeof f_key, "FAULT_KEY=%s", key);
+        fields[n++] = f_key;
+        if (fault_level) {
+                snprintf(f_level, sizeof f_level, "FAULT_LEVEL=%s", fault_level);
+                fields[n++] = f_level;
+        }
+        if (rule) {
+                snprintf(f_rule, sizeof f_rule, "RULE=%s", rule);
+                fields[n++] = f_rule;
+        }
+        if (case_id) {
+                snprintf(f_case, sizeof f_case, "CASE_ID=%s", case_id);
+                fields[n++] = f_case;
+        }
+        log_fields(level, fields, n, "fault %s: %s", key, msg);
 }

@@ -45,3 +45,8 @@ void log_vmsg(enum log_level level, const char *fmt, va_list ap) __attribute__((
                 if (log_get_level() >= LOG_LEVEL_DEBUG)        \
                         log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__); \
         } while (0)
+/* A line about one fault, carrying the journal fields FAULT_KEY and, when
+ * not NULL, FAULT_LEVEL, RULE and CASE_ID (`journalctl FAULT_KEY=...`); the
+ * text is prefixed "fault KEY: ". */
+void log_fault(enum log_level level, const char *key, const char *fault_level, const char *rule, const char *case_id,
+               const char *fmt, ...) __attribute__((format(printf, 6, 7)));

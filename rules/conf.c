@@ -242,7 +242,7 @@ struct loader {
         struct diag *d;
         unsigned n_errors;
         bool read_rules;
-        const struct cstmt *agent_block, *central_block;
+        const struct cstmt *agent_block, *central_block, *cases_block;
 };
 
 void config_free(struct config *c)
@@ -343,12 +343,16 @@ static int set_string(struct loader *l, const struct cstmt *s, char **dst, bool 
         return 0;
 }
 
-static void set_duration(struct loader *l, const struct cstmt *s, uint64_t *dst)
+static void set_duration_opt(struct loader *l, const struct cstmt *s, uint64_t *dst, bool zero_ok)
 {
         const struct tok *v = one_value(l, s, "duration such as 10s", T(TOK_DURATION) | T(TOK_NUMBER));
 
         if (!v)
                 return;
+        if (zero_ok && ((v->type == TOK_NUMBER && v->num == 0) || (v->type == TOK_DURATION && v->usec == 0))) {
+                *dst = 0;
+                return;
+        }
         if (v->type == TOK_NUMBER || v->usec == 0) {
                 char got[96];
 
@@ -360,6 +364,25 @@ static void set_duration(struct loader *l, const struct cstmt *s, uint64_t *dst)
                 return;
         }
         *dst = v->usec;
+}
+
+static void set_duration(struct loader *l, const struct cstmt *s, uint64_t *dst)
+{
+        set_duration_opt(l, s, dst, false);
+}
+
+/* A whole number in [0, max]. */
+static void set_count(struct loader *l, const struct cstmt *s, unsigned *dst, unsigned max)
+{
+        const struct tok *v = one_value(l, s, "a whole number", T(TOK_NUMBER));
+
+        if (!v)
+                return;
+        if (v->num < 0 || v->num > max || v->num != (double)(unsigned)v->num) {
+                lerr(l, v, "'%s' must be a whole number from 0 to %u", s->toks[0].text, max);
+                return;
+        }
+        *dst = (unsigned)v->num;
 }
 
 /* Finds duplicates of non-repeatable settings in a block. */
@@ -506,6 +529,67 @@ static int load_central(struct loader *l, const struct cstmt *blk)
         return r;
 }
 
+static int load_cases(struct loader *l, const struct cstmt *blk)
+{
+        struct config *c = l->c;
+
+        for (size_t i = 0; i < blk->block->n; i++) {
+                const struct cstmt *s = &blk->block->stmts[i];
+                const char *k = s->toks[0].text;
+                const struct tok *v;
+
+                if (s->bad)
+                        continue;
+                if (s->toks[0].type != TOK_WORD || s->block) {
+                        lerr(l, &s->toks[0], "expected a setting of the cases block");
+                        continue;
+                }
+                if (duplicate(l, blk->block, i))
+                        continue;
+                if (strcmp(k, "reopen_window") == 0) {
+                        set_duration_opt(l, s, &c->reopen_window_usec, true);
+                } else if (strcmp(k, "flap_count") == 0) {
+                        set_count(l, s, &c->flap_count, 63);
+                } else if (strcmp(k, "flap_window") == 0) {
+                        set_duration(l, s, &c->flap_window_usec);
+                } else if (strcmp(k, "case_rate") == 0) {
+                        v = one_value(l, s, "new cases a minute", T(TOK_NUMBER));
+                        if (v && (!(v->num > 0) || v->num > 1e6))
+                                lerr(l, v, "'case_rate' must be more than 0 and at most 1000000 (cases a minute)");
+                        else if (v)
+                                c->case_rate = v->num;
+                } else if (strcmp(k, "case_burst") == 0) {
+                        set_count(l, s, &c->case_burst, 1000000);
+                        if (c->case_burst == 0) {
+                                lerr(l, &s->toks[0], "'case_burst' must be at least 1");
+                                c->case_burst = 1;
+                        }
+                } else if (strcmp(k, "storm_keys") == 0) {
+                        set_count(l, s, &c->storm_keys, 1000000);
+                } else if (strcmp(k, "storm_window") == 0) {
+                        set_duration(l, s, &c->storm_window_usec);
+                } else if (strcmp(k, "outbox_max") == 0) {
+                        set_count(l, s, &c->outbox_max, 10000000);
+                        if (c->outbox_max < 100) {
+                                lerr(l, &s->toks[0], "'outbox_max' must be at least 100");
+                                c->outbox_max = 100;
+                        }
+                } else if (strcmp(k, "sync") == 0) {
+                        v = one_value(l, s, "full or normal", T(TOK_WORD));
+                        if (v && strcmp(v->text, "full") != 0 && strcmp(v->text, "normal") != 0)
+                                lerr(l, v, "expected full or normal, got '%s'", v->text);
+                        else if (v)
+                                c->sync_full = strcmp(v->text, "full") == 0;
+                } else {
+                        lerr(l, &s->toks[0],
+                             "unknown setting '%s' in the cases block; expected reopen_window, flap_count, "
+                             "flap_window, case_rate, case_burst, storm_keys, storm_window, outbox_max or sync",
+                             k);
+                }
+        }
+        return 0;
+}
+
 static int load_collector(struct loader *l, const struct cstmt *blk)
 {
         struct config *c = l->c;
@@ -597,7 +681,10 @@ static int load_tree(struct loader *l, const struct cblock *tree)
                 switch (k->type == TOK_WORD ? k->kw : KW_NONE) {
                 case KW_AGENT:
                 case KW_CENTRAL:
-                        seen = k->kw == KW_AGENT ? &l->agent_block : &l->central_block;
+                case KW_CASES:
+                        seen = k->kw == KW_AGENT     ? &l->agent_block
+                               : k->kw == KW_CENTRAL ? &l->central_block
+                                                     : &l->cases_block;
                         if (*seen) {
                                 lerr(l, k, "duplicate '%s' block (first at %s:%u)", k->text, (*seen)->toks[0].file,
                                      (*seen)->toks[0].line);
@@ -606,7 +693,9 @@ static int load_tree(struct loader *l, const struct cblock *tree)
                         if (!block_header(l, s, false))
                                 break;
                         *seen = s;
-                        r = k->kw == KW_AGENT ? load_agent(l, s) : load_central(l, s);
+                        r = k->kw == KW_AGENT     ? load_agent(l, s)
+                            : k->kw == KW_CENTRAL ? load_central(l, s)
+                                                  : load_cases(l, s);
                         break;
                 case KW_COLLECTOR:
                         if (block_header(l, s, true))
@@ -618,7 +707,7 @@ static int load_tree(struct loader *l, const struct cblock *tree)
                         char got[96];
 
                         tok_describe(k, got, sizeof got);
-                        lerr(l, k, "expected agent, central, collector, rule or include, got %s", got);
+                        lerr(l, k, "expected agent, central, cases, collector, rule or include, got %s", got);
                 }
                 }
         }
@@ -718,6 +807,15 @@ static int config_build(const char *name, const char *text, size_t len, bool fro
         c->central_timeout_usec = DEFAULT_TIMEOUT_USEC;
         c->occurrence_usec = DEFAULT_OCCURRENCE_USEC;
         c->retry_usec = DEFAULT_RETRY_USEC;
+        c->reopen_window_usec = 3600ULL * 1000000;
+        c->flap_count = 6;
+        c->flap_window_usec = 600ULL * 1000000;
+        c->case_rate = 30;
+        c->case_burst = 10;
+        c->storm_keys = 10;
+        c->storm_window_usec = 60ULL * 1000000;
+        c->outbox_max = 100000;
+        c->sync_full = true;
         c->rules_paths = xcalloc(1, sizeof *c->rules_paths);
         c->rules = ruleset_new();
         if (!c->base_dir || !c->state_dir || !c->control_socket || !c->rules_paths || !c->rules)
@@ -849,6 +947,17 @@ void config_format(const struct config *c, FILE *f)
         fprintf(f, "        retry %s\n", dur);
         duration_format(c->occurrence_usec, dur, sizeof dur);
         fprintf(f, "        occurrence_interval %s\n}\n", dur);
+        fputs("\ncases {\n", f);
+        duration_format(c->reopen_window_usec, dur, sizeof dur);
+        fprintf(f, "        reopen_window %s\n        flap_count %u\n", dur, c->flap_count);
+        duration_format(c->flap_window_usec, dur, sizeof dur);
+        fprintf(f, "        flap_window %s\n", dur);
+        number_format(c->case_rate, dur, sizeof dur);
+        fprintf(f, "        case_rate %s\n        case_burst %u\n        storm_keys %u\n", dur, c->case_burst,
+                c->storm_keys);
+        duration_format(c->storm_window_usec, dur, sizeof dur);
+        fprintf(f, "        storm_window %s\n        outbox_max %u\n        sync %s\n}\n", dur, c->outbox_max,
+                c->sync_full ? "full" : "normal");
         for (size_t i = 0; i < c->n_collectors; i++) {
                 const struct conf_block *b = c->collectors[i];
 

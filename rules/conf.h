@@ -87,6 +87,17 @@ struct config {
         uint64_t retry_usec;           /* default 30s: how often failed sends are retried */
         uint64_t occurrence_usec;      /* default 60s: at most one occurrence update per case this often */
 
+        /* cases { ... }: the life of cases (agent/faults.h, agent/outbox.h) */
+        uint64_t reopen_window_usec; /* default 1h; 0: a recurrence always opens a new case */
+        unsigned flap_count;         /* default 6; 0: no flapping detection */
+        uint64_t flap_window_usec;   /* default 10m */
+        double case_rate;            /* new cases a minute, default 30 */
+        unsigned case_burst;         /* default 10 */
+        unsigned storm_keys;         /* default 10; 0: no per-rule storm summary */
+        uint64_t storm_window_usec;  /* default 1m */
+        unsigned outbox_max;         /* requests held at most, default 100000 */
+        bool sync_full;              /* "sync full" (default) or "sync normal" */
+
         /* collector NAME { ... }, in file order; owned by the config */
         struct conf_block **collectors;
         size_t n_collectors;

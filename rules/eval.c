@@ -1091,3 +1091,30 @@ void rule_engine_get_stats(const struct rule_engine *re, struct rule_engine_stat
         ret->states = re->n_states;
         ret->firing = re->n_firing;
 }
+
+int rule_engine_restore(struct rule_engine *re, const char *rule, const char *key, const char *title,
+                        uint64_t now_mono_usec)
+{
+        const struct rule *r = NULL;
+        size_t len = strlen(key);
+        struct rstate **pp, *s;
+        uint64_t hash;
+
+        for (size_t i = 0; re->rs && i < re->rs->n && !r; i++)
+                if (strcmp(re->rs->rules[i]->name, rule) == 0)
+                        r = re->rs->rules[i];
+        if (!r)
+                return -ENOENT;
+        if (len == 0 || len >= RULE_KEY_MAX)
+                return -EINVAL;
+        hash = hash_mem(HASH_INIT, key, len) ^ (r->name_hash * 0x9e3779b97f4a7c15ULL);
+        pp = state_find(re, r, key, len, hash);
+        if (*pp)
+                return 0;
+        s = state_new(re, r, key, len, hash, RS_FIRING, now_mono_usec);
+        if (!s)
+                return -ENOSPC;
+        save_one(&s->title, &s->title_cap, title ? title : "");
+        save_one(&s->desc, &s->desc_cap, "");
+        return 0;
+}

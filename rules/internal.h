@@ -92,6 +92,7 @@ enum kw {
         KW_NONE,
         KW_AGENT,
         KW_AND,
+        KW_CASES,
         KW_CENTRAL,
         KW_CLEAR,
         KW_COLLECTOR,

@@ -27,6 +27,7 @@ static const struct keyword {
 } keywords[] = {
         {"agent", KW_AGENT},
         {"and", KW_AND},
+        {"cases", KW_CASES},
         {"central", KW_CENTRAL},
         {"clear", KW_CLEAR},
         {"collector", KW_COLLECTOR},

@@ -110,4 +110,12 @@ bool rule_engine_eval(struct rule_engine *re, const struct event *e, rule_hit_fn
  * evaluated value of a condition is taken to hold until an event says
  * otherwise). */
 void rule_engine_tick(struct rule_engine *re, uint64_t now_mono_usec, rule_hit_fn fn, void *userdata);
+/* Re-creates the firing state of (rule, key) as a previous run of the agent
+ * left it, without reporting a transition, so that the rule's clear
+ * condition (or "clear after") can end it. title is what time-made
+ * transitions report until an event renders a new one. Returns 0 (also when
+ * the state exists), -ENOENT when no rule has that name, -EINVAL for a bad
+ * key, -ENOSPC when the state table is full. */
+int rule_engine_restore(struct rule_engine *re, const char *rule, const char *key, const char *title,
+                        uint64_t now_mono_usec);
 void rule_engine_get_stats(const struct rule_engine *re, struct rule_engine_stats *ret);

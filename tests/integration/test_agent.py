@@ -147,14 +147,33 @@ def test_hot_sensor_opens_one_case_then_clears(agent, stub):
         assert "at 60 C" in cleared["message"], cleared
     assert len(cases_for(stub)) == 1
 
-    # Heats again: a new case that names the previous one (docs/rules.md).
+    # Heats again within the reopen window (1h by default): the same case
+    # is told "reopened", no second case (docs/rules.md).
     agent.hw.set_temp("testcpu", 1, 98.0)
-    stub.wait_for(lambda: len(cases_for(stub)) == 2, 8)
-    cs = cases_for(stub)
-    assert len(cs) == 2, agent.log()
-    newer = stub.case(cs[1]["id"])
-    assert newer["fault_active"] is True
-    assert str(newer["extra"]["previous_case_id"]) == str(c[0]["id"])
+    stub.wait_for(lambda: stub.case(c[0]["id"])["fault_active"], 8)
+    case = stub.case(c[0]["id"])
+    assert [u["type"] for u in case["updates"]].count("reopened") == 1, case["updates"]
+    assert len(cases_for(stub)) == 1, agent.log()
+
+
+def test_recurrence_after_the_reopen_window_opens_a_case_naming_the_old_one(stub, tmp_path):
+    a = Agent(str(tmp_path), stub.url, stub.token_file, extra_conf="collector snmptrap {\n  enabled no\n}\ncases {\n  reopen_window 0s\n}\n")
+    try:
+        a.start()
+        a.hw.set_temp("testcpu", 1, 97.0)
+        stub.wait_for(lambda: cases_for(stub), 20)
+        first = cases_for(stub)[0]
+        a.hw.set_temp("testcpu", 1, 60.0)
+        stub.wait_for(lambda: not stub.case(first["id"])["fault_active"], 10)
+        a.hw.set_temp("testcpu", 1, 98.0)
+        stub.wait_for(lambda: len(cases_for(stub)) == 2, 20)
+        cs = cases_for(stub)
+        newer = stub.case(cs[1]["id"])
+        assert newer["fault_active"] is True
+        assert str(newer["extra"]["previous_case_id"]) == str(first["id"])
+        assert not any(u["type"] == "reopened" for u in stub.case(first["id"])["updates"])
+    finally:
+        a.stop()
 
 
 def test_level_precedence_p4_then_p3_on_one_case(agent, stub):

@@ -91,6 +91,44 @@ static void test_defaults(void **state)
         config_free(c);
 }
 
+static void test_cases_block(void **state)
+{
+        struct config *c =
+                load(CENTRAL "cases {\n reopen_window 0s\n flap_count 4\n flap_window 2m\n case_rate 6\n"
+                             " case_burst 3\n storm_keys 0\n storm_window 30s\n outbox_max 500\n sync normal\n}\n");
+        struct config *d = load(CENTRAL);
+        char *text;
+
+        (void)state;
+        assert_int_equal(c->reopen_window_usec, 0);
+        assert_int_equal(c->flap_count, 4);
+        assert_int_equal(c->flap_window_usec, 120000000);
+        assert_true(c->case_rate == 6);
+        assert_int_equal(c->case_burst, 3);
+        assert_int_equal(c->storm_keys, 0);
+        assert_int_equal(c->storm_window_usec, 30000000);
+        assert_int_equal(c->outbox_max, 500);
+        assert_false(c->sync_full);
+        text = format(c);
+        assert_non_null(strstr(text, "reopen_window 0s"));
+        assert_non_null(strstr(text, "sync normal"));
+        free(text);
+        /* defaults */
+        assert_int_equal(d->reopen_window_usec, 3600000000ULL);
+        assert_int_equal(d->flap_count, 6);
+        assert_int_equal(d->storm_keys, 10);
+        assert_true(d->sync_full);
+        config_free(c);
+        config_free(d);
+        expect_error(CENTRAL "cases {\n flap_count 64\n}\n",
+                     "agent.conf:6:13: 'flap_count' must be a whole number from 0 to 63");
+        expect_error(CENTRAL "cases {\n case_rate 0\n}\n", "'case_rate' must be more than 0");
+        expect_error(CENTRAL "cases {\n sync sometimes\n}\n", "expected full or normal, got 'sometimes'");
+        expect_error(CENTRAL "cases {\n flap_window 0s\n}\n", "'flap_window' must be more than 0s");
+        expect_error(CENTRAL "cases {\n storms 3\n}\n", "unknown setting 'storms' in the cases block");
+        expect_error(CENTRAL "cases {\n}\ncases {\n}\n", "duplicate 'cases' block");
+}
+
 static void test_settings(void **state)
 {
         struct config *c =
@@ -139,7 +177,7 @@ static void test_errors(void **state)
         expect_error("central {\n url \"https://x\"\n token_file \"t\"\n retry 0s\n}\n",
                      "agent.conf:4:8: 'retry' must be more than 0s");
         expect_error(CENTRAL "weird {\n}\n",
-                     "agent.conf:5:1: expected agent, central, collector, rule or include, got 'weird'");
+                     "agent.conf:5:1: expected agent, central, cases, collector, rule or include, got 'weird'");
         expect_error(CENTRAL "collector sensors {\n}\ncollector sensors {\n}\n",
                      "agent.conf:7:11: duplicate collector 'sensors' (first at agent.conf:5)");
         expect_error(CENTRAL "collector {\n}\n", "agent.conf:5:1: expected a collector name, got '{'");
@@ -363,10 +401,10 @@ static void test_alloc_failures(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_defaults),       cmocka_unit_test(test_settings),
-                cmocka_unit_test(test_errors),         cmocka_unit_test(test_collector_getters),
-                cmocka_unit_test(test_round_trip),     cmocka_unit_test(test_load_files),
-                cmocka_unit_test(test_alloc_failures),
+                cmocka_unit_test(test_defaults),          cmocka_unit_test(test_settings),
+                cmocka_unit_test(test_cases_block),       cmocka_unit_test(test_errors),
+                cmocka_unit_test(test_collector_getters), cmocka_unit_test(test_round_trip),
+                cmocka_unit_test(test_load_files),        cmocka_unit_test(test_alloc_failures),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

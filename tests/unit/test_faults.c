@@ -1,19 +1,25 @@
 /* Unit tests for agent/faults.c: folding rule transitions into one fault per
  * key (level precedence, clear when the last rule clears, re-fire after clear,
- * rules removed by a reload), without a central API: the sender points at a
- * closed port and the loop is never run, so nothing is delivered. */
+ * rules removed by a reload), the reopen window, flapping, storm control,
+ * maintenance holds and state that survives a restart — without a central
+ * API: the sender points at a closed port and the loop is never run, so
+ * nothing is delivered and the outbox shows what would be sent. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../../agent/faults.h"
 #include "../../agent/identity.h"
 #include "../../agent/loop.h"
+#include "../../agent/outbox.h"
+#include "../../agent/store.h"
 #include "../../agent/sender.h"
 #include "../../lib/event.h"
 #include "../../lib/xalloc.h"
@@ -37,23 +43,72 @@ struct fixture {
         struct loop *loop;
         struct sender *sender;
         struct identity *id;
+        char dir[64];
+        struct store *store;
+        struct outbox *outbox;
+        struct faults_settings set;
         struct faults *faults;
         struct ruleset *rules;
         struct event ev;
 };
 
+static int open_all(struct fixture *f)
+{
+        char path[128];
+        struct outbox_settings os = {0};
+        int r;
+
+        snprintf(path, sizeof path, "%s/agent.db", f->dir);
+        if ((r = store_open(f->loop, path, STORE_SYNC_NORMAL, &f->store, NULL)) < 0)
+                return r;
+        if ((r = outbox_new(f->loop, f->store, f->sender, &os, NULL, NULL, &f->outbox)) < 0)
+                return r;
+        return faults_new(f->loop, f->id, f->store, f->outbox, &f->set, &f->faults);
+}
+
+/* As the agent does at exit: commit, then free in reverse order. */
+static void close_all(struct fixture *f)
+{
+        if (f->store)
+                store_commit_now(f->store);
+        faults_free(f->faults);
+        outbox_free(f->outbox);
+        store_free(f->store);
+        f->faults = NULL;
+        f->outbox = NULL;
+        f->store = NULL;
+}
+
+static uint64_t pending(struct fixture *f)
+{
+        struct outbox_stats os;
+
+        outbox_get_stats(f->outbox, &os);
+        return os.opens_pending + os.updates_pending;
+}
+
+static uint64_t opens(struct fixture *f)
+{
+        struct outbox_stats os;
+
+        outbox_get_stats(f->outbox, &os);
+        return os.opens_pending;
+}
+
 static int setup(void **state)
 {
         struct fixture *f = calloc(1, sizeof *f);
-        struct faults_settings set = {.retry_usec = 1000000, .occurrence_usec = 1000000};
         struct diag *d = diag_new();
 
         assert_non_null(f);
+        f->set = (struct faults_settings){.occurrence_usec = 1000000, .case_rate = 60, .case_burst = 100};
+        snprintf(f->dir, sizeof f->dir, "/tmp/weibao-test-faults-XXXXXX");
+        assert_non_null(mkdtemp(f->dir));
         assert_int_equal(loop_new(&f->loop), 0);
         assert_int_equal(sender_new(f->loop, &f->sender), 0);
         assert_int_equal(sender_configure(f->sender, "http://127.0.0.1:9", "t", 1000000), 0);
         assert_int_equal(identity_load("unit", &f->id), 0);
-        assert_int_equal(faults_new(f->loop, f->id, f->sender, &set, &f->faults), 0);
+        assert_int_equal(open_all(f), 0);
         assert_int_equal(ruleset_parse_string("test.rules", RULES, &f->rules, d), 0);
         diag_free(d);
         event_init(&f->ev, "sensor", "temperature", "chip0/temp1");
@@ -67,11 +122,15 @@ static int teardown(void **state)
 {
         struct fixture *f = *state;
 
-        faults_free(f->faults);
+        char cmd[128];
+
+        close_all(f);
         sender_free(f->sender);
         identity_free(f->id);
         ruleset_free(f->rules);
         loop_free(f->loop);
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+        assert_int_equal(system(cmd), 0);
         free(f);
         return 0;
 }
@@ -85,20 +144,25 @@ static const struct rule *rule_named(const struct ruleset *rs, const char *name)
         return NULL;
 }
 
-static void hit(struct fixture *f, const char *rule, enum rule_transition t)
+static void hit_key(struct fixture *f, const char *rule, enum rule_transition t, const char *key)
 {
         const struct rule *r = rule_named(f->rules, rule);
         struct rule_hit h = {
                 .transition = t,
                 .rule = r,
                 .level = rule_get_level(r),
-                .key = "temp:chip0",
+                .key = key,
                 .title = rule,
                 .description = "",
                 .event = &f->ev,
                 .mono_usec = time_mono_usec(),
         };
         faults_handle_hit(&h, f->faults);
+}
+
+static void hit(struct fixture *f, const char *rule, enum rule_transition t)
+{
+        hit_key(f, rule, t, "temp:chip0");
 }
 
 /* The one fault's JSON object (the table holds a single key in these tests). */
@@ -150,7 +214,7 @@ static void test_level_precedence_and_clear(void **state)
         assert_int_equal(st.firing, 0);
         assert_int_equal(st.cleared, 1);
         /* open + level(P3) + level(P4) + cleared, all undelivered */
-        assert_int_equal(st.sends_pending, 4);
+        assert_int_equal(pending(f), 4);
 }
 
 static void test_less_urgent_rule_does_not_lower_level(void **state)
@@ -185,8 +249,9 @@ static void test_refire_after_clear_is_a_new_period(void **state)
         cJSON_Delete(j);
         faults_get_stats(f->faults, &st);
         assert_int_equal(st.firing, 1);
-        /* first period: open + cleared; second: open */
-        assert_int_equal(st.sends_pending, 3);
+        /* first period: open + cleared; second (no reopen window): open */
+        assert_int_equal(pending(f), 3);
+        assert_int_equal(opens(f), 2);
 }
 
 static void test_clear_of_unknown_key_is_ignored(void **state)
@@ -198,7 +263,7 @@ static void test_clear_of_unknown_key_is_ignored(void **state)
         hit(f, "high", RULE_REPEAT);
         faults_get_stats(f->faults, &st);
         assert_int_equal(st.firing, 0);
-        assert_int_equal(st.sends_pending, 0);
+        assert_int_equal(pending(f), 0);
 }
 
 static void test_rules_removed_by_reload_clear_fault(void **state)
@@ -220,6 +285,158 @@ static void test_rules_removed_by_reload_clear_fault(void **state)
         cJSON_Delete(j);
         ruleset_free(other);
         diag_free(d);
+}
+
+static void reconfigure(struct fixture *f)
+{
+        faults_set_settings(f->faults, &f->set);
+}
+
+static void test_recurrence_within_the_reopen_window_reopens_the_case(void **state)
+{
+        struct fixture *f = *state;
+        cJSON *o, *recs;
+
+        f->set.reopen_window_usec = 3600000000ULL;
+        reconfigure(f);
+        hit(f, "high", RULE_FIRING);
+        hit(f, "high", RULE_CLEARED);
+        hit(f, "high", RULE_FIRING);
+        /* one case: open, cleared, reopened */
+        assert_int_equal(opens(f), 1);
+        assert_int_equal(pending(f), 3);
+        o = outbox_to_json(f->outbox);
+        recs = cJSON_GetObjectItemCaseSensitive(o, "records");
+        assert_int_equal(cJSON_GetArraySize(recs), 1);
+        const cJSON *types = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(recs, 0), "updates");
+        assert_string_equal(cJSON_GetArrayItem(types, 0)->valuestring, "cleared");
+        assert_string_equal(cJSON_GetArrayItem(types, 1)->valuestring, "reopened");
+        cJSON_Delete(o);
+}
+
+static void test_state_survives_a_restart(void **state)
+{
+        struct fixture *f = *state;
+        struct rule_engine *re;
+        struct faults_stats st;
+        cJSON *j;
+
+        hit(f, "critical", RULE_FIRING);
+        hit(f, "critical", RULE_REPEAT);
+        close_all(f);
+        assert_int_equal(open_all(f), 0);
+
+        faults_get_stats(f->faults, &st);
+        assert_int_equal(st.firing, 1);
+        assert_int_equal(opens(f), 1); /* the open still owed, not a second one */
+        j = faults_to_json(f->faults);
+        assert_string_equal(field(the_fault(j), "state"), "firing");
+        assert_int_equal(cJSON_GetObjectItemCaseSensitive(the_fault(j), "occurrences")->valueint, 2);
+        cJSON_Delete(j);
+
+        /* the engine learns the firing state, so the rule's clear ends it */
+        assert_int_equal(rule_engine_new(0, &re), 0);
+        rule_engine_set_rules(re, f->rules);
+        faults_restore(f->faults, re);
+        struct rule_engine_stats es;
+        rule_engine_get_stats(re, &es);
+        assert_int_equal(es.firing, 1);
+        f->ev.value = 20; /* below crit: the rule's implicit clear ("not when") holds */
+        rule_engine_eval(re, &f->ev, faults_handle_hit, f->faults);
+        faults_get_stats(f->faults, &st);
+        assert_int_equal(st.firing, 0);
+        assert_int_equal(opens(f), 1);
+        assert_int_equal(pending(f), 2); /* open + cleared */
+        /* the engine owned the rules now */
+        f->rules = NULL;
+        rule_engine_free(re);
+}
+
+static void test_a_flapping_key_is_one_quiet_case(void **state)
+{
+        struct fixture *f = *state;
+        struct faults_stats st;
+        cJSON *j;
+
+        f->set.reopen_window_usec = 3600000000ULL;
+        f->set.flap_count = 3;
+        f->set.flap_window_usec = 600000000ULL;
+        reconfigure(f);
+        for (int i = 0; i < 20; i++) {
+                hit(f, "high", RULE_FIRING);
+                hit(f, "high", RULE_CLEARED);
+        }
+        faults_get_stats(f->faults, &st);
+        assert_int_equal(st.flapping, 1);
+        assert_int_equal(opens(f), 1);
+        /* open, then cleared/reopened until the 4th change, the flapping
+         * note: nothing for the other 36 changes */
+        assert_true(pending(f) <= 6);
+        j = faults_to_json(f->faults);
+        assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(the_fault(j), "flapping")));
+        cJSON_Delete(j);
+}
+
+static void test_many_keys_of_one_rule_make_one_summary_case(void **state)
+{
+        struct fixture *f = *state;
+        struct faults_stats st;
+        char key[32];
+
+        f->set.storm_keys = 5;
+        f->set.storm_window_usec = 60000000;
+        reconfigure(f);
+        for (int i = 0; i < 500; i++) {
+                snprintf(key, sizeof key, "temp:chip%d", i);
+                hit_key(f, "high", RULE_FIRING, key);
+        }
+        faults_get_stats(f->faults, &st);
+        assert_int_equal(st.storm_summarised, 495);
+        assert_int_equal(opens(f), 6); /* the first 5 and one summary */
+        for (int i = 0; i < 500; i++) {
+                snprintf(key, sizeof key, "temp:chip%d", i);
+                hit_key(f, "high", RULE_CLEARED, key);
+        }
+        faults_get_stats(f->faults, &st);
+        assert_int_equal(st.firing, 0); /* the summary clears with its last member */
+}
+
+static void test_an_empty_case_bucket_summarises(void **state)
+{
+        struct fixture *f = *state;
+        struct faults_stats st;
+        char key[32];
+
+        f->set.case_burst = 2;
+        f->set.case_rate = 0.001;
+        f->set.storm_keys = 0;
+        reconfigure(f);
+        /* refill() caps at the burst; the fixture's bucket started at 100 */
+        hit_key(f, "high", RULE_FIRING, "temp:a");
+        for (int i = 0; i < 10; i++) {
+                snprintf(key, sizeof key, "temp:b%d", i);
+                hit_key(f, "high", RULE_FIRING, key);
+        }
+        faults_get_stats(f->faults, &st);
+        assert_true(st.rate_limited >= 8);
+        assert_true(opens(f) <= 3);
+}
+
+static void test_maintenance_holds_cases_until_it_ends(void **state)
+{
+        struct fixture *f = *state;
+        struct faults_stats st;
+
+        faults_hold_cases(f->faults, true, "maintenance window #1: test");
+        hit_key(f, "high", RULE_FIRING, "temp:stays");
+        hit_key(f, "high", RULE_FIRING, "temp:goes");
+        hit_key(f, "high", RULE_CLEARED, "temp:goes");
+        assert_int_equal(opens(f), 0);
+        faults_get_stats(f->faults, &st);
+        assert_int_equal(st.held_maintenance, 2);
+        faults_hold_cases(f->faults, false, "ended early");
+        assert_int_equal(opens(f), 1); /* only the fault still firing */
+        assert_int_equal(pending(f), 1);
 }
 
 /* Allocation failure at every point of a fault's life (cJSON allocates
@@ -261,6 +478,13 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_refire_after_clear_is_a_new_period, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_clear_of_unknown_key_is_ignored, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_rules_removed_by_reload_clear_fault, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_recurrence_within_the_reopen_window_reopens_the_case, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_state_survives_a_restart, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_a_flapping_key_is_one_quiet_case, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_many_keys_of_one_rule_make_one_summary_case, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_an_empty_case_bucket_summarises, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_maintenance_holds_cases_until_it_ends, setup, teardown),
                 cmocka_unit_test(test_allocation_failures),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

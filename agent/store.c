@@ -1,0 +1,536 @@
+/* store: see store.h.
+ *
+ * Schema (version 1, in meta): cases and updates are the outbox, faults the
+ * fault table as JSON documents the faults module defines, maintenance the
+ * windows. Every statement is prepared once at open. A failed transaction is
+ * rolled back whole, so the database always holds one consistent state: the
+ * one of the last successful commit. */
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../lib/xalloc.h"
+#include "loop.h"
+
+#define STORE_RETRY_USEC 1000000 /* a failed commit is tried again this often */
+#define SCHEMA_VERSION "1"
+
+enum {
+        Q_PUT_CASE,
+        Q_DEL_CASE,
+        Q_PUT_UPDATE,
+        Q_DEL_UPDATE,
+        Q_PUT_FAULT,
+        Q_DEL_FAULT,
+        Q_PUT_WINDOW,
+        Q_PUT_META,
+        Q_MAX,
+};
+
+static const char *const queries[Q_MAX] = {
+        [Q_PUT_CASE] = "INSERT OR REPLACE INTO cases(ref, fault_key, idem_key, body, prev_ref, case_id, parked, "
+                       "update_seq) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        [Q_DEL_CASE] = "DELETE FROM cases WHERE ref = ?1",
+        [Q_PUT_UPDATE] = "INSERT OR REPLACE INTO updates(seq, ref, type, body, idem_key, parked) "
+                         "VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+        [Q_DEL_UPDATE] = "DELETE FROM updates WHERE seq = ?1",
+        [Q_PUT_FAULT] = "INSERT OR REPLACE INTO faults(key, data) VALUES(?1, ?2)",
+        [Q_DEL_FAULT] = "DELETE FROM faults WHERE key = ?1",
+        [Q_PUT_WINDOW] = "INSERT OR REPLACE INTO maintenance(id, start, end_at, ended_at, reason) "
+                         "VALUES(?1, ?2, ?3, ?4, ?5)",
+        [Q_PUT_META] = "INSERT OR REPLACE INTO meta(k, v) VALUES(?1, ?2)",
+};
+
+static const char schema[] = "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);"
+                             "CREATE TABLE IF NOT EXISTS cases(ref INTEGER PRIMARY KEY, fault_key TEXT NOT NULL, "
+                             "  idem_key TEXT NOT NULL, body TEXT NOT NULL, prev_ref INTEGER NOT NULL DEFAULT 0, "
+                             "  case_id TEXT, parked TEXT, update_seq INTEGER NOT NULL DEFAULT 0);"
+                             "CREATE TABLE IF NOT EXISTS updates(seq INTEGER PRIMARY KEY, ref INTEGER NOT NULL, "
+                             "  type TEXT NOT NULL, body TEXT NOT NULL, idem_key TEXT NOT NULL, parked TEXT);"
+                             "CREATE TABLE IF NOT EXISTS faults(key TEXT PRIMARY KEY, data TEXT NOT NULL);"
+                             "CREATE TABLE IF NOT EXISTS maintenance(id INTEGER PRIMARY KEY, start INTEGER NOT NULL, "
+                             "  end_at INTEGER NOT NULL, ended_at INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL);"
+                             "INSERT OR IGNORE INTO meta(k, v) VALUES('schema', '" SCHEMA_VERSION "');";
+
+struct store {
+        sqlite3 *db;
+        char *path;
+        sqlite3_stmt *q[Q_MAX];
+        struct loop_source *timer;
+        struct store_writer writers[STORE_WRITERS_MAX];
+        size_t n_writers;
+        bool dirty;
+        struct store_stats stats;
+        char last_error[256];
+};
+
+static int errno_of(int rc)
+{
+        switch (rc & 0xff) {
+        case SQLITE_OK:
+        case SQLITE_DONE:
+        case SQLITE_ROW:
+                return 0;
+        case SQLITE_FULL:
+                return -ENOSPC;
+        case SQLITE_NOMEM:
+                return -ENOMEM;
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED:
+                return -EBUSY;
+        case SQLITE_CORRUPT:
+        case SQLITE_NOTADB:
+                return -EBADMSG;
+        case SQLITE_READONLY:
+        case SQLITE_PERM:
+        case SQLITE_AUTH:
+                return -EACCES;
+        case SQLITE_CANTOPEN:
+                return -ENOENT;
+        case SQLITE_TOOBIG:
+                return -E2BIG;
+        default:
+                return -EIO;
+        }
+}
+
+static const char *const sync_names[STORE_SYNC_MAX] = {"full", "normal"};
+
+const char *store_sync_to_string(enum store_sync s)
+{
+        return s < STORE_SYNC_MAX ? sync_names[s] : "unknown";
+}
+
+int store_sync_from_string(const char *s, enum store_sync *ret)
+{
+        for (size_t i = 0; i < STORE_SYNC_MAX; i++)
+                if (strcmp(s, sync_names[i]) == 0) {
+                        *ret = (enum store_sync)i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+static int fail(struct store *st, int rc)
+{
+        snprintf(st->last_error, sizeof st->last_error, "%s", st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
+        return errno_of(rc) ? errno_of(rc) : -EIO;
+}
+
+static uint64_t on_commit_timer(struct loop_source *s, uint64_t now, void *userdata)
+{
+        struct store *st = userdata;
+
+        (void)s;
+        (void)now;
+        if (store_commit_now(st) < 0)
+                return STORE_RETRY_USEC;
+        return 0;
+}
+
+int store_open(struct loop *loop, const char *path, enum store_sync sync, struct store **ret, const char **ret_error)
+{
+        static char open_error[256];
+        struct store *st = xcalloc(1, sizeof *st);
+        char pragmas[200];
+        int rc, r, fd;
+
+        if (!st)
+                return -ENOMEM;
+        st->path = xstrdup(path);
+        if (!st->path) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        /* Created 0600 before SQLite sees it: cases carry host details. */
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0) {
+                r = -errno;
+                snprintf(st->last_error, sizeof st->last_error, "%s", strerror(errno));
+                goto fail;
+        }
+        close(fd);
+        rc = sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+        if (rc != SQLITE_OK) {
+                r = fail(st, rc);
+                goto fail;
+        }
+        snprintf(pragmas, sizeof pragmas,
+                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA journal_size_limit=4194304;"
+                 "PRAGMA foreign_keys=OFF;",
+                 sync == STORE_SYNC_NORMAL ? "NORMAL" : "FULL");
+        if ((rc = sqlite3_exec(st->db, pragmas, NULL, NULL, NULL)) != SQLITE_OK ||
+            (rc = sqlite3_exec(st->db, schema, NULL, NULL, NULL)) != SQLITE_OK) {
+                r = fail(st, rc);
+                goto fail;
+        }
+        for (size_t i = 0; i < Q_MAX; i++)
+                if ((rc = sqlite3_prepare_v3(st->db, queries[i], -1, SQLITE_PREPARE_PERSISTENT, &st->q[i], NULL)) !=
+                    SQLITE_OK) {
+                        r = fail(st, rc);
+                        goto fail;
+                }
+        r = loop_add_timer(loop, 0, 0, "store-commit", on_commit_timer, st, &st->timer);
+        if (r < 0)
+                goto fail;
+        *ret = st;
+        return 0;
+fail:
+        snprintf(open_error, sizeof open_error, "%s", st->last_error[0] ? st->last_error : strerror(-r));
+        if (ret_error)
+                *ret_error = open_error;
+        store_free(st);
+        return r;
+}
+
+void store_free(struct store *st)
+{
+        if (!st)
+                return;
+        loop_remove(st->timer);
+        for (size_t i = 0; i < Q_MAX; i++)
+                sqlite3_finalize(st->q[i]);
+        sqlite3_close(st->db);
+        free(st->path);
+        free(st);
+}
+
+int store_add_writer(struct store *st, const struct store_writer *w)
+{
+        if (st->n_writers == STORE_WRITERS_MAX)
+                return -E2BIG;
+        st->writers[st->n_writers++] = *w;
+        return 0;
+}
+
+void store_mark_dirty(struct store *st)
+{
+        if (st->dirty)
+                return;
+        st->dirty = true;
+        /* 1 µs: due at once, but after the events already waiting in this round */
+        if (!st->stats.failing)
+                loop_timer_set(st->timer, 1);
+}
+
+int store_commit_now(struct store *st)
+{
+        int rc, r = 0;
+
+        st->dirty = false;
+        rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+                r = fail(st, rc);
+        for (size_t i = 0; r == 0 && i < st->n_writers; i++)
+                r = st->writers[i].write(st, st->writers[i].userdata);
+        if (r == 0) {
+                rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
+                if (rc != SQLITE_OK)
+                        r = fail(st, rc);
+        }
+        if (r < 0 && sqlite3_get_autocommit(st->db) == 0)
+                sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+        if (r < 0) {
+                st->stats.commit_failures++;
+                st->stats.last_errno = -r;
+                st->stats.failing = true;
+                st->dirty = true; /* the changes are still to be written */
+                loop_timer_set(st->timer, STORE_RETRY_USEC);
+        } else {
+                st->stats.commits++;
+                st->stats.last_errno = 0;
+                st->stats.failing = false;
+                st->last_error[0] = '\0';
+        }
+        for (size_t i = 0; i < st->n_writers; i++)
+                st->writers[i].done(st, r == 0, st->writers[i].userdata);
+        return r;
+}
+
+void store_get_stats(const struct store *st, struct store_stats *ret)
+{
+        struct stat sb;
+        char wal[4200];
+
+        *ret = st->stats;
+        ret->bytes = 0;
+        if (stat(st->path, &sb) == 0)
+                ret->bytes += (uint64_t)sb.st_size;
+        snprintf(wal, sizeof wal, "%s-wal", st->path);
+        if (stat(wal, &sb) == 0)
+                ret->bytes += (uint64_t)sb.st_size;
+}
+
+const char *store_last_error(const struct store *st)
+{
+        return st->last_error;
+}
+
+/* ---- statements ---- */
+
+static int bind_text(sqlite3_stmt *q, int i, const char *s)
+{
+        return s ? sqlite3_bind_text(q, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(q, i);
+}
+
+static int run(struct store *st, sqlite3_stmt *q, int rc)
+{
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(q);
+        sqlite3_reset(q);
+        sqlite3_clear_bindings(q);
+        return rc == SQLITE_DONE ? 0 : fail(st, rc);
+}
+
+int store_put_case(struct store *st, const struct store_case *c)
+{
+        sqlite3_stmt *q = st->q[Q_PUT_CASE];
+        int rc = sqlite3_bind_int64(q, 1, c->ref);
+
+        if (rc == SQLITE_OK)
+                rc = bind_text(q, 2, c->fault_key);
+        if (rc == SQLITE_OK)
+                rc = bind_text(q, 3, c->idem_key);
+        if (rc == SQLITE_OK)
+                rc = bind_text(q, 4, c->body);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(q, 5, c->prev_ref);
+        if (rc == SQLITE_OK)
+                rc = bind_text(q, 6, c->case_id);
+        if (rc == SQLITE_OK)
+                rc = bind_text(q, 7, c->parked);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(q, 8, c->update_seq);
+        return run(st, q, rc);
+}
+
+static int del_by_id(struct store *st, int which, int64_t id)
+{
+        sqlite3_stmt *q = st->q[which];
+
+        return run(st, q, sqlite3_bind_int64(q, 1, id));
+}
+
+int store_del_case(struct store *st, int64_t ref)
+{
+        return del_by_id(st, Q_DEL_CASE, ref);
+}
+
+int store_put_update(struct store *st, const struct store_update *u)
+{
+        sqlite3_stmt *q = st->q[Q_PUT_UPDATE];
+        int rc = sqlite3_bind_int64(q, 1, u->seq);
+
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(q, 2, u->ref);
+        if (rc == SQLITE_OK)
+                rc = bind_text(q, 3, u->type);
+        if (rc == SQLITE_OK)
+                rc = bind_text(q, 4, u->body);
+        if (rc == SQLITE_OK)
+                rc = bind_text(q, 5, u->idem_key);
+        if (rc == SQLITE_OK)
+                rc = bind_text(q, 6, u->parked);
+        return run(st, q, rc);
+}
+
+int store_del_update(struct store *st, int64_t seq)
+{
+        return del_by_id(st, Q_DEL_UPDATE, seq);
+}
+
+int store_put_fault(struct store *st, const char *key, const char *json)
+{
+        sqlite3_stmt *q = st->q[Q_PUT_FAULT];
+        int rc = bind_text(q, 1, key);
+
+        if (rc == SQLITE_OK)
+                rc = bind_text(q, 2, json);
+        return run(st, q, rc);
+}
+
+int store_del_fault(struct store *st, const char *key)
+{
+        sqlite3_stmt *q = st->q[Q_DEL_FAULT];
+
+        return run(st, q, bind_text(q, 1, key));
+}
+
+int store_put_window(struct store *st, const struct store_window *w)
+{
+        sqlite3_stmt *q = st->q[Q_PUT_WINDOW];
+        int rc = sqlite3_bind_int64(q, 1, w->id);
+
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(q, 2, w->start);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(q, 3, w->end);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(q, 4, w->ended_at);
+        if (rc == SQLITE_OK)
+                rc = bind_text(q, 5, w->reason ? w->reason : "");
+        return run(st, q, rc);
+}
+
+/* ---- loading ---- */
+
+static const char *col_text(sqlite3_stmt *q, int i)
+{
+        return (const char *)sqlite3_column_text(q, i);
+}
+
+/* Runs sql and calls row(q, ud) for each row. */
+static int walk(struct store *st, const char *sql, int (*row)(sqlite3_stmt *q, void *ctx), void *ctx)
+{
+        sqlite3_stmt *q;
+        int rc = sqlite3_prepare_v2(st->db, sql, -1, &q, NULL), r = 0;
+
+        if (rc != SQLITE_OK)
+                return fail(st, rc);
+        while ((rc = sqlite3_step(q)) == SQLITE_ROW)
+                if ((r = row(q, ctx)) < 0)
+                        break;
+        if (r == 0 && rc != SQLITE_DONE)
+                r = fail(st, rc);
+        sqlite3_finalize(q);
+        return r;
+}
+
+struct cb {
+        void *fn;
+        void *ud;
+};
+
+static int case_row(sqlite3_stmt *q, void *ctx)
+{
+        struct cb *cb = ctx;
+        struct store_case c = {
+                .ref = sqlite3_column_int64(q, 0),
+                .fault_key = col_text(q, 1),
+                .idem_key = col_text(q, 2),
+                .body = col_text(q, 3),
+                .prev_ref = sqlite3_column_int64(q, 4),
+                .case_id = col_text(q, 5),
+                .parked = col_text(q, 6),
+                .update_seq = (unsigned)sqlite3_column_int64(q, 7),
+        };
+
+        if (!c.fault_key || !c.idem_key || !c.body)
+                return -EBADMSG;
+        return ((int (*)(const struct store_case *, void *))cb->fn)(&c, cb->ud);
+}
+
+int store_load_cases(struct store *st, int (*fn)(const struct store_case *c, void *ud), void *ud)
+{
+        struct cb cb = {(void *)fn, ud};
+
+        return walk(st,
+                    "SELECT ref, fault_key, idem_key, body, prev_ref, case_id, parked, update_seq FROM cases "
+                    "ORDER BY ref",
+                    case_row, &cb);
+}
+
+static int update_row(sqlite3_stmt *q, void *ctx)
+{
+        struct cb *cb = ctx;
+        struct store_update u = {
+                .seq = sqlite3_column_int64(q, 0),
+                .ref = sqlite3_column_int64(q, 1),
+                .type = col_text(q, 2),
+                .body = col_text(q, 3),
+                .idem_key = col_text(q, 4),
+                .parked = col_text(q, 5),
+        };
+
+        if (!u.type || !u.body || !u.idem_key)
+                return -EBADMSG;
+        return ((int (*)(const struct store_update *, void *))cb->fn)(&u, cb->ud);
+}
+
+int store_load_updates(struct store *st, int (*fn)(const struct store_update *u, void *ud), void *ud)
+{
+        struct cb cb = {(void *)fn, ud};
+
+        return walk(st, "SELECT seq, ref, type, body, idem_key, parked FROM updates ORDER BY seq", update_row, &cb);
+}
+
+static int fault_row(sqlite3_stmt *q, void *ctx)
+{
+        struct cb *cb = ctx;
+        const char *key = col_text(q, 0), *data = col_text(q, 1);
+
+        if (!key || !data)
+                return -EBADMSG;
+        return ((int (*)(const char *, const char *, void *))cb->fn)(key, data, cb->ud);
+}
+
+int store_load_faults(struct store *st, int (*fn)(const char *key, const char *json, void *ud), void *ud)
+{
+        struct cb cb = {(void *)fn, ud};
+
+        return walk(st, "SELECT key, data FROM faults", fault_row, &cb);
+}
+
+static int window_row(sqlite3_stmt *q, void *ctx)
+{
+        struct cb *cb = ctx;
+        struct store_window w = {
+                .id = sqlite3_column_int64(q, 0),
+                .start = sqlite3_column_int64(q, 1),
+                .end = sqlite3_column_int64(q, 2),
+                .ended_at = sqlite3_column_int64(q, 3),
+                .reason = col_text(q, 4),
+        };
+
+        return ((int (*)(const struct store_window *, void *))cb->fn)(&w, cb->ud);
+}
+
+int store_load_windows(struct store *st, int (*fn)(const struct store_window *w, void *ud), void *ud)
+{
+        struct cb cb = {(void *)fn, ud};
+
+        return walk(st, "SELECT id, start, end_at, ended_at, reason FROM maintenance ORDER BY id", window_row, &cb);
+}
+
+static int counter_row(sqlite3_stmt *q, void *ctx)
+{
+        *(int64_t *)ctx = sqlite3_column_int64(q, 0);
+        return 0;
+}
+
+int store_get_counter(struct store *st, const char *name, int64_t *ret)
+{
+        char sql[200];
+        int64_t v = 0;
+        int r;
+
+        if (strspn(name, "abcdefghijklmnopqrstuvwxyz_") != strlen(name) || strlen(name) > 64)
+                return -EINVAL;
+        snprintf(sql, sizeof sql, "SELECT CAST(v AS INTEGER) FROM meta WHERE k = 'counter.%s'", name);
+        r = walk(st, sql, counter_row, &v);
+        if (r < 0)
+                return r;
+        *ret = v;
+        return 0;
+}
+
+int store_put_counter(struct store *st, const char *name, int64_t value)
+{
+        sqlite3_stmt *q = st->q[Q_PUT_META];
+        char k[80], v[32];
+        int rc;
+
+        snprintf(k, sizeof k, "counter.%s", name);
+        snprintf(v, sizeof v, "%lld", (long long)value);
+        rc = bind_text(q, 1, k);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_text(q, 2, v, -1, SQLITE_TRANSIENT);
+        return run(st, q, rc);
+}
