@@ -162,11 +162,11 @@ golden: $(B)/weibao-agent
 golden-update: $(B)/weibao-agent
 	@tests/run-golden.sh --update $(B)/weibao-agent
 
-integration: all
+integration: all $(B)/bench/trapgen
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
 # The full suite; prints one closing "N passed, N failed" line.
-test: all
+test: all $(B)/bench/trapgen
 	@tests/run-all.sh
 
 bench: all $(BENCH_BIN)

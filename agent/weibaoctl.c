@@ -23,20 +23,27 @@
 
 static void usage(FILE *f)
 {
-        fprintf(f, "Usage: weibaoctl [-s SOCKET] [--json] COMMAND [ARG]\n"
-                   "\n"
-                   "Commands:\n"
-                   "  status     collectors, rules loaded, faults and cases\n"
-                   "  faults     every fault the agent holds, firing and cleared\n"
-                   "  events     the last events no rule matched\n"
-                   "  traps      SNMP trap counters and the last notifications decoded\n"
-                   "  collector NAME  one collector's state and counters\n"
-                   "  snapshot   current readings and faults as JSON\n"
-                   "  reload     re-read configuration and rules (like SIGHUP)\n"
-                   "\n"
-                   "  -s, --socket PATH  control socket (default $WEIBAO_CONTROL_SOCKET or " DEFAULT_SOCKET ")\n"
-                   "  -j, --json         print the agent's JSON answer as it is\n"
-                   "  -h, --help         show this help\n");
+        fprintf(f,
+                "Usage: weibaoctl [-s SOCKET] [--json] COMMAND [ARG]\n"
+                "\n"
+                "Commands:\n"
+                "  status     collectors, rules loaded, faults and cases\n"
+                "  faults     every fault the agent holds, firing and cleared\n"
+                "  events     the last events no rule matched\n"
+                "  traps      SNMP trap counters and the last notifications decoded\n"
+                "  collector NAME  one collector's state and counters\n"
+                "  outbox     cases and updates not yet delivered, parked requests and why\n"
+                "  outbox retry  try parked requests again (after fixing what the server refused)\n"
+                "  maintenance [list]  maintenance windows\n"
+                "  maintenance start --for DURATION --reason TEXT\n"
+                "             faults are recorded but open no case until the window ends (DURATION: 90m, 2h, 1h30m)\n"
+                "  maintenance end [ID]  end the running window early\n"
+                "  snapshot   current readings and faults as JSON\n"
+                "  reload     re-read configuration and rules (like SIGHUP)\n"
+                "\n"
+                "  -s, --socket PATH  control socket (default $WEIBAO_CONTROL_SOCKET or " DEFAULT_SOCKET ")\n"
+                "  -j, --json         print the agent's JSON answer as it is\n"
+                "  -h, --help         show this help\n");
 }
 
 /* Sends cmd and reads the whole answer into a fresh string. */
@@ -201,6 +208,144 @@ static void print_collector(const cJSON *c)
         }
 }
 
+static void print_outbox(const cJSON *o)
+{
+        const cJSON *r;
+        int n = 0;
+
+        printf("%.0f opens and %.0f updates pending (%.0f not yet on disk), %.0f in flight, %.0f parked%s\n",
+               num(o, "opens_pending"), num(o, "updates_pending"), num(o, "not_durable"), num(o, "in_flight"),
+               num(o, "parked"),
+               cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "central_down")) ? "; central API unreachable" : "");
+        cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(o, "records"))
+        {
+                const cJSON *cid = cJSON_GetObjectItemCaseSensitive(r, "case_id"), *u;
+                printf("  %-40s case %-6s %-9s", str(r, "fault_key"), cJSON_IsString(cid) ? cid->valuestring : "-",
+                       str(r, "waiting"));
+                cJSON_ArrayForEach(u, cJSON_GetObjectItemCaseSensitive(r, "updates")) printf(" %s", u->valuestring);
+                printf("\n");
+                if (*str(r, "parked"))
+                        printf("    parked: %s\n", str(r, "parked"));
+                else if (*str(r, "last_error"))
+                        printf("    last error: %s (%.0f failures)\n", str(r, "last_error"), num(r, "failures"));
+                n++;
+        }
+        if (n == 0)
+                printf("  nothing owed to the central API\n");
+}
+
+static void print_window(const cJSON *w)
+{
+        printf("  #%.0f %s .. %s%s%s: %s\n", num(w, "id"), str(w, "start"), str(w, "end"),
+               *str(w, "ended_at") ? ", ended " : " (running)", str(w, "ended_at"), str(w, "reason"));
+}
+
+static void print_maintenance(const cJSON *m)
+{
+        const cJSON *w, *act = cJSON_GetObjectItemCaseSensitive(m, "active");
+
+        if (cJSON_IsObject(act))
+                printf("in a maintenance window: #%.0f until %s (%.0f s left): %s\n", num(act, "id"), str(act, "end"),
+                       num(act, "remaining_s"), str(act, "reason"));
+        else
+                printf("no maintenance window running\n");
+        cJSON_ArrayForEach(w, cJSON_GetObjectItemCaseSensitive(m, "windows")) print_window(w);
+}
+
+/* "90", "90s", "30m", "2h", "1h30m", "1d": seconds, or 0 when malformed. */
+static unsigned long long parse_duration(const char *s)
+{
+        unsigned long long total = 0;
+
+        if (!*s)
+                return 0;
+        while (*s) {
+                char *end;
+                unsigned long long v;
+                if (*s < '0' || *s > '9')
+                        return 0;
+                errno = 0;
+                v = strtoull(s, &end, 10);
+                if (errno || v > 100000000ULL)
+                        return 0;
+                switch (*end) {
+                case '\0':
+                case 's':
+                        break;
+                case 'm':
+                        v *= 60;
+                        break;
+                case 'h':
+                        v *= 3600;
+                        break;
+                case 'd':
+                        v *= 86400;
+                        break;
+                default:
+                        return 0;
+                }
+                total += v;
+                s = *end ? end + 1 : end;
+        }
+        return total;
+}
+
+/* Builds the control line of "maintenance ...". Returns 0, or 2 after
+ * printing a usage error. */
+static int maintenance_line(int argc, char **argv, char *line, size_t size)
+{
+        const char *sub = argc > 0 ? argv[0] : "list";
+
+        if (strcmp(sub, "list") == 0 && argc <= 1) {
+                snprintf(line, size, "maintenance list");
+                return 0;
+        }
+        if (strcmp(sub, "end") == 0 && argc <= 2) {
+                if (argc == 2 && strspn(argv[1], "0123456789") != strlen(argv[1])) {
+                        fprintf(stderr, "weibaoctl: maintenance end takes a window id (a number)\n");
+                        return 2;
+                }
+                snprintf(line, size, "maintenance end%s%s", argc == 2 ? " " : "", argc == 2 ? argv[1] : "");
+                return 0;
+        }
+        if (strcmp(sub, "start") == 0) {
+                const char *dur = NULL, *reason = NULL;
+                unsigned long long secs;
+                for (int i = 1; i < argc; i++) {
+                        if (strcmp(argv[i], "--for") == 0 && i + 1 < argc)
+                                dur = argv[++i];
+                        else if (strcmp(argv[i], "--reason") == 0 && i + 1 < argc)
+                                reason = argv[++i];
+                        else {
+                                fprintf(stderr, "weibaoctl: maintenance start: unexpected '%s'\n", argv[i]);
+                                return 2;
+                        }
+                }
+                if (!dur || !reason || !*reason) {
+                        fprintf(stderr, "weibaoctl: maintenance start needs --for DURATION and --reason TEXT\n");
+                        return 2;
+                }
+                secs = parse_duration(dur);
+                if (secs == 0 || secs > 30ULL * 86400) {
+                        fprintf(stderr, "weibaoctl: --for %s: expected a duration from 1s to 30d (90m, 2h, 1h30m)\n",
+                                dur);
+                        return 2;
+                }
+                for (const char *p = reason; *p; p++)
+                        if ((unsigned char)*p < 0x20) {
+                                fprintf(stderr, "weibaoctl: --reason must be one line of text\n");
+                                return 2;
+                        }
+                if ((size_t)snprintf(line, size, "maintenance start %llu %s", secs, reason) >= size) {
+                        fprintf(stderr, "weibaoctl: --reason is too long\n");
+                        return 2;
+                }
+                return 0;
+        }
+        fprintf(stderr, "weibaoctl: maintenance: expected list, start --for D --reason R, or end [ID]\n");
+        return 2;
+}
+
 static void print_status(const cJSON *o)
 {
         const cJSON *agent = cJSON_GetObjectItemCaseSensitive(o, "agent");
@@ -217,8 +362,24 @@ static void print_status(const cJSON *o)
                num(rules, "loaded"), str(rules, "loaded_at"), num(rules, "reloads"), num(rules, "reload_failures"),
                num(rules, "events"), num(rules, "unmatched_events"));
         printf("faults:     %.0f firing, %.0f cleared\n", num(faults, "firing"), num(faults, "cleared"));
-        printf("cases:      %.0f opened, %.0f sends pending, %.0f failed attempts\n", num(cases, "opened"),
-               num(cases, "sends_pending"), num(cases, "send_failures"));
+        printf("cases:      %.0f opened, %.0f sends pending (%.0f not yet on disk), %.0f parked, %.0f failed "
+               "attempts%s\n",
+               num(cases, "opened"), num(cases, "sends_pending"), num(cases, "not_durable"), num(cases, "parked"),
+               num(cases, "send_failures"),
+               cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cases, "central_down")) ? "; central API unreachable"
+                                                                                     : "");
+        printf("storms:     %.0f faults summarised (storm), %.0f (case rate), %.0f held by maintenance, %.0f lost, "
+               "%.0f flapping%s\n",
+               num(cases, "storm_summarised"), num(cases, "rate_limited"), num(cases, "held_maintenance"),
+               num(cases, "lost"), num(faults, "flapping"),
+               cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cases, "maintenance")) ? "; in a maintenance window" : "");
+        {
+                const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "state");
+                printf("state:      %s, %.0f bytes, %.0f commits, %.0f failed%s%s\n", str(st, "dir"), num(st, "bytes"),
+                       num(st, "commits"), num(st, "commit_failures"),
+                       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "failing")) ? "; NOT SAVING: " : "",
+                       str(st, "error"));
+        }
         printf("collectors:\n");
         cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(o, "collectors"))
         {
@@ -244,7 +405,7 @@ int main(int argc, char **argv)
 
         if (!path || !*path)
                 path = DEFAULT_SOCKET;
-        while ((c = getopt_long(argc, argv, "s:jh", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "+s:jh", options, NULL)) >= 0) {
                 switch (c) {
                 case 's':
                         path = optarg;
@@ -267,8 +428,21 @@ int main(int argc, char **argv)
         cmd = argv[optind];
         static const char *const one[] = {"status", "faults", "snapshot", "reload", "events", "traps"};
         bool known = false;
+        char line[1024];
         for (size_t i = 0; i < sizeof one / sizeof one[0]; i++)
                 known |= strcmp(cmd, one[i]) == 0;
+        if (strcmp(cmd, "maintenance") == 0 || strcmp(cmd, "outbox") == 0) {
+                if (strcmp(cmd, "outbox") == 0) {
+                        if (optind + 1 < argc && (strcmp(argv[optind + 1], "retry") != 0 || optind + 2 < argc)) {
+                                fprintf(stderr, "weibaoctl: outbox takes nothing or 'retry'\n");
+                                return 2;
+                        }
+                        snprintf(line, sizeof line, "outbox%s", optind + 1 < argc ? " retry" : "");
+                } else if ((r = maintenance_line(argc - optind - 1, argv + optind + 1, line, sizeof line)) != 0) {
+                        return r;
+                }
+                goto send;
+        }
         if (!known && strcmp(cmd, "collector") != 0) {
                 fprintf(stderr, "weibaoctl: unknown command '%s' (try --help)\n", cmd);
                 return 1;
@@ -278,7 +452,6 @@ int main(int argc, char **argv)
                         known ? "no argument" : "one argument, the collector's name");
                 return 2;
         }
-        char line[300];
         if (!known) {
                 if (strspn(argv[optind + 1], "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(argv[optind + 1])) {
                         fprintf(stderr, "weibaoctl: '%s' is not a collector name\n", argv[optind + 1]);
@@ -288,6 +461,7 @@ int main(int argc, char **argv)
         } else {
                 snprintf(line, sizeof line, "%s", cmd);
         }
+send:
         r = ask(path, line, &answer);
         if (r < 0) {
                 fprintf(stderr, "weibaoctl: cannot talk to the agent at %s: %s (is weibao-agent running?)\n", path,
@@ -313,6 +487,13 @@ int main(int argc, char **argv)
                 print_events(cJSON_GetObjectItemCaseSensitive(o, "unmatched"), "no unmatched events");
         } else if (strcmp(cmd, "traps") == 0 || strcmp(cmd, "collector") == 0) {
                 print_collector(cJSON_GetObjectItemCaseSensitive(o, "collector"));
+        } else if (strcmp(cmd, "outbox") == 0) {
+                if (cJSON_GetObjectItemCaseSensitive(o, "unparked"))
+                        printf("%.0f parked requests are tried again\n", num(o, "unparked"));
+                else
+                        print_outbox(cJSON_GetObjectItemCaseSensitive(o, "outbox"));
+        } else if (strcmp(cmd, "maintenance") == 0) {
+                print_maintenance(cJSON_GetObjectItemCaseSensitive(o, "maintenance"));
         } else if (strcmp(cmd, "snapshot") == 0) {
                 char *s = cJSON_Print(cJSON_GetObjectItemCaseSensitive(o, "snapshot"));
                 if (s)

@@ -1,0 +1,282 @@
+"""Case delivery you can trust (agent/outbox.c, agent/faults.c, agent/store.c):
+nothing lost across a central API outage and agent crashes, nothing
+duplicated, no case storms, maintenance windows, a full state directory.
+
+Faults come from SNMP traps (net-snmp's snmptrap, and bench/trapgen for many
+keys at once) through the default rules: linkDown opens a P3 fault per
+interface, linkUp for the same ifIndex clears it. The truth is the stub's
+database, read through its API.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import BUILD, require_root, require_tool, wait_until
+from test_snmptrap import LINK_DOWN, LINK_UP, TrapAgent, link_key, link_varbinds, v2c_args
+
+FAST = "cases {\n  storm_keys 0\n  case_rate 100000\n  case_burst 100000\n  %s}\n"
+
+
+class DeliveryAgent(TrapAgent):
+    """A trap agent whose config also carries a cases block."""
+
+    def __init__(self, tmp, stub, cases=FAST % ""):
+        os.makedirs(tmp, exist_ok=True)
+        super().__init__(tmp, stub, snmp_settings='  community "public"\n')
+        with open(self.conf, "a") as f:
+            f.write(cases)
+
+    def status(self):
+        r = self.ctl("--json", "status")
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    def faults(self):
+        r = self.ctl("--json", "faults")
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)["faults"]
+
+    def down(self, i):
+        self.trap(*v2c_args(), ["", LINK_DOWN, *link_varbinds(i)])
+
+    def up(self, i):
+        self.trap(*v2c_args(), ["", LINK_UP, *link_varbinds(i, oper=1)])
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.logf.close()
+        self.proc = None
+
+    def settled(self):
+        """Everything decided so far is on disk (nothing held in memory only)."""
+        s = self.status()
+        return s["cases"]["not_durable"] == 0 and not s["state"]["failing"]
+
+
+def firing(agent):
+    return {f["key"] for f in agent.faults() if f["state"] == "firing"}
+
+
+def cases_by_key(stub):
+    out = {}
+    for c in stub.cases():
+        out.setdefault(c["fault_key"], []).append(c)
+    return out
+
+
+@pytest.fixture
+def dagent(stub, tmp_path):
+    require_tool("snmptrap", "snmp")
+    a = DeliveryAgent(str(tmp_path / "agent"), stub)
+    yield a
+    a.stop()
+
+
+def test_outage_and_two_crashes_deliver_everything_exactly_once_in_order(stub, tmp_path):
+    require_tool("snmptrap", "snmp")
+    stub.stop()  # the central API is down from the start; same port and database later
+    a = DeliveryAgent(str(tmp_path / "agent"), stub, FAST % "  reopen_window 0s\n")
+    keys = [link_key(i) for i in range(1, 51)]
+    try:
+        a.start()
+        for i in range(1, 26):
+            a.down(i)
+        assert wait_until(lambda: len(firing(a)) == 25 and a.settled(), 20), a.log()
+        time.sleep(0.3)
+        a.kill9()
+
+        a.start()
+        assert len(firing(a)) == 25  # restored, not lost
+        for i in range(26, 51):
+            a.down(i)
+        for i in range(1, 11):
+            a.up(i)  # clears faults the previous run opened: their rule state was restored
+        assert wait_until(lambda: len(firing(a)) == 40 and a.settled(), 20), a.log()
+        time.sleep(0.3)
+        a.kill9()
+
+        a.start()
+        for i in range(11, 51):
+            a.up(i)
+        assert wait_until(lambda: not firing(a) and a.settled(), 20), a.log()
+        st = a.status()
+        assert st["cases"]["opens_pending"] == 50, st["cases"]
+        assert st["cases"]["updates_pending"] == 50, st["cases"]
+        assert st["cases"]["central_down"] is True
+
+        stub.start()
+        assert wait_until(lambda: a.status()["cases"]["sends_pending"] == 0, 40), a.ctl("outbox").stdout
+        by_key = cases_by_key(stub)
+        assert sorted(by_key) == sorted(keys)
+        for key in keys:
+            assert len(by_key[key]) == 1, (key, by_key[key])  # exactly one case per fault
+            case = stub.case(by_key[key][0]["id"])
+            types = [u["type"] for u in case["updates"]]
+            assert types == ["cleared"], (key, types)  # exactly once, nothing else
+            assert case["fault_active"] is False
+            assert case["updates"][0]["created_at"] >= case["created_at"]  # open, then its clear
+            assert case["occurrences"] == 1
+        # no idempotent replay was needed to hide a duplicate: one case id per key
+        assert len({c["idempotency_key"] for cs in by_key.values() for c in cs}) == 50
+    finally:
+        a.stop()
+
+
+def test_restart_takes_up_the_open_case_instead_of_a_second_one(dagent, stub):
+    dagent.start()
+    dagent.down(7)
+    case = stub.wait_for(lambda: cases_by_key(stub).get(link_key(7)), 10)[0]
+    dagent.stop()
+    dagent.start()
+    dagent.down(7)  # the same fault, seen again by a new process
+    dagent.up(7)
+    stub.wait_for(lambda: not stub.case(case["id"])["fault_active"], 10)
+    assert len(stub.cases()) == 1
+    updates = [u["type"] for u in stub.case(case["id"])["updates"]]
+    assert updates.count("cleared") == 1, updates
+    assert "reopened" not in updates
+
+
+def test_maintenance_window_holds_cases_until_it_ends(dagent, stub):
+    dagent.start()
+    r = dagent.ctl("maintenance", "start", "--for", "4s", "--reason", "disk swap on the RAID shelf")
+    assert r.returncode == 0, r.stderr
+    assert "disk swap on the RAID shelf" in r.stdout
+    dagent.down(1)  # still down at the end: its case opens then
+    dagent.down(2)
+    dagent.up(2)  # cleared within the window: never a case
+    assert wait_until(lambda: {f["key"]: f for f in dagent.faults()}.get(link_key(1), {}).get("held"), 3)
+    time.sleep(1)
+    assert stub.cases() == []
+    assert dagent.status()["cases"]["maintenance"] is True
+    cases = stub.wait_for(lambda: stub.cases(), 10)
+    assert [c["fault_key"] for c in cases] == [link_key(1)]
+    full = stub.case(cases[0]["id"])
+    assert "disk swap on the RAID shelf" in full["extra"]["held"]
+    lst = dagent.ctl("maintenance", "list")
+    assert "no maintenance window running" in lst.stdout and "ended" in lst.stdout, lst.stdout
+    time.sleep(1.5)
+    assert len(stub.cases()) == 1
+
+
+def test_maintenance_window_persists_and_can_end_early(dagent, stub):
+    dagent.start()
+    assert dagent.ctl("maintenance", "start", "--for", "2h", "--reason", "kernel upgrade").returncode == 0
+    again = dagent.ctl("maintenance", "start", "--for", "1h", "--reason", "another")
+    assert again.returncode == 1 and "already running" in again.stderr
+    dagent.down(3)
+    dagent.stop()
+    dagent.start()  # the window survives the restart, and the held fault with it
+    lst = dagent.ctl("maintenance", "list")
+    assert "in a maintenance window: #1" in lst.stdout, lst.stdout
+    time.sleep(1)
+    assert stub.cases() == []
+    r = dagent.ctl("maintenance", "end")
+    assert r.returncode == 0, r.stderr
+    assert "ended" in dagent.ctl("maintenance", "list").stdout
+    case = stub.wait_for(lambda: stub.cases(), 10)[0]
+    assert case["fault_key"] == link_key(3)
+    assert dagent.ctl("maintenance", "end").returncode == 1
+    bad = dagent.ctl("maintenance", "start", "--for", "0s", "--reason", "x")
+    assert bad.returncode == 2 and "duration" in bad.stderr
+
+
+def test_flapping_key_is_one_case_with_one_flapping_note(stub, tmp_path):
+    require_tool("snmptrap", "snmp")
+    a = DeliveryAgent(str(tmp_path / "agent"), stub, FAST % "  flap_count 3\n  flap_window 3s\n")
+    try:
+        a.start()
+        for _ in range(8):
+            a.down(4)
+            a.up(4)
+        stub.wait_for(lambda: stub.cases(), 10)
+        assert wait_until(lambda: a.status()["faults"]["flapping"] == 1, 5), a.log()
+        time.sleep(1)
+        assert len(stub.cases()) == 1
+        case = stub.cases()[0]
+        # settles 3 s after the last change: a final note, and the case told it is cleared
+        stub.wait_for(lambda: any("stopped flapping" in (u.get("message") or "")
+                                  for u in stub.case(case["id"])["updates"]), 10)
+        full = stub.case(case["id"])
+        types = [u["type"] for u in full["updates"]]
+        notes = [u for u in full["updates"] if u["type"] == "note"]
+        assert len(notes) == 2, types
+        assert notes[0]["flapping"] is True
+        assert notes[1]["flapping"] is False
+        assert len(types) <= 8, types  # 16 changes, not 16 updates
+        assert full["fault_active"] is False
+        assert len(stub.cases()) == 1
+    finally:
+        a.stop()
+
+
+def test_500_keys_of_one_rule_make_one_summary_case(stub, tmp_path):
+    require_tool("snmptrap", "snmp")
+    trapgen = os.path.join(BUILD, "bench", "trapgen")
+    assert os.access(trapgen, os.X_OK), "make builds build/bench/trapgen for the integration tests"
+    a = DeliveryAgent(str(tmp_path / "agent"), stub, "cases {\n  storm_keys 5\n  storm_window 1m\n}\n")
+    try:
+        a.start()
+        r = subprocess.run([trapgen, "-h", "127.0.0.1", "-p", str(a.port), "-r", "2000", "-n", "500", "-k", "500"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert wait_until(lambda: len(firing(a)) == 501, 15), (len(firing(a)), a.log()[-2000:])
+        assert wait_until(lambda: a.status()["cases"]["sends_pending"] == 0, 20)
+        time.sleep(1.5)  # the summary's note with the later keys goes within a second
+        assert wait_until(lambda: a.status()["cases"]["sends_pending"] == 0, 10)
+        cases = stub.cases()
+        summary = [c for c in cases if c["fault_key"] == "storm:snmp-link-down"]
+        assert len(summary) == 1, [c["fault_key"] for c in cases]
+        assert len(cases) == 6, [c["fault_key"] for c in cases]  # the first 5 keys, then one summary
+        full = stub.case(summary[0]["id"])
+        listed = set(full["extra"]["storm_keys"])
+        for u in full["updates"]:
+            listed |= set(u.get("storm_keys", []))
+        assert len(listed) == 200  # the first 200 by name ...
+        notes = [u for u in full["updates"] if u["type"] == "note"]
+        assert notes and notes[-1]["storm_members"] == 495
+        assert notes[-1]["storm_unlisted"] == 295  # ... the rest counted, not silently shed
+        assert "rule snmp-link-down" in full["title"]
+        st = a.status()["cases"]
+        assert st["storm_summarised"] == 495
+    finally:
+        a.stop()
+
+
+def test_full_state_directory_is_reported_and_recovers(stub, tmp_path):
+    require_root("needs root to mount a small tmpfs for the state directory")
+    require_tool("snmptrap", "snmp")
+    state = tmp_path / "agent" / "state"
+    state.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(state)], check=True)
+    a = DeliveryAgent(str(tmp_path / "agent"), stub)
+    try:
+        a.start()
+        a.down(1)
+        stub.wait_for(lambda: stub.cases(), 10)
+        # fill the filesystem, then more faults come
+        subprocess.run(["dd", "if=/dev/zero", "of=%s/filler" % state, "bs=64k"], capture_output=True)
+        for i in range(2, 40):
+            a.down(i)
+        assert wait_until(lambda: a.status()["state"]["failing"], 10), a.log()[-2000:]
+        st = a.status()
+        assert "full" in st["state"]["error"], st["state"]
+        assert st["cases"]["not_durable"] > 0
+        assert "cannot save" in a.log() and "held in memory only" in a.log()
+        time.sleep(1.5)
+        assert len(stub.cases()) == 1  # nothing is sent before it is on disk
+        assert a.proc.poll() is None
+        assert "NOT SAVING" in a.ctl("status").stdout
+        os.unlink(state / "filler")  # space returns
+        assert wait_until(lambda: not a.status()["state"]["failing"], 10)
+        stub.wait_for(lambda: len(stub.cases()) == 39, 20)
+        assert "saving works again" in a.log()
+    finally:
+        a.stop()
+        subprocess.run(["umount", "-l", str(state)])
