@@ -350,7 +350,7 @@ def _conf_items(sub_src):
 def test_conf_agent_and_central_settings_from_the_grammar():
     ebnf = _ebnf()
     src = read_page("weibao.conf.5")
-    for block, prod in (("agent", "agent-set"), ("central", "central")):
+    for block, prod in (("agent", "agent-set"), ("central", "central"), ("cases", "cases")):
         settings = [s for s in _alternative_heads(_production(ebnf, prod)) if s != block]
         assert len(settings) >= 5, (block, settings)
         items = _conf_items(section(src, f"THE {block.upper()} BLOCK"))
@@ -365,7 +365,8 @@ def test_conf_defaults_from_docs():
     defaults = [(k, v.strip('"')) for k, v in defaults]
     assert ("timeout", "10s") in defaults and ("occurrence_interval", "1m") in defaults, defaults
     src = read_page("weibao.conf.5")
-    items = {**_conf_items(section(src, "THE AGENT BLOCK")), **_conf_items(section(src, "THE CENTRAL BLOCK"))}
+    items = {**_conf_items(section(src, "THE AGENT BLOCK")), **_conf_items(section(src, "THE CENTRAL BLOCK")),
+             **_conf_items(section(src, "THE CASES BLOCK"))}
     for key, value in defaults:
         assert key in items, key
         if key in ("url", "token_file"):
