@@ -80,7 +80,7 @@ struct fault {
         char **member_keys; /* listed so far; the last members_new are not yet on the case */
         size_t n_member_keys, members_new;
         uint64_t last_note_mono;
-        bool dirty, lazy_dirty;
+        bool dirty, lazy_dirty, in_dirty;
         struct fault *next;
 };
 
@@ -100,6 +100,9 @@ struct faults {
         struct loop_source *timer;
         struct fault *buckets[FAULT_BUCKETS];
         size_t n_faults;
+        struct fault **dirty; /* faults changed since the last commit */
+        size_t n_dirty, cap_dirty;
+        bool dirty_all; /* the list lost track (allocation failure): write them all */
         char **deleted; /* keys whose rows go in the next commit */
         size_t n_deleted, cap_deleted;
         struct rule_storm *storms;
@@ -241,9 +244,28 @@ static void take_text(struct fault *f, const struct rule_hit *hit)
 
 /* ---- persistence ---- */
 
+static void remember(struct faults *fs, struct fault *f)
+{
+        if (f->in_dirty)
+                return;
+        if (fs->n_dirty == fs->cap_dirty) {
+                size_t nc = fs->cap_dirty ? 2 * fs->cap_dirty : 256;
+                struct fault **nd = xrealloc(fs->dirty, nc * sizeof *nd);
+                if (!nd) {
+                        fs->dirty_all = true;
+                        return;
+                }
+                fs->dirty = nd;
+                fs->cap_dirty = nc;
+        }
+        fs->dirty[fs->n_dirty++] = f;
+        f->in_dirty = true;
+}
+
 static void mark(struct faults *fs, struct fault *f)
 {
         f->dirty = true;
+        remember(fs, f);
         store_mark_dirty(fs->st);
 }
 
@@ -251,6 +273,7 @@ static void mark(struct faults *fs, struct fault *f)
 static void mark_lazy(struct faults *fs, struct fault *f)
 {
         f->lazy_dirty = true;
+        remember(fs, f);
         fs->any_lazy = true;
 }
 
@@ -319,8 +342,9 @@ static int fs_write(struct store *st, void *userdata)
         struct faults *fs = userdata;
         int r;
 
-        for (size_t b = 0; b < FAULT_BUCKETS; b++)
-                for (struct fault *f = fs->buckets[b]; f; f = f->next) {
+        for (size_t b = 0, i = 0; fs->dirty_all ? b < FAULT_BUCKETS : i < fs->n_dirty; b++, i++)
+                for (struct fault *f = fs->dirty_all ? fs->buckets[b] : fs->dirty[i]; f;
+                     f = fs->dirty_all ? f->next : NULL) {
                         if (!f->dirty && !f->lazy_dirty)
                                 continue;
                         cJSON *o = fault_doc(f);
@@ -346,9 +370,14 @@ static void fs_done(struct store *st, bool committed, void *userdata)
         (void)st;
         if (!committed)
                 return;
-        for (size_t b = 0; b < FAULT_BUCKETS; b++)
-                for (struct fault *f = fs->buckets[b]; f; f = f->next)
-                        f->dirty = f->lazy_dirty = false;
+        if (fs->dirty_all)
+                for (size_t b = 0; b < FAULT_BUCKETS; b++)
+                        for (struct fault *f = fs->buckets[b]; f; f = f->next)
+                                f->dirty = f->lazy_dirty = false;
+        for (size_t i = 0; i < fs->n_dirty; i++)
+                fs->dirty[i]->dirty = fs->dirty[i]->lazy_dirty = fs->dirty[i]->in_dirty = false;
+        fs->n_dirty = 0;
+        fs->dirty_all = false;
         for (size_t i = 0; i < fs->n_deleted; i++)
                 free(fs->deleted[i]);
         fs->n_deleted = 0;
@@ -1097,6 +1126,12 @@ static void forget(struct faults *fs, struct fault **pp)
         }
         fs->deleted[fs->n_deleted++] = key;
         f->key = NULL;
+        if (f->in_dirty)
+                for (size_t i = 0; i < fs->n_dirty; i++)
+                        if (fs->dirty[i] == f) {
+                                fs->dirty[i] = fs->dirty[--fs->n_dirty];
+                                break;
+                        }
         if (f->case_ref)
                 outbox_release(fs->ob, f->case_ref);
         *pp = f->next;
@@ -1347,6 +1382,7 @@ void faults_free(struct faults *fs)
         for (size_t i = 0; i < fs->n_deleted; i++)
                 free(fs->deleted[i]);
         free(fs->deleted);
+        free(fs->dirty);
         while (fs->storms) {
                 struct rule_storm *s = fs->storms;
                 fs->storms = s->next;

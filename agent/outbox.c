@@ -59,6 +59,9 @@ struct rec {
         char *last_error;
         struct rec *next, *prev;         /* all records, by ref */
         struct rec *key_prev, *key_next; /* the same fault key, by ref */
+        struct rec *owe_prev, *owe_next; /* the records that owe something */
+        bool owing;
+        bool in_dirty;
         struct rec *ref_next;            /* hash chain */
 };
 
@@ -76,6 +79,11 @@ struct outbox {
         void *userdata;
         struct loop_source *timer;
         struct rec *head, *tail;
+        struct rec *owe_head, *owe_tail; /* what outbox_kick looks at */
+        struct rec **dirty;              /* records changed since the last commit */
+        size_t n_dirty, cap_dirty;
+        bool dirty_all; /* the dirty list lost track: write every record */
+        bool swept;
         struct rec *by_ref[REF_BUCKETS];
         struct key_slot *by_key[KEY_BUCKETS];
         int64_t last_ref, last_seq;
@@ -122,6 +130,41 @@ static struct key_slot **key_slot_find(struct outbox *ob, const char *key)
 static bool rec_owes(const struct rec *r)
 {
         return !r->case_id || r->items || r->in_flight;
+}
+
+static void owe_unlink(struct outbox *ob, struct rec *r)
+{
+        if (r->owe_prev)
+                r->owe_prev->owe_next = r->owe_next;
+        else
+                ob->owe_head = r->owe_next;
+        if (r->owe_next)
+                r->owe_next->owe_prev = r->owe_prev;
+        else
+                ob->owe_tail = r->owe_prev;
+        r->owe_prev = r->owe_next = NULL;
+        r->owing = false;
+}
+
+/* Keeps r in the list of records that owe something exactly while it does. */
+static void owe_sync(struct outbox *ob, struct rec *r)
+{
+        bool owes = rec_owes(r);
+
+        if (owes == r->owing)
+                return;
+        if (owes) {
+                r->owing = true;
+                r->owe_prev = ob->owe_tail;
+                r->owe_next = NULL;
+                if (ob->owe_tail)
+                        ob->owe_tail->owe_next = r;
+                else
+                        ob->owe_head = r;
+                ob->owe_tail = r;
+                return;
+        }
+        owe_unlink(ob, r);
 }
 
 static void item_free(struct item *it)
@@ -199,8 +242,16 @@ static void rec_drop(struct outbox *ob, struct rec *r)
         struct rec **bp = &ob->by_ref[(uint64_t)r->ref % REF_BUCKETS];
 
         if (push_id(&ob->del_refs, &ob->n_del_refs, &ob->cap_del_refs, r->ref) < 0)
-                return; /* kept: dropped at a later walk */
+                return; /* kept: dropped at a later release or start */
         store_mark_dirty(ob->st);
+        if (r->owing)
+                owe_unlink(ob, r);
+        if (r->in_dirty)
+                for (size_t i = 0; i < ob->n_dirty; i++)
+                        if (ob->dirty[i] == r) {
+                                ob->dirty[i] = ob->dirty[--ob->n_dirty];
+                                break;
+                        }
         if (r->key_next)
                 r->key_next->key_prev = r->key_prev;
         if (r->key_prev)
@@ -230,39 +281,53 @@ static void rec_drop(struct outbox *ob, struct rec *r)
 
 /* ---- persistence ---- */
 
+static int rec_write(struct store *st, const struct rec *c)
+{
+        int r;
+
+        if (!c->row_durable) {
+                struct store_case sc = {
+                        .ref = c->ref,
+                        .fault_key = c->fault_key,
+                        .idem_key = c->idem_key,
+                        .body = c->body,
+                        .prev_ref = c->prev_ref,
+                        .case_id = c->case_id,
+                        .parked = c->parked,
+                        .update_seq = c->update_seq,
+                };
+                if ((r = store_put_case(st, &sc)) < 0)
+                        return r;
+        }
+        for (const struct item *it = c->items; it; it = it->next) {
+                if (it->durable)
+                        continue;
+                struct store_update su = {
+                        .seq = it->seq,
+                        .ref = c->ref,
+                        .type = it->type,
+                        .body = it->body,
+                        .idem_key = it->idem_key,
+                };
+                if ((r = store_put_update(st, &su)) < 0)
+                        return r;
+        }
+        return 0;
+}
+
 static int ob_write(struct store *st, void *userdata)
 {
         struct outbox *ob = userdata;
         int r;
 
-        for (struct rec *c = ob->head; c; c = c->next) {
-                if (!c->row_durable) {
-                        struct store_case sc = {
-                                .ref = c->ref,
-                                .fault_key = c->fault_key,
-                                .idem_key = c->idem_key,
-                                .body = c->body,
-                                .prev_ref = c->prev_ref,
-                                .case_id = c->case_id,
-                                .parked = c->parked,
-                                .update_seq = c->update_seq,
-                        };
-                        if ((r = store_put_case(st, &sc)) < 0)
+        if (ob->dirty_all) {
+                for (struct rec *c = ob->head; c; c = c->next)
+                        if ((r = rec_write(st, c)) < 0)
                                 return r;
-                }
-                for (struct item *it = c->items; it; it = it->next) {
-                        if (it->durable)
-                                continue;
-                        struct store_update su = {
-                                .seq = it->seq,
-                                .ref = c->ref,
-                                .type = it->type,
-                                .body = it->body,
-                                .idem_key = it->idem_key,
-                        };
-                        if ((r = store_put_update(st, &su)) < 0)
+        } else {
+                for (size_t i = 0; i < ob->n_dirty; i++)
+                        if ((r = rec_write(st, ob->dirty[i])) < 0)
                                 return r;
-                }
         }
         for (size_t i = 0; i < ob->n_del_seqs; i++)
                 if ((r = store_del_update(st, ob->del_seqs[i])) < 0)
@@ -295,12 +360,30 @@ static void ob_done(struct store *st, bool committed, void *userdata)
                 log_notice("state database: saving works again");
                 ob->store_failing = false;
         }
-        for (struct rec *c = ob->head; c; c = c->next) {
+        size_t n = ob->n_dirty;
+        if (ob->dirty_all) {
+                for (struct rec *c = ob->head; c; c = c->next) {
+                        c->row_durable = true;
+                        for (struct item *it = c->items; it; it = it->next)
+                                it->durable = true;
+                }
+                ob->dirty_all = false;
+        }
+        for (size_t i = 0; i < n; i++) {
+                struct rec *c = ob->dirty[i];
                 c->row_durable = true;
+                c->in_dirty = false;
                 for (struct item *it = c->items; it; it = it->next)
                         it->durable = true;
         }
+        ob->n_dirty = 0;
         ob->n_del_refs = ob->n_del_seqs = 0;
+        /* records that were waiting for this commit to go */
+        for (size_t i = 0; i < n; i++) {
+                struct rec *c = ob->dirty[i];
+                if (c->released && !rec_owes(c))
+                        rec_drop(ob, c);
+        }
         outbox_kick(ob);
 }
 
@@ -308,6 +391,20 @@ static void mark(struct outbox *ob, struct rec *r)
 {
         r->row_durable = false;
         store_mark_dirty(ob->st);
+        if (r->in_dirty)
+                return;
+        if (ob->n_dirty == ob->cap_dirty) {
+                size_t nc = ob->cap_dirty ? 2 * ob->cap_dirty : 256;
+                struct rec **nd = xrealloc(ob->dirty, nc * sizeof *nd);
+                if (!nd) {
+                        ob->dirty_all = true; /* cannot remember it: the next commit writes every record */
+                        return;
+                }
+                ob->dirty = nd;
+                ob->cap_dirty = nc;
+        }
+        ob->dirty[ob->n_dirty++] = r;
+        r->in_dirty = true;
 }
 
 /* ---- delivery ---- */
@@ -429,6 +526,7 @@ static void on_open_done(const struct sender_result *res, void *userdata)
                         free(r->last_error);
                         r->last_error = NULL;
                         mark(ob, r);
+                        owe_sync(ob, r);
                         prev_opened(ob, r);
                         if (ob->opened)
                                 ob->opened(r->ref, r->fault_key, r->case_id, ob->userdata);
@@ -465,6 +563,7 @@ static void on_update_done(const struct sender_result *res, void *userdata)
                 if (!r->items)
                         r->items_tail = NULL;
                 item_free(it);
+                owe_sync(ob, r);
                 ob->n_items--;
                 ob->stats.updates_sent++;
                 r->failures = 0;
@@ -516,16 +615,21 @@ void outbox_kick(struct outbox *ob)
         uint64_t now = time_mono_usec(), next = 1000000;
         struct rec *r, *n;
 
-        for (r = ob->head; r; r = n) {
-                n = r->next;
-                if (r->released && !rec_owes(r) && r->row_durable) {
-                        rec_drop(ob, r);
-                        continue;
+        if (!ob->swept) {
+                /* records of a previous run that no fault claimed */
+                ob->swept = true;
+                for (r = ob->head; r; r = n) {
+                        n = r->next;
+                        if (r->released && !rec_owes(r) && r->row_durable && !r->in_dirty)
+                                rec_drop(ob, r);
                 }
+        }
+        for (r = ob->owe_head; r; r = n) {
+                n = r->owe_next;
                 if (ob->in_flight >= ob->set.max_in_flight)
-                        continue;
+                        break; /* an answer kicks again */
                 if (ob->down_failures && (now < ob->down_until || ob->in_flight > 0))
-                        continue; /* down: one probe at a time, after the wait */
+                        break; /* down: one probe at a time, after the wait */
                 if (rec_ready(r, now))
                         rec_send(ob, r);
                 else if (!r->in_flight && !r->parked && r->next_try > now && r->next_try - now < next)
@@ -638,6 +742,8 @@ int outbox_new(struct loop *loop, struct store *st, struct sender *sender, const
                 outbox_free(ob);
                 return r;
         }
+        for (struct rec *c = ob->head; c; c = c->next)
+                owe_sync(ob, c);
         if (c_ref > ob->last_ref)
                 ob->last_ref = c_ref;
         if (c_seq > ob->last_seq)
@@ -664,6 +770,7 @@ void outbox_free(struct outbox *ob)
                 }
         free(ob->del_refs);
         free(ob->del_seqs);
+        free(ob->dirty);
         free(ob);
 }
 
@@ -702,6 +809,7 @@ int64_t outbox_open_case(struct outbox *ob, const char *fault_key, const char *b
         }
         ob->last_ref = r->ref;
         ob->n_items++;
+        owe_sync(ob, r);
         if (prev && prev->case_id)
                 prev_opened(ob, prev);
         mark(ob, r);
@@ -738,6 +846,7 @@ int outbox_add_update(struct outbox *ob, int64_t ref, const char *type, const ch
                 r->items = it;
         r->items_tail = it;
         ob->n_items++;
+        owe_sync(ob, r);
         mark(ob, r);
         return 0;
 }
@@ -785,8 +894,11 @@ void outbox_release(struct outbox *ob, int64_t ref)
 {
         struct rec *r = rec_find(ob, ref);
 
-        if (r)
-                r->released = true;
+        if (!r)
+                return;
+        r->released = true;
+        if (!rec_owes(r) && r->row_durable && !r->in_dirty)
+                rec_drop(ob, r);
 }
 
 size_t outbox_unpark(struct outbox *ob)
