@@ -59,6 +59,41 @@ static char *read_os_pretty_name(void)
         return xstrdup("");
 }
 
+static char *read_cpu_model(void)
+{
+        char line[512];
+        FILE *f = fopen("/proc/cpuinfo", "re");
+        char *r = NULL;
+
+        if (!f)
+                return xstrdup("");
+        while (!r && fgets(line, sizeof line, f)) {
+                char *colon = strchr(line, ':');
+                if (strncmp(line, "model name", 10) != 0 || !colon)
+                        continue;
+                colon += 1 + strspn(colon + 1, " \t");
+                colon[strcspn(colon, "\r\n")] = '\0';
+                r = xstrdup(colon);
+        }
+        fclose(f);
+        return r ? r : xstrdup("");
+}
+
+static unsigned long long read_mem_total(void)
+{
+        char line[256];
+        unsigned long long kib = 0;
+        FILE *f = fopen("/proc/meminfo", "re");
+
+        if (!f)
+                return 0;
+        while (fgets(line, sizeof line, f))
+                if (sscanf(line, "MemTotal: %llu kB", &kib) == 1)
+                        break;
+        fclose(f);
+        return kib * 1024;
+}
+
 void identity_free(struct identity *id)
 {
         if (!id)
@@ -69,6 +104,9 @@ void identity_free(struct identity *id)
         free(id->os);
         free(id->kernel);
         free(id->version);
+        free(id->hw_vendor);
+        free(id->hw_model);
+        free(id->cpu_model);
         free(id);
 }
 
@@ -87,13 +125,19 @@ int identity_load(const char *agent_id, struct identity **ret)
         id->os = read_os_pretty_name();
         id->kernel = xstrdup(uname(&u) == 0 ? u.release : "");
         id->version = xstrdup(WEIBAO_VERSION);
+        id->hw_vendor = read_first_line("/sys/class/dmi/id/sys_vendor");
+        id->hw_model = read_first_line("/sys/class/dmi/id/product_name");
+        id->cpu_model = read_cpu_model();
+        id->cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        id->memory_bytes = read_mem_total();
         if (agent_id && *agent_id)
                 id->agent_id = xstrdup(agent_id);
         else if (id->machine_id && *id->machine_id)
                 id->agent_id = xstrdup(id->machine_id);
         else
                 id->agent_id = xstrdup(host[0] ? host : "unknown");
-        if (!id->hostname || !id->machine_id || !id->os || !id->kernel || !id->version || !id->agent_id) {
+        if (!id->hostname || !id->machine_id || !id->os || !id->kernel || !id->version || !id->agent_id ||
+            !id->hw_vendor || !id->hw_model || !id->cpu_model) {
                 identity_free(id);
                 return -ENOMEM;
         }
@@ -109,7 +153,12 @@ cJSON *identity_to_json(const struct identity *id)
                 return NULL;
         if (!cJSON_AddStringToObject(o, "id", id->agent_id) || !cJSON_AddStringToObject(o, "hostname", id->hostname) ||
             !cJSON_AddStringToObject(o, "machine_id", id->machine_id) || !cJSON_AddStringToObject(o, "os", id->os) ||
-            !cJSON_AddStringToObject(o, "kernel", id->kernel) || !cJSON_AddStringToObject(o, "version", id->version)) {
+            !cJSON_AddStringToObject(o, "kernel", id->kernel) || !cJSON_AddStringToObject(o, "version", id->version) ||
+            !cJSON_AddStringToObject(o, "hw_vendor", id->hw_vendor) ||
+            !cJSON_AddStringToObject(o, "hw_model", id->hw_model) ||
+            !cJSON_AddStringToObject(o, "cpu_model", id->cpu_model) ||
+            !cJSON_AddNumberToObject(o, "cpus", (double)id->cpus) ||
+            !cJSON_AddNumberToObject(o, "memory_bytes", (double)id->memory_bytes)) {
                 cJSON_Delete(o);
                 return NULL;
         }

@@ -1,5 +1,6 @@
 /* identity: who this agent is and what host it runs on, as every case and
- * snapshot reports it (hostname, machine-id, OS, kernel, agent version). */
+ * snapshot reports it (hostname, machine-id, OS, kernel, agent version, and
+ * the hardware inventory: vendor and model from DMI, CPUs, memory). */
 #pragma once
 
 #include <cjson/cJSON.h>
@@ -11,10 +12,15 @@
 struct identity {
         char *agent_id; /* configured id, else the machine-id, else the hostname */
         char *hostname;
-        char *machine_id; /* "" when /etc/machine-id is unreadable */
-        char *os;         /* PRETTY_NAME from os-release, "" if unknown */
-        char *kernel;     /* uname -r */
-        char *version;    /* the agent's version */
+        char *machine_id;                /* "" when /etc/machine-id is unreadable */
+        char *os;                        /* PRETTY_NAME from os-release, "" if unknown */
+        char *kernel;                    /* uname -r */
+        char *version;                   /* the agent's version */
+        char *hw_vendor;                 /* /sys/class/dmi/id/sys_vendor, "" if unknown */
+        char *hw_model;                  /* /sys/class/dmi/id/product_name, "" if unknown */
+        char *cpu_model;                 /* the first "model name" of /proc/cpuinfo, "" if unknown */
+        long cpus;                       /* online CPUs */
+        unsigned long long memory_bytes; /* MemTotal, 0 if unknown */
 };
 
 /* Reads the host's identity. agent_id may be NULL. Returns 0 and a fresh

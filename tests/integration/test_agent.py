@@ -122,8 +122,12 @@ def test_hot_sensor_opens_one_case_then_clears(agent, stub):
     assert case["readings"]["chip"] == CHIP
     assert case["readings"]["label"] == LABEL
     assert case["agent"]["id"] == "test-agent"
-    for field in ("hostname", "machine_id", "os", "kernel", "version"):
+    for field in ("hostname", "machine_id", "os", "kernel", "version", "hw_vendor", "hw_model", "cpu_model", "cpus",
+                  "memory_bytes"):
         assert field in case["agent"]
+    assert case["agent"]["cpus"] == os.cpu_count()
+    assert case["agent"]["memory_bytes"] == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") or \
+        abs(case["agent"]["memory_bytes"] - os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) < 64 << 20
     assert case["fault_active"] is True
 
     # Hot for 10 more polls: still exactly one case.
