@@ -62,7 +62,7 @@ struct rec {
         struct rec *owe_prev, *owe_next; /* the records that owe something */
         bool owing;
         bool in_dirty;
-        struct rec *ref_next;            /* hash chain */
+        struct rec *ref_next; /* hash chain */
 };
 
 struct key_slot {

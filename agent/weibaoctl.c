@@ -23,27 +23,26 @@
 
 static void usage(FILE *f)
 {
-        fprintf(f,
-                "Usage: weibaoctl [-s SOCKET] [--json] COMMAND [ARG]\n"
-                "\n"
-                "Commands:\n"
-                "  status     collectors, rules loaded, faults and cases\n"
-                "  faults     every fault the agent holds, firing and cleared\n"
-                "  events     the last events no rule matched\n"
-                "  traps      SNMP trap counters and the last notifications decoded\n"
-                "  collector NAME  one collector's state and counters\n"
-                "  outbox [retry]  requests not yet delivered and why; retry: try parked ones again\n"
-                "  maintenance [list|start|end]  maintenance windows (faults open no case during one)\n"
-                "  snapshot   current readings and faults as JSON\n"
-                "  reload     re-read configuration and rules (like SIGHUP)\n"
-                "\n"
-                "Maintenance windows:\n"
-                "  maintenance start --for DURATION --reason TEXT  (DURATION: 90m, 2h, 1h30m; at most 30d)\n"
-                "  maintenance end [ID]  end the running window early\n"
-                "\n"
-                "  -s, --socket PATH  control socket (default $WEIBAO_CONTROL_SOCKET or " DEFAULT_SOCKET ")\n"
-                "  -j, --json         print the agent's JSON answer as it is\n"
-                "  -h, --help         show this help\n");
+        fprintf(f, "Usage: weibaoctl [-s SOCKET] [--json] COMMAND [ARG]\n"
+                   "\n"
+                   "Commands:\n"
+                   "  status     collectors, rules loaded, faults and cases\n"
+                   "  faults     every fault the agent holds, firing and cleared\n"
+                   "  events     the last events no rule matched\n"
+                   "  traps      SNMP trap counters and the last notifications decoded\n"
+                   "  collector NAME  one collector's state and counters\n"
+                   "  outbox [retry]  requests not yet delivered and why; retry: try parked ones again\n"
+                   "  maintenance [list|start|end]  maintenance windows (faults open no case during one)\n"
+                   "  snapshot   current readings and faults as JSON\n"
+                   "  reload     re-read configuration and rules (like SIGHUP)\n"
+                   "\n"
+                   "Maintenance windows:\n"
+                   "  maintenance start --for DURATION --reason TEXT  (DURATION: 90m, 2h, 1h30m; at most 30d)\n"
+                   "  maintenance end [ID]  end the running window early\n"
+                   "\n"
+                   "  -s, --socket PATH  control socket (default $WEIBAO_CONTROL_SOCKET or " DEFAULT_SOCKET ")\n"
+                   "  -j, --json         print the agent's JSON answer as it is\n"
+                   "  -h, --help         show this help\n");
 }
 
 /* Sends cmd and reads the whole answer into a fresh string. */
