@@ -537,9 +537,11 @@ static void on_open_done(const struct sender_result *res, void *userdata)
                 bad.http_status = 0;
                 bad.error = q == -ENOMEM ? "out of memory reading the answer" : "answer carries no usable case id";
                 rec_failed(r, "opening the case", &bad);
+                outbox_kick(ob);
                 return;
         }
         rec_failed(r, "opening the case", res);
+        outbox_kick(ob);
 }
 
 static void on_update_done(const struct sender_result *res, void *userdata)
@@ -573,6 +575,7 @@ static void on_update_done(const struct sender_result *res, void *userdata)
                 return;
         }
         rec_failed(r, "updating the case", res);
+        outbox_kick(ob);
 }
 
 static void rec_send(struct outbox *ob, struct rec *r)
@@ -637,7 +640,8 @@ void outbox_kick(struct outbox *ob)
         }
         if (ob->down_failures && ob->down_until > now && ob->down_until - now < next)
                 next = ob->down_until - now;
-        loop_timer_set(ob->timer, next ? next : 1);
+        /* owing nothing, nothing to wake up for: a new item kicks again */
+        loop_timer_set(ob->timer, ob->owe_head ? (next ? next : 1) : 0);
 }
 
 static uint64_t on_timer(struct loop_source *s, uint64_t now, void *userdata)
