@@ -27,11 +27,14 @@
 #include "../rules/rules.h"
 #include "control.h"
 #include "faults.h"
+#include "history.h"
 #include "identity.h"
+#include "ledger.h"
 #include "loop.h"
 #include "maintenance.h"
 #include "outbox.h"
 #include "sender.h"
+#include "snapshot.h"
 #include "store.h"
 
 #define AGENT_TICK_USEC 250000 /* how often pending "for" durations are checked */
@@ -55,6 +58,8 @@ struct agent {
         struct outbox *outbox;
         struct faults *faults;
         struct maintenance *maintenance;
+        struct history *history;
+        struct ledger *ledger;
         struct rule_engine *engine;
         struct control *control;
         struct running_collector *collectors;
@@ -75,7 +80,11 @@ struct agent {
 static bool on_event(const struct event *e, void *userdata)
 {
         struct agent *a = userdata;
-        bool matched = rule_engine_eval(a->engine, e, faults_handle_hit, a->faults);
+        bool matched;
+
+        if (a->history)
+                history_record(a->history, e);
+        matched = rule_engine_eval(a->engine, e, faults_handle_hit, a->faults);
 
         if (!matched && a->unmatched)
                 event_ring_push(a->unmatched, e, "matched no rule");
@@ -305,6 +314,20 @@ static void settings_of(const struct config *cfg, struct faults_settings *fset, 
         *oset = (struct outbox_settings){.retry_max_usec = cfg->retry_usec, .max_items = cfg->outbox_max};
 }
 
+static void on_case_opened(int64_t ref, const char *fault_key, const char *case_id, void *userdata)
+{
+        struct agent *a = userdata;
+        cJSON *d = cJSON_CreateObject();
+
+        (void)ref;
+        if (d)
+                cJSON_AddStringToObject(d, "case_id", case_id);
+        if (a->history)
+                history_note(a->history, time_wall_usec(), "case-opened", fault_key, d);
+        else
+                cJSON_Delete(d);
+}
+
 static void on_maintenance(bool active, const char *why, void *userdata)
 {
         struct agent *a = userdata;
@@ -416,7 +439,7 @@ int agent_start(struct agent *a)
         r = open_store(a, cfg);
         if (r < 0)
                 return r;
-        r = outbox_new(a->loop, a->store, a->sender, &oset, NULL, NULL, &a->outbox);
+        r = outbox_new(a->loop, a->store, a->sender, &oset, on_case_opened, a, &a->outbox);
         if (r < 0) {
                 log_err("loading the case outbox from %s/agent.db: %s", cfg->state_dir, strerror(-r));
                 return r;
@@ -437,6 +460,21 @@ int agent_start(struct agent *a)
         if (r < 0) {
                 log_err("loading maintenance windows: %s", strerror(-r));
                 return r;
+        }
+        struct history_settings hset = {.cap_bytes = (uint64_t)cfg->history_cap_mib << 20};
+        r = history_new(a->loop, a->store, &hset, &a->history);
+        if (r >= 0)
+                r = ledger_new(a->loop, a->store, cfg->alive_interval_usec, &a->ledger);
+        if (r < 0) {
+                log_err("setting up the history and the downtime ledger: %s", strerror(-r));
+                return r;
+        }
+        faults_set_history(a->faults, a->history);
+        {
+                cJSON *d = cJSON_CreateObject();
+                if (d)
+                        cJSON_AddStringToObject(d, "version", a->id->version);
+                history_note(a->history, time_wall_usec(), "agent-start", a->id->agent_id, d);
         }
         outbox_kick(a->outbox);
         a->rules_loaded_wall = time_wall_usec();
@@ -562,8 +600,12 @@ void agent_free(struct agent *a)
         loop_remove(a->watchdog);
         rule_engine_free(a->engine);
         event_ring_free(a->unmatched);
+        if (a->started)
+                ledger_stop(a->ledger);
         if (a->store && store_commit_now(a->store) < 0)
                 log_err("saving state at exit: %s; the last changes are lost", store_last_error(a->store));
+        ledger_free(a->ledger);
+        history_free(a->history);
         maintenance_free(a->maintenance);
         faults_free(a->faults);
         outbox_free(a->outbox);
@@ -760,7 +802,6 @@ static cJSON *control_answer(int argc, char **argv, void *userdata)
 {
         struct agent *a = userdata;
         cJSON *o;
-        char ts[40];
 
         if (strcmp(argv[0], "status") == 0)
                 return status_json(a);
@@ -770,14 +811,39 @@ static cJSON *control_answer(int argc, char **argv, void *userdata)
                 return o;
         }
         if (strcmp(argv[0], "snapshot") == 0) {
-                cJSON *snap;
-                if (!(o = answer_ok()) || !(snap = cJSON_AddObjectToObject(o, "snapshot")))
-                        return o;
-                cJSON_AddNumberToObject(snap, "version", 1);
-                cJSON_AddStringToObject(snap, "time", time_format_rfc3339(time_wall_usec(), ts, sizeof ts));
-                json_add(snap, "agent", identity_to_json(a->id));
-                json_add(snap, "collectors", collectors_json(a));
-                json_add(snap, "faults", faults_to_json(a->faults));
+                /* snapshot [SINCE_SECONDS [minutes]] */
+                long long secs = 90LL * 86400;
+                char *end;
+                int err = 0;
+                if (argc > 1) {
+                        errno = 0;
+                        secs = strtoll(argv[1], &end, 10);
+                        if (errno || *end || secs <= 0 || secs > 3660LL * 86400)
+                                return answer_error("snapshot: the period must be 1 s to 10 years");
+                }
+                struct snapshot_parts parts = {
+                        .id = a->id,
+                        .config = a->config,
+                        .collectors = collectors_json(a),
+                        .status = status_json(a),
+                        .faults = a->faults,
+                        .outbox = a->outbox,
+                        .maintenance = a->maintenance,
+                        .history = a->history,
+                        .ledger = a->ledger,
+                        .started_wall = a->started_wall,
+                };
+                cJSON *snap = snapshot_build(&parts, time_wall_usec() - secs * 1000000,
+                                             argc > 2 && strcmp(argv[2], "minutes") == 0, &err);
+                if (!snap) {
+                        char msg[200];
+                        snprintf(msg, sizeof msg, "snapshot: reading the state database: %s", strerror(-err));
+                        return answer_error(msg);
+                }
+                if ((o = answer_ok()))
+                        json_add(o, "snapshot", snap);
+                else
+                        cJSON_Delete(snap);
                 return o;
         }
         if (strcmp(argv[0], "events") == 0) {

@@ -22,6 +22,7 @@
 #include "../lib/json.h"
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
+#include "history.h"
 #include "identity.h"
 #include "loop.h"
 #include "outbox.h"
@@ -111,6 +112,7 @@ struct faults {
         bool hold_cases;
         char *hold_why;
         bool any_lazy;
+        struct history *history;
         struct faults_stats stats;
 };
 
@@ -240,6 +242,28 @@ static void take_text(struct fault *f, const struct rule_hit *hit)
         set_str(&f->title, hit->title);
         set_str(&f->description, hit->description);
         fault_set_readings(f, hit->event);
+}
+
+void faults_set_history(struct faults *fs, struct history *h)
+{
+        fs->history = h;
+}
+
+/* A moment in the fault's life for the inspection's history. */
+static void note(struct faults *fs, const struct fault *f, const char *kind, const char *why)
+{
+        cJSON *d;
+
+        if (!fs->history || !(d = cJSON_CreateObject()))
+                return;
+        cJSON_AddStringToObject(d, "level", rule_level_to_string(f->level));
+        cJSON_AddStringToObject(d, "rule", f->rule ? f->rule : "");
+        cJSON_AddStringToObject(d, "title", f->title ? f->title : "");
+        if (why)
+                cJSON_AddStringToObject(d, "reason", why);
+        if (f->case_id)
+                cJSON_AddStringToObject(d, "case_id", f->case_id);
+        history_note(fs->history, time_wall_usec(), kind, f->key, d);
 }
 
 /* ---- persistence ---- */
@@ -863,6 +887,7 @@ static void fault_start(struct faults *fs, struct fault *f, const struct rule_hi
         take_text(f, hit);
         fs->stats.firing++;
         mark(fs, f);
+        note(fs, f, "fault-firing", NULL);
         if (reopen) {
                 f->occurrences++;
                 f->last_seen = now;
@@ -917,6 +942,7 @@ static void fault_clear(struct faults *fs, struct fault *f, const char *why, boo
         fs->stats.cleared++;
         note_change(fs, f, f->cleared_at);
         mark(fs, f);
+        note(fs, f, "fault-cleared", why);
         log_fault(LOG_LEVEL_NOTICE, f->key, rule_level_to_string(f->level), f->rule, f->case_id, "cleared (%s)", why);
         if (f->hold == HOLD_MAINTENANCE) {
                 f->hold = HOLD_NONE;

@@ -75,6 +75,10 @@ void faults_set_settings(struct faults *f, const struct faults_settings *setting
  * faults left with none. Call once after the engine has its rules. */
 void faults_restore(struct faults *f, struct rule_engine *re);
 
+struct history;
+/* Faults firing and clearing are noted in h (may be NULL: not noted). */
+void faults_set_history(struct faults *f, struct history *h);
+
 /* Applies one rule transition (the rule_hit_fn of rule_engine_eval). Logs
  * state changes. */
 void faults_handle_hit(const struct rule_hit *hit, void *faults);

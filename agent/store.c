@@ -31,6 +31,18 @@ enum {
         Q_DEL_FAULT,
         Q_PUT_WINDOW,
         Q_PUT_META,
+        Q_GET_META,
+        Q_SERIES_FIND,
+        Q_SERIES_ADD,
+        Q_PUT_1M,
+        Q_PUT_1H,
+        Q_PRUNE_1M,
+        Q_PRUNE_1H,
+        Q_OLDEST_1M,
+        Q_OLDEST_1H,
+        Q_PUT_EVENT,
+        Q_PRUNE_EVENTS,
+        Q_PUT_OUTAGE,
         Q_MAX,
 };
 
@@ -46,6 +58,19 @@ static const char *const queries[Q_MAX] = {
         [Q_PUT_WINDOW] = "INSERT OR REPLACE INTO maintenance(id, start, end_at, ended_at, reason) "
                          "VALUES(?1, ?2, ?3, ?4, ?5)",
         [Q_PUT_META] = "INSERT OR REPLACE INTO meta(k, v) VALUES(?1, ?2)",
+        [Q_GET_META] = "SELECT v FROM meta WHERE k = ?1",
+        [Q_SERIES_FIND] = "SELECT id FROM series WHERE source = ?1 AND name = ?2 AND object = ?3",
+        [Q_SERIES_ADD] = "INSERT INTO series(source, name, object, unit) VALUES(?1, ?2, ?3, ?4)",
+        [Q_PUT_1M] = "INSERT OR REPLACE INTO samples_1m(series, t, min, avg, max, n) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+        [Q_PUT_1H] = "INSERT OR REPLACE INTO samples_1h(series, t, min, avg, max, n) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+        [Q_PRUNE_1M] = "DELETE FROM samples_1m WHERE t < ?1",
+        [Q_PRUNE_1H] = "DELETE FROM samples_1h WHERE t < ?1",
+        [Q_OLDEST_1M] = "DELETE FROM samples_1m WHERE t <= (SELECT t FROM samples_1m ORDER BY t LIMIT 1 OFFSET ?1)",
+        [Q_OLDEST_1H] = "DELETE FROM samples_1h WHERE t <= (SELECT t FROM samples_1h ORDER BY t LIMIT 1 OFFSET ?1)",
+        [Q_PUT_EVENT] = "INSERT INTO events(t, kind, object, detail) VALUES(?1, ?2, ?3, ?4)",
+        [Q_PRUNE_EVENTS] = "DELETE FROM events WHERE t < ?1",
+        [Q_PUT_OUTAGE] = "INSERT OR REPLACE INTO outages(start, end_at, clean, boot_before, boot_after) "
+                         "VALUES(?1, ?2, ?3, ?4, ?5)",
 };
 
 static const char schema[] = "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);"
@@ -57,6 +82,18 @@ static const char schema[] = "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY
                              "CREATE TABLE IF NOT EXISTS faults(key TEXT PRIMARY KEY, data TEXT NOT NULL);"
                              "CREATE TABLE IF NOT EXISTS maintenance(id INTEGER PRIMARY KEY, start INTEGER NOT NULL, "
                              "  end_at INTEGER NOT NULL, ended_at INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL);"
+                             "CREATE TABLE IF NOT EXISTS series(id INTEGER PRIMARY KEY, source TEXT NOT NULL, "
+                             "  name TEXT NOT NULL, object TEXT NOT NULL, unit TEXT NOT NULL DEFAULT '', "
+                             "  UNIQUE(source, name, object));"
+                             "CREATE TABLE IF NOT EXISTS samples_1m(series INTEGER NOT NULL, t INTEGER NOT NULL, "
+                             "  min REAL, avg REAL, max REAL, n INTEGER, PRIMARY KEY(t, series)) WITHOUT ROWID;"
+                             "CREATE TABLE IF NOT EXISTS samples_1h(series INTEGER NOT NULL, t INTEGER NOT NULL, "
+                             "  min REAL, avg REAL, max REAL, n INTEGER, PRIMARY KEY(t, series)) WITHOUT ROWID;"
+                             "CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY, t INTEGER NOT NULL, "
+                             "  kind TEXT NOT NULL, object TEXT NOT NULL, detail TEXT);"
+                             "CREATE INDEX IF NOT EXISTS events_t ON events(t);"
+                             "CREATE TABLE IF NOT EXISTS outages(start INTEGER PRIMARY KEY, end_at INTEGER NOT NULL, "
+                             "  clean INTEGER NOT NULL, boot_before TEXT, boot_after TEXT);"
                              "INSERT OR IGNORE INTO meta(k, v) VALUES('schema', '" SCHEMA_VERSION "');";
 
 struct store {
@@ -532,5 +569,254 @@ int store_put_counter(struct store *st, const char *name, int64_t value)
         rc = bind_text(q, 1, k);
         if (rc == SQLITE_OK)
                 rc = sqlite3_bind_text(q, 2, v, -1, SQLITE_TRANSIENT);
+        return run(st, q, rc);
+}
+
+/* ---- history and ledger ---- */
+
+int store_series_id(struct store *st, const char *source, const char *name, const char *object, const char *unit,
+                    int64_t *ret_id)
+{
+        sqlite3_stmt *q = st->q[Q_SERIES_FIND];
+        int rc = bind_text(q, 1, source);
+
+        if (rc == SQLITE_OK)
+                rc = bind_text(q, 2, name);
+        if (rc == SQLITE_OK)
+                rc = bind_text(q, 3, object);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(q);
+        if (rc == SQLITE_ROW) {
+                *ret_id = sqlite3_column_int64(q, 0);
+                sqlite3_reset(q);
+                sqlite3_clear_bindings(q);
+                return 0;
+        }
+        sqlite3_reset(q);
+        sqlite3_clear_bindings(q);
+        if (rc != SQLITE_DONE)
+                return fail(st, rc);
+        q = st->q[Q_SERIES_ADD];
+        rc = bind_text(q, 1, source);
+        if (rc == SQLITE_OK)
+                rc = bind_text(q, 2, name);
+        if (rc == SQLITE_OK)
+                rc = bind_text(q, 3, object);
+        if (rc == SQLITE_OK)
+                rc = bind_text(q, 4, unit ? unit : "");
+        if ((rc = run(st, q, rc)) < 0)
+                return rc;
+        *ret_id = sqlite3_last_insert_rowid(st->db);
+        return 0;
+}
+
+int store_put_sample(struct store *st, enum store_tier tier, int64_t series, int64_t t, double min, double avg,
+                     double max, int64_t n)
+{
+        sqlite3_stmt *q = st->q[tier == STORE_TIER_HOUR ? Q_PUT_1H : Q_PUT_1M];
+        int rc = sqlite3_bind_int64(q, 1, series);
+
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(q, 2, t);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_double(q, 3, min);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_double(q, 4, avg);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_double(q, 5, max);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(q, 6, n);
+        return run(st, q, rc);
+}
+
+static int run_changes(struct store *st, sqlite3_stmt *q, int rc)
+{
+        int r = run(st, q, rc);
+
+        return r < 0 ? r : sqlite3_changes(st->db);
+}
+
+int store_prune_samples(struct store *st, enum store_tier tier, int64_t before)
+{
+        sqlite3_stmt *q = st->q[tier == STORE_TIER_HOUR ? Q_PRUNE_1H : Q_PRUNE_1M];
+
+        return run_changes(st, q, sqlite3_bind_int64(q, 1, before));
+}
+
+int store_drop_oldest_samples(struct store *st, enum store_tier tier, int n)
+{
+        sqlite3_stmt *q = st->q[tier == STORE_TIER_HOUR ? Q_OLDEST_1H : Q_OLDEST_1M];
+
+        /* whole minutes (or hours) at a time: rows sharing the oldest times */
+        return run_changes(st, q, sqlite3_bind_int64(q, 1, n > 0 ? n - 1 : 0));
+}
+
+static int int_row(sqlite3_stmt *q, void *ctx)
+{
+        int64_t *v = ctx;
+
+        v[0] = sqlite3_column_int64(q, 0);
+        v[1] = sqlite3_column_int64(q, 1);
+        v[2] = sqlite3_column_int64(q, 2);
+        return 0;
+}
+
+int store_used_bytes(struct store *st, uint64_t *ret)
+{
+        int64_t v[3] = {0, 0, 0};
+        int r = walk(st, "SELECT * FROM pragma_page_count, pragma_freelist_count, pragma_page_size", int_row, v);
+
+        if (r < 0)
+                return r;
+        *ret = (uint64_t)(v[0] - v[1]) * (uint64_t)v[2];
+        return 0;
+}
+
+static int sample_row(sqlite3_stmt *q, void *ctx)
+{
+        struct cb *cb = ctx;
+        struct store_sample s = {
+                .series = sqlite3_column_int64(q, 0),
+                .source = col_text(q, 1),
+                .name = col_text(q, 2),
+                .object = col_text(q, 3),
+                .unit = col_text(q, 4),
+                .t = sqlite3_column_int64(q, 5),
+                .min = sqlite3_column_double(q, 6),
+                .avg = sqlite3_column_double(q, 7),
+                .max = sqlite3_column_double(q, 8),
+                .n = sqlite3_column_int64(q, 9),
+        };
+
+        if (!s.source || !s.name || !s.object)
+                return -EBADMSG;
+        return ((int (*)(const struct store_sample *, void *))cb->fn)(&s, cb->ud);
+}
+
+int store_load_samples(struct store *st, enum store_tier tier, int64_t since,
+                       int (*fn)(const struct store_sample *s, void *ud), void *ud)
+{
+        struct cb cb = {(void *)fn, ud};
+        char sql[400];
+
+        snprintf(sql, sizeof sql,
+                 "SELECT s.series, r.source, r.name, r.object, r.unit, s.t, s.min, s.avg, s.max, s.n "
+                 "FROM %s s JOIN series r ON r.id = s.series WHERE s.t >= %lld ORDER BY s.series, s.t",
+                 tier == STORE_TIER_HOUR ? "samples_1h" : "samples_1m", (long long)since);
+        return walk(st, sql, sample_row, &cb);
+}
+
+int store_put_event(struct store *st, int64_t t, const char *kind, const char *object, const char *detail)
+{
+        sqlite3_stmt *q = st->q[Q_PUT_EVENT];
+        int rc = sqlite3_bind_int64(q, 1, t);
+
+        if (rc == SQLITE_OK)
+                rc = bind_text(q, 2, kind);
+        if (rc == SQLITE_OK)
+                rc = bind_text(q, 3, object ? object : "");
+        if (rc == SQLITE_OK)
+                rc = bind_text(q, 4, detail);
+        return run(st, q, rc);
+}
+
+int store_prune_events(struct store *st, int64_t before)
+{
+        sqlite3_stmt *q = st->q[Q_PRUNE_EVENTS];
+
+        return run_changes(st, q, sqlite3_bind_int64(q, 1, before));
+}
+
+static int event_row(sqlite3_stmt *q, void *ctx)
+{
+        struct cb *cb = ctx;
+        const char *kind = col_text(q, 1), *object = col_text(q, 2);
+
+        if (!kind || !object)
+                return -EBADMSG;
+        return ((int (*)(int64_t, const char *, const char *, const char *, void *))cb->fn)(
+                sqlite3_column_int64(q, 0), kind, object, col_text(q, 3), cb->ud);
+}
+
+int store_load_events(struct store *st, int64_t since,
+                      int (*fn)(int64_t t, const char *kind, const char *object, const char *detail, void *ud),
+                      void *ud)
+{
+        struct cb cb = {(void *)fn, ud};
+        char sql[200];
+
+        snprintf(sql, sizeof sql, "SELECT t, kind, object, detail FROM events WHERE t >= %lld ORDER BY t, id",
+                 (long long)since);
+        return walk(st, sql, event_row, &cb);
+}
+
+int store_put_outage(struct store *st, const struct store_outage *o)
+{
+        sqlite3_stmt *q = st->q[Q_PUT_OUTAGE];
+        int rc = sqlite3_bind_int64(q, 1, o->start);
+
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(q, 2, o->end);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int(q, 3, o->clean);
+        if (rc == SQLITE_OK)
+                rc = bind_text(q, 4, o->boot_before);
+        if (rc == SQLITE_OK)
+                rc = bind_text(q, 5, o->boot_after);
+        return run(st, q, rc);
+}
+
+static int outage_row(sqlite3_stmt *q, void *ctx)
+{
+        struct cb *cb = ctx;
+        struct store_outage o = {
+                .start = sqlite3_column_int64(q, 0),
+                .end = sqlite3_column_int64(q, 1),
+                .clean = sqlite3_column_int(q, 2) != 0,
+                .boot_before = col_text(q, 3),
+                .boot_after = col_text(q, 4),
+        };
+
+        return ((int (*)(const struct store_outage *, void *))cb->fn)(&o, cb->ud);
+}
+
+int store_load_outages(struct store *st, int64_t since, int (*fn)(const struct store_outage *o, void *ud), void *ud)
+{
+        struct cb cb = {(void *)fn, ud};
+        char sql[200];
+
+        snprintf(sql, sizeof sql,
+                 "SELECT start, end_at, clean, boot_before, boot_after FROM outages WHERE end_at >= %lld "
+                 "ORDER BY start",
+                 (long long)since);
+        return walk(st, sql, outage_row, &cb);
+}
+
+int store_get_text(struct store *st, const char *name, char **ret)
+{
+        sqlite3_stmt *q = st->q[Q_GET_META];
+        int rc = bind_text(q, 1, name), r;
+
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(q);
+        if (rc == SQLITE_ROW) {
+                const char *v = (const char *)sqlite3_column_text(q, 0);
+                *ret = xstrdup(v ? v : "");
+                r = *ret ? 0 : -ENOMEM;
+        } else {
+                r = rc == SQLITE_DONE ? -ENOENT : fail(st, rc);
+        }
+        sqlite3_reset(q);
+        sqlite3_clear_bindings(q);
+        return r;
+}
+
+int store_put_text(struct store *st, const char *name, const char *value)
+{
+        sqlite3_stmt *q = st->q[Q_PUT_META];
+        int rc = bind_text(q, 1, name);
+
+        if (rc == SQLITE_OK)
+                rc = bind_text(q, 2, value);
         return run(st, q, rc);
 }

@@ -121,3 +121,58 @@ int store_load_windows(struct store *st, int (*fn)(const struct store_window *w,
  * get: 0 and *ret (0 when never set), or negative errno. */
 int store_get_counter(struct store *st, const char *name, int64_t *ret);
 int store_put_counter(struct store *st, const char *name, int64_t value);
+
+/* ---- history (agent/history.h) and the downtime ledger (agent/ledger.h) ---- */
+
+enum store_tier {
+        STORE_TIER_MINUTE, /* 1-minute min/avg/max */
+        STORE_TIER_HOUR,   /* 1-hour min/avg/max */
+        STORE_TIER_MAX,
+};
+
+/* A time series: what a numeric reading is about. Returns 0 and its id
+ * (creating it), or negative errno. Outside write() too (it is one row). */
+int store_series_id(struct store *st, const char *source, const char *name, const char *object, const char *unit,
+                    int64_t *ret_id);
+/* One aggregated sample; t is the start of its minute or hour (unix s). */
+int store_put_sample(struct store *st, enum store_tier tier, int64_t series, int64_t t, double min, double avg,
+                     double max, int64_t n);
+/* Deletes samples of tier older than before (unix s). Returns the number
+ * deleted or negative errno. */
+int store_prune_samples(struct store *st, enum store_tier tier, int64_t before);
+/* Deletes the oldest rows of tier, at most n. Returns the number deleted. */
+int store_drop_oldest_samples(struct store *st, enum store_tier tier, int n);
+/* Bytes of the database holding data (pages in use, not free ones). */
+int store_used_bytes(struct store *st, uint64_t *ret);
+
+struct store_sample {
+        int64_t series;
+        const char *source, *name, *object, *unit;
+        int64_t t;
+        double min, avg, max;
+        int64_t n;
+};
+/* Samples of tier since (unix s), by series then time. */
+int store_load_samples(struct store *st, enum store_tier tier, int64_t since,
+                       int (*fn)(const struct store_sample *s, void *ud), void *ud);
+
+/* A history event (a fault firing or clearing, a case opened, a restart of
+ * the agent...): t unix µs, detail JSON text or NULL. */
+int store_put_event(struct store *st, int64_t t, const char *kind, const char *object, const char *detail);
+int store_prune_events(struct store *st, int64_t before);
+int store_load_events(struct store *st, int64_t since,
+                      int (*fn)(int64_t t, const char *kind, const char *object, const char *detail, void *ud),
+                      void *ud);
+
+/* An outage of the agent: wall µs; clean when it was stopped on purpose. */
+struct store_outage {
+        int64_t start, end;
+        bool clean;
+        const char *boot_before, *boot_after;
+};
+int store_put_outage(struct store *st, const struct store_outage *o);
+int store_load_outages(struct store *st, int64_t since, int (*fn)(const struct store_outage *o, void *ud), void *ud);
+/* Small named strings (the ledger's last sign of life). get: 0 and a fresh
+ * string in *ret (caller frees), -ENOENT when unset. */
+int store_get_text(struct store *st, const char *name, char **ret);
+int store_put_text(struct store *st, const char *name, const char *value);

@@ -33,7 +33,7 @@ static void usage(FILE *f)
                    "  collector NAME  one collector's state and counters\n"
                    "  outbox [retry]  requests not yet delivered and why; retry: try parked ones again\n"
                    "  maintenance [list|start|end]  maintenance windows (faults open no case during one)\n"
-                   "  snapshot   current readings and faults as JSON\n"
+                   "  snapshot [--since D] [--minutes]  the health snapshot as JSON (docs/snapshot.md; D default 90d)\n"
                    "  reload     re-read configuration and rules (like SIGHUP)\n"
                    "\n"
                    "Maintenance windows:\n"
@@ -425,11 +425,32 @@ int main(int argc, char **argv)
                 return 2;
         }
         cmd = argv[optind];
-        static const char *const one[] = {"status", "faults", "snapshot", "reload", "events", "traps"};
+        static const char *const one[] = {"status", "faults", "reload", "events", "traps"};
         bool known = false;
         char line[1024];
         for (size_t i = 0; i < sizeof one / sizeof one[0]; i++)
                 known |= strcmp(cmd, one[i]) == 0;
+        if (strcmp(cmd, "snapshot") == 0) {
+                unsigned long long secs = 90ULL * 86400;
+                bool minutes = false;
+                for (int i = optind + 1; i < argc; i++) {
+                        if (strcmp(argv[i], "--since") == 0 && i + 1 < argc) {
+                                secs = parse_duration(argv[++i]);
+                                if (secs == 0 || secs > 3660ULL * 86400) {
+                                        fprintf(stderr, "weibaoctl: --since %s: expected a duration such as 90d\n",
+                                                argv[i]);
+                                        return 2;
+                                }
+                        } else if (strcmp(argv[i], "--minutes") == 0) {
+                                minutes = true;
+                        } else {
+                                fprintf(stderr, "weibaoctl: snapshot: unexpected '%s'\n", argv[i]);
+                                return 2;
+                        }
+                }
+                snprintf(line, sizeof line, "snapshot %llu%s", secs, minutes ? " minutes" : "");
+                goto send;
+        }
         if (strcmp(cmd, "maintenance") == 0 || strcmp(cmd, "outbox") == 0) {
                 if (strcmp(cmd, "outbox") == 0) {
                         if (optind + 1 < argc && (strcmp(argv[optind + 1], "retry") != 0 || optind + 2 < argc)) {

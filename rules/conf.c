@@ -457,6 +457,14 @@ static int load_agent(struct loader *l, const struct cstmt *blk)
                         if (v && log_level_from_string(v->text, &c->log_level) < 0)
                                 lerr(l, v, "expected a log level (err, warning, notice, info or debug), got '%s'",
                                      v->text);
+                } else if (strcmp(k, "alive_interval") == 0) {
+                        set_duration(l, s, &c->alive_interval_usec);
+                } else if (strcmp(k, "history_cap_mib") == 0) {
+                        set_count(l, s, &c->history_cap_mib, 1 << 20);
+                        if (c->history_cap_mib == 0) {
+                                lerr(l, &s->toks[0], "'history_cap_mib' must be at least 1");
+                                c->history_cap_mib = 1;
+                        }
                 } else if (strcmp(k, "rules") == 0) {
                         char *p, **n;
 
@@ -480,7 +488,7 @@ static int load_agent(struct loader *l, const struct cstmt *blk)
                 } else {
                         lerr(l, &s->toks[0],
                              "unknown setting '%s' in the agent block; expected id, state_dir, control_socket, "
-                             "log_level or rules",
+                             "log_level, alive_interval, history_cap_mib or rules",
                              k);
                 }
         }
@@ -807,6 +815,8 @@ static int config_build(const char *name, const char *text, size_t len, bool fro
         c->central_timeout_usec = DEFAULT_TIMEOUT_USEC;
         c->occurrence_usec = DEFAULT_OCCURRENCE_USEC;
         c->retry_usec = DEFAULT_RETRY_USEC;
+        c->alive_interval_usec = 60ULL * 1000000;
+        c->history_cap_mib = 64;
         c->reopen_window_usec = 3600ULL * 1000000;
         c->flap_count = 6;
         c->flap_window_usec = 600ULL * 1000000;
@@ -932,6 +942,8 @@ void config_format(const struct config *c, FILE *f)
         fputs("\n        control_socket ", f);
         string_write(f, c->control_socket);
         fprintf(f, "\n        log_level %s\n", log_level_to_string(c->log_level));
+        duration_format(c->alive_interval_usec, dur, sizeof dur);
+        fprintf(f, "        alive_interval %s\n        history_cap_mib %u\n", dur, c->history_cap_mib);
         for (size_t i = 0; i < c->n_rules_paths; i++) {
                 fputs("        rules ", f);
                 string_write(f, c->rules_paths[i]);

@@ -169,7 +169,7 @@ static void test_errors(void **state)
         expect_error(CENTRAL "central {\n}\n", "agent.conf:5:1: duplicate 'central' block (first at agent.conf:1)");
         expect_error(CENTRAL "agent {\n colour red\n}\n",
                      "agent.conf:6:2: unknown setting 'colour' in the agent block; expected id, state_dir, "
-                     "control_socket, log_level or rules");
+                     "control_socket, log_level, alive_interval, history_cap_mib or rules");
         expect_error(CENTRAL "agent {\n id a\n id b\n}\n", "agent.conf:7:2: duplicate setting 'id' (first at line 6)");
         expect_error(CENTRAL "agent {\n log_level loud\n}\n",
                      "agent.conf:6:12: expected a log level (err, warning, notice, info or debug), got 'loud'");

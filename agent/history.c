@@ -1,0 +1,545 @@
+/* history: see history.h.
+ *
+ * Each series has an open minute and an open hour in memory. A minute closes
+ * when a reading of a later minute arrives or the timer finds it over; its
+ * row joins the pending rows and its figures the open hour, which closes the
+ * same way. Pending rows and notes are written at the next commit and kept
+ * until one holds. Series ids are assigned in the commit that first writes a
+ * series; a failed commit forgets the ids it assigned (they were rolled back). */
+#include "history.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../lib/event.h"
+#include "../lib/json.h"
+#include "../lib/xalloc.h"
+#include "loop.h"
+#include "store.h"
+
+#define SERIES_BUCKETS 1024
+#define PENDING_MAX 200000 /* rows waiting for a commit; beyond, the oldest minute rows are dropped */
+#define RECENT_MINUTES_USEC (24LL * 3600 * 1000000) /* the snapshot's 1-minute points: the last day */
+#define DROP_CHUNK 2000
+
+struct series {
+        char *source, *name, *object, *unit;
+        int64_t id; /* 0 until written */
+        bool id_this_pass;
+        int64_t minute, hour; /* start (unix s) of the open ones; -1: none */
+        double mmin, mmax, msum;
+        int64_t mn;
+        double hmin, hmax, hsum;
+        int64_t hn;
+        struct series *next;
+};
+
+struct row {
+        struct series *s;
+        enum store_tier tier;
+        int64_t t;
+        double min, avg, max;
+        int64_t n;
+};
+
+struct note {
+        int64_t t;
+        char *kind, *object, *detail;
+};
+
+struct history {
+        struct loop *loop;
+        struct store *st;
+        struct history_settings set;
+        struct loop_source *timer;
+        struct series *buckets[SERIES_BUCKETS];
+        struct row *rows;
+        size_t n_rows, cap_rows;
+        struct note *notes;
+        size_t n_notes, cap_notes;
+        bool prune_due;
+        struct history_stats stats;
+};
+
+static uint64_t hash3(const char *a, const char *b, const char *c)
+{
+        uint64_t h = 1469598103934665603ULL;
+        const char *p[3] = {a, b, c};
+
+        for (int i = 0; i < 3; i++) {
+                for (const char *s = p[i]; *s; s++) {
+                        h ^= (unsigned char)*s;
+                        h *= 1099511628211ULL;
+                }
+                h ^= 0xff;
+                h *= 1099511628211ULL;
+        }
+        return h;
+}
+
+static void push_row(struct history *h, struct series *s, enum store_tier tier, int64_t t, double min, double sum,
+                     double max, int64_t n)
+{
+        if (n <= 0)
+                return;
+        if (h->n_rows == h->cap_rows) {
+                size_t nc = h->cap_rows ? 2 * h->cap_rows : 256;
+                struct row *nr = nc <= PENDING_MAX ? xrealloc(h->rows, nc * sizeof *nr) : NULL;
+                if (!nr) {
+                        h->stats.pruned++; /* the store has not kept up: this row is lost, counted */
+                        return;
+                }
+                h->rows = nr;
+                h->cap_rows = nc;
+        }
+        h->rows[h->n_rows++] = (struct row){s, tier, t, min, sum / (double)n, max, n};
+        store_mark_dirty(h->st);
+}
+
+static void close_hour(struct history *h, struct series *s)
+{
+        push_row(h, s, STORE_TIER_HOUR, s->hour, s->hmin, s->hsum, s->hmax, s->hn);
+        s->hour = -1;
+        s->hn = 0;
+}
+
+static void close_minute(struct history *h, struct series *s)
+{
+        int64_t hour = s->minute - s->minute % 3600;
+
+        push_row(h, s, STORE_TIER_MINUTE, s->minute, s->mmin, s->msum, s->mmax, s->mn);
+        if (s->hour >= 0 && s->hour != hour)
+                close_hour(h, s);
+        if (s->hour < 0) {
+                s->hour = hour;
+                s->hmin = s->mmin;
+                s->hmax = s->mmax;
+                s->hsum = 0;
+                s->hn = 0;
+        }
+        s->hmin = fmin(s->hmin, s->mmin);
+        s->hmax = fmax(s->hmax, s->mmax);
+        s->hsum += s->msum;
+        s->hn += s->mn;
+        s->minute = -1;
+        s->mn = 0;
+}
+
+void history_close_minutes(struct history *h, int64_t now)
+{
+        int64_t t = now / 1000000, minute = t - t % 60, hour = t - t % 3600;
+
+        for (size_t b = 0; b < SERIES_BUCKETS; b++)
+                for (struct series *s = h->buckets[b]; s; s = s->next) {
+                        if (s->minute >= 0 && s->minute < minute)
+                                close_minute(h, s);
+                        if (s->hour >= 0 && s->hour < hour && s->minute < 0)
+                                close_hour(h, s);
+                }
+        h->prune_due = true;
+        store_mark_dirty(h->st);
+}
+
+static struct series *series_get(struct history *h, const struct event *e)
+{
+        const char *obj = e->object ? e->object : "";
+        uint64_t hv = hash3(e->source, e->name, obj);
+        struct series **pp = &h->buckets[hv % SERIES_BUCKETS], *s;
+
+        for (s = *pp; s; s = s->next)
+                if (strcmp(s->source, e->source) == 0 && strcmp(s->name, e->name) == 0 && strcmp(s->object, obj) == 0)
+                        return s;
+        if (h->stats.series >= h->set.max_series)
+                return NULL;
+        s = xcalloc(1, sizeof *s);
+        if (!s)
+                return NULL;
+        s->source = xstrdup(e->source);
+        s->name = xstrdup(e->name);
+        s->object = xstrdup(obj);
+        s->unit = xstrdup(e->unit ? e->unit : "");
+        if (!s->source || !s->name || !s->object || !s->unit) {
+                free(s->source);
+                free(s->name);
+                free(s->object);
+                free(s->unit);
+                free(s);
+                return NULL;
+        }
+        s->minute = s->hour = -1;
+        s->next = *pp;
+        *pp = s;
+        h->stats.series++;
+        return s;
+}
+
+void history_record(struct history *h, const struct event *e)
+{
+        struct series *s;
+        int64_t t, minute;
+
+        if (!e->has_value || !isfinite(e->value) || !e->source || !e->name)
+                return;
+        if (!(s = series_get(h, e))) {
+                h->stats.series_dropped++;
+                return;
+        }
+        t = e->wall_usec / 1000000;
+        minute = t - t % 60;
+        if (s->minute >= 0 && s->minute != minute)
+                close_minute(h, s);
+        if (s->minute < 0) {
+                s->minute = minute;
+                s->mmin = s->mmax = e->value;
+                s->msum = 0;
+                s->mn = 0;
+        }
+        s->mmin = fmin(s->mmin, e->value);
+        s->mmax = fmax(s->mmax, e->value);
+        s->msum += e->value;
+        s->mn++;
+        h->stats.readings++;
+}
+
+void history_note(struct history *h, int64_t t, const char *kind, const char *object, cJSON *detail)
+{
+        struct note n = {.t = t};
+
+        if (h->n_notes == h->cap_notes) {
+                size_t nc = h->cap_notes ? 2 * h->cap_notes : 64;
+                struct note *nn = nc <= PENDING_MAX ? xrealloc(h->notes, nc * sizeof *nn) : NULL;
+                if (!nn) {
+                        cJSON_Delete(detail);
+                        h->stats.pruned++;
+                        return;
+                }
+                h->notes = nn;
+                h->cap_notes = nc;
+        }
+        n.kind = xstrdup(kind);
+        n.object = xstrdup(object ? object : "");
+        n.detail = detail ? cJSON_PrintUnformatted(detail) : NULL;
+        cJSON_Delete(detail);
+        if (!n.kind || !n.object) {
+                free(n.kind);
+                free(n.object);
+                free(n.detail);
+                return;
+        }
+        h->notes[h->n_notes++] = n;
+        store_mark_dirty(h->st);
+}
+
+/* ---- writing ---- */
+
+static int prune(struct history *h, struct store *st)
+{
+        int64_t now = time_wall_usec() / 1000000;
+        uint64_t used = 0;
+        int r;
+
+        if ((r = store_prune_samples(st, STORE_TIER_MINUTE, now - (int64_t)h->set.minute_days * 86400)) < 0)
+                return r;
+        h->stats.pruned += (uint64_t)r;
+        if ((r = store_prune_samples(st, STORE_TIER_HOUR, now - (int64_t)h->set.hour_days * 86400)) < 0)
+                return r;
+        h->stats.pruned += (uint64_t)r;
+        if ((r = store_prune_events(st, (now - (int64_t)h->set.hour_days * 86400) * 1000000)) < 0)
+                return r;
+        for (int round = 0; round < 1000; round++) {
+                if ((r = store_used_bytes(st, &used)) < 0)
+                        return r;
+                if (used <= h->set.cap_bytes)
+                        break;
+                /* over the cap: the oldest minutes first, then the oldest hours */
+                r = store_drop_oldest_samples(st, STORE_TIER_MINUTE, DROP_CHUNK);
+                if (r == 0)
+                        r = store_drop_oldest_samples(st, STORE_TIER_HOUR, DROP_CHUNK / 10);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break; /* nothing left to drop: the cap is smaller than the rest */
+                h->stats.pruned += (uint64_t)r;
+        }
+        h->stats.used_bytes = used;
+        return 0;
+}
+
+static int h_write(struct store *st, void *userdata)
+{
+        struct history *h = userdata;
+        int r;
+
+        for (size_t i = 0; i < h->n_rows; i++) {
+                struct row *w = &h->rows[i];
+                struct series *s = w->s;
+                if (!s->id) {
+                        if ((r = store_series_id(st, s->source, s->name, s->object, s->unit, &s->id)) < 0)
+                                return r;
+                        s->id_this_pass = true;
+                }
+                if ((r = store_put_sample(st, w->tier, s->id, w->t, w->min, w->avg, w->max, w->n)) < 0)
+                        return r;
+        }
+        for (size_t i = 0; i < h->n_notes; i++)
+                if ((r = store_put_event(st, h->notes[i].t, h->notes[i].kind, h->notes[i].object,
+                                         h->notes[i].detail)) < 0)
+                        return r;
+        if (h->prune_due && (r = prune(h, st)) < 0)
+                return r;
+        return 0;
+}
+
+static void h_done(struct store *st, bool committed, void *userdata)
+{
+        struct history *h = userdata;
+
+        (void)st;
+        for (size_t b = 0; b < SERIES_BUCKETS; b++)
+                for (struct series *s = h->buckets[b]; s; s = s->next) {
+                        if (s->id_this_pass && !committed)
+                                s->id = 0;
+                        s->id_this_pass = false;
+                }
+        if (!committed)
+                return;
+        for (size_t i = 0; i < h->n_notes; i++) {
+                free(h->notes[i].kind);
+                free(h->notes[i].object);
+                free(h->notes[i].detail);
+        }
+        h->n_rows = h->n_notes = 0;
+        h->prune_due = false;
+}
+
+static uint64_t on_timer(struct loop_source *src, uint64_t now, void *userdata)
+{
+        struct history *h = userdata;
+        int64_t wall = time_wall_usec();
+
+        (void)src;
+        (void)now;
+        history_close_minutes(h, wall);
+        /* the next run just after the next minute starts */
+        return (uint64_t)(60000000 - wall % 60000000) + 1000000;
+}
+
+int history_new(struct loop *loop, struct store *st, const struct history_settings *set, struct history **ret)
+{
+        struct history *h = xcalloc(1, sizeof *h);
+        struct store_writer w = {.write = h_write, .done = h_done};
+        int r;
+
+        if (!h)
+                return -ENOMEM;
+        h->loop = loop;
+        h->st = st;
+        h->set = *set;
+        if (!h->set.cap_bytes)
+                h->set.cap_bytes = 64ULL << 20;
+        if (!h->set.minute_days)
+                h->set.minute_days = 14;
+        if (!h->set.hour_days)
+                h->set.hour_days = 400;
+        if (!h->set.max_series)
+                h->set.max_series = 2000;
+        w.userdata = h;
+        if ((r = store_add_writer(st, &w)) < 0 ||
+            (r = loop_add_timer(loop, (uint64_t)(60000000 - time_wall_usec() % 60000000) + 1000000, 0, "history",
+                                on_timer, h, &h->timer)) < 0) {
+                history_free(h);
+                return r;
+        }
+        *ret = h;
+        return 0;
+}
+
+void history_free(struct history *h)
+{
+        if (!h)
+                return;
+        loop_remove(h->timer);
+        for (size_t b = 0; b < SERIES_BUCKETS; b++)
+                while (h->buckets[b]) {
+                        struct series *s = h->buckets[b];
+                        h->buckets[b] = s->next;
+                        free(s->source);
+                        free(s->name);
+                        free(s->object);
+                        free(s->unit);
+                        free(s);
+                }
+        for (size_t i = 0; i < h->n_notes; i++) {
+                free(h->notes[i].kind);
+                free(h->notes[i].object);
+                free(h->notes[i].detail);
+        }
+        free(h->notes);
+        free(h->rows);
+        free(h);
+}
+
+void history_get_stats(const struct history *h, struct history_stats *ret)
+{
+        *ret = h->stats;
+}
+
+/* ---- reading, for the snapshot ---- */
+
+struct reader {
+        cJSON *series; /* array */
+        cJSON *cur;    /* the object of the series being read */
+        int64_t cur_id;
+        enum store_tier tier;
+        int64_t newest_hour_end; /* of the current series, from the hourly pass */
+        double min, max, sum;
+        int64_t n;
+        int64_t since_s;
+        bool minutes;
+};
+
+static cJSON *find_series(cJSON *arr, int64_t id)
+{
+        cJSON *x;
+
+        cJSON_ArrayForEach(x, arr)
+        {
+                const cJSON *i = cJSON_GetObjectItemCaseSensitive(x, "id");
+                if (cJSON_IsNumber(i) && (int64_t)i->valuedouble == id)
+                        return x;
+        }
+        return NULL;
+}
+
+static void add_summary(cJSON *o, double min, double avg, double max, int64_t n)
+{
+        cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "summary");
+        double omin, omax, osum;
+        int64_t on;
+
+        if (!s) {
+                s = cJSON_AddObjectToObject(o, "summary");
+                if (!s)
+                        return;
+                cJSON_AddNumberToObject(s, "min", min);
+                cJSON_AddNumberToObject(s, "avg", avg);
+                cJSON_AddNumberToObject(s, "max", max);
+                cJSON_AddNumberToObject(s, "readings", (double)n);
+                return;
+        }
+        omin = cJSON_GetObjectItemCaseSensitive(s, "min")->valuedouble;
+        omax = cJSON_GetObjectItemCaseSensitive(s, "max")->valuedouble;
+        on = (int64_t)cJSON_GetObjectItemCaseSensitive(s, "readings")->valuedouble;
+        osum = cJSON_GetObjectItemCaseSensitive(s, "avg")->valuedouble * (double)on;
+        cJSON_SetNumberValue(cJSON_GetObjectItemCaseSensitive(s, "min"), fmin(omin, min));
+        cJSON_SetNumberValue(cJSON_GetObjectItemCaseSensitive(s, "max"), fmax(omax, max));
+        cJSON_SetNumberValue(cJSON_GetObjectItemCaseSensitive(s, "readings"), (double)(on + n));
+        cJSON_SetNumberValue(cJSON_GetObjectItemCaseSensitive(s, "avg"), (osum + avg * (double)n) / (double)(on + n));
+}
+
+static int sample_cb(const struct store_sample *s, void *ud)
+{
+        struct reader *rd = ud;
+        cJSON *o = find_series(rd->series, s->series), *pts, *p;
+        const char *key = rd->tier == STORE_TIER_HOUR ? "hourly" : "minutes";
+
+        if (!o) {
+                if (!(o = cJSON_CreateObject()))
+                        return -ENOMEM;
+                cJSON_AddNumberToObject(o, "id", (double)s->series);
+                cJSON_AddStringToObject(o, "source", s->source);
+                cJSON_AddStringToObject(o, "name", s->name);
+                cJSON_AddStringToObject(o, "object", s->object);
+                cJSON_AddStringToObject(o, "unit", s->unit ? s->unit : "");
+                json_add(rd->series, NULL, o);
+        }
+        if (rd->tier == STORE_TIER_MINUTE) {
+                /* minutes an hourly point already covers count once */
+                const cJSON *he = cJSON_GetObjectItemCaseSensitive(o, "hourly_end");
+                bool covered = cJSON_IsNumber(he) && s->t < (int64_t)he->valuedouble;
+                if (!covered)
+                        add_summary(o, s->min, s->avg, s->max, s->n);
+                if (!rd->minutes && s->t < time_wall_usec() / 1000000 - RECENT_MINUTES_USEC / 1000000)
+                        return 0;
+        } else {
+                add_summary(o, s->min, s->avg, s->max, s->n);
+                cJSON *he = cJSON_GetObjectItemCaseSensitive(o, "hourly_end");
+                if (he)
+                        cJSON_SetNumberValue(he, (double)(s->t + 3600));
+                else
+                        cJSON_AddNumberToObject(o, "hourly_end", (double)(s->t + 3600));
+        }
+        pts = cJSON_GetObjectItemCaseSensitive(o, key);
+        if (!pts && !(pts = cJSON_AddArrayToObject(o, key)))
+                return -ENOMEM;
+        if (!(p = cJSON_CreateArray()))
+                return -ENOMEM;
+        json_add(p, NULL, cJSON_CreateNumber((double)s->t));
+        json_add(p, NULL, cJSON_CreateNumber(s->min));
+        json_add(p, NULL, cJSON_CreateNumber(round(s->avg * 1000) / 1000));
+        json_add(p, NULL, cJSON_CreateNumber(s->max));
+        json_add(pts, NULL, p);
+        return 0;
+}
+
+static int event_cb(int64_t t, const char *kind, const char *object, const char *detail, void *ud)
+{
+        cJSON *arr = ud, *o = cJSON_CreateObject();
+        char ts[40];
+
+        if (!o)
+                return -ENOMEM;
+        cJSON_AddStringToObject(o, "time", time_format_rfc3339(t, ts, sizeof ts));
+        cJSON_AddStringToObject(o, "kind", kind);
+        cJSON_AddStringToObject(o, "object", object);
+        if (detail) {
+                cJSON *d = cJSON_Parse(detail);
+                if (d)
+                        json_add(o, "detail", d);
+        }
+        json_add(arr, NULL, o);
+        return 0;
+}
+
+cJSON *history_to_json(struct history *h, int64_t since, bool minutes, int *ret_err)
+{
+        cJSON *o = cJSON_CreateObject(), *x;
+        struct reader rd = {.minutes = minutes};
+        int r = 0;
+
+        *ret_err = 0;
+        if (!o || !(rd.series = cJSON_AddArrayToObject(o, "series")))
+                goto fail;
+        rd.tier = STORE_TIER_HOUR;
+        if ((r = store_load_samples(h->st, STORE_TIER_HOUR, since / 1000000, sample_cb, &rd)) < 0)
+                goto fail;
+        rd.tier = STORE_TIER_MINUTE;
+        if ((r = store_load_samples(h->st, STORE_TIER_MINUTE, since / 1000000, sample_cb, &rd)) < 0)
+                goto fail;
+        cJSON_ArrayForEach(x, rd.series)
+        {
+                cJSON_DeleteItemFromObject(x, "id");
+                cJSON_DeleteItemFromObject(x, "hourly_end");
+                if (!cJSON_HasObjectItem(x, "hourly"))
+                        cJSON_AddArrayToObject(x, "hourly");
+                if (!cJSON_HasObjectItem(x, "minutes"))
+                        cJSON_AddArrayToObject(x, "minutes");
+        }
+        if (!(x = cJSON_AddArrayToObject(o, "events")) || (r = store_load_events(h->st, since, event_cb, x)) < 0)
+                goto fail;
+        store_used_bytes(h->st, &h->stats.used_bytes);
+        cJSON_AddNumberToObject(o, "used_bytes", (double)h->stats.used_bytes);
+        cJSON_AddNumberToObject(o, "cap_bytes", (double)h->set.cap_bytes);
+        cJSON_AddNumberToObject(o, "minute_days", h->set.minute_days);
+        cJSON_AddNumberToObject(o, "hour_days", h->set.hour_days);
+        cJSON_AddNumberToObject(o, "series_dropped", (double)h->stats.series_dropped);
+        cJSON_AddNumberToObject(o, "pruned", (double)h->stats.pruned);
+        return o;
+fail:
+        *ret_err = r < 0 ? r : -ENOMEM;
+        cJSON_Delete(o);
+        return NULL;
+}

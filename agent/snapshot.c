@@ -1,0 +1,204 @@
+/* snapshot: see snapshot.h. Host facts come from /proc and /sys at the time
+ * of the snapshot; digests are FNV-1a 64-bit over file contents ("fnv1a64:"
+ * and 16 hex digits): they tell whether a file changed between inspections,
+ * they are not a security measure. */
+#include "snapshot.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <glob.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../lib/event.h"
+#include "../lib/json.h"
+#include "../rules/conf.h"
+#include "faults.h"
+#include "history.h"
+#include "identity.h"
+#include "ledger.h"
+#include "maintenance.h"
+#include "outbox.h"
+
+#define FILE_DIGEST_MAX (16 << 20)
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+        const unsigned char *c = p;
+
+        for (size_t i = 0; i < n; i++) {
+                h ^= c[i];
+                h *= 1099511628211ULL;
+        }
+        return h;
+}
+
+/* Digest of a file's contents into out (at least 26 bytes); "unreadable" when it cannot be read. */
+static uint64_t file_digest(const char *path, char *out, size_t size, uint64_t *acc)
+{
+        FILE *f = fopen(path, "re");
+        char buf[8192];
+        uint64_t h = 1469598103934665603ULL;
+        size_t n, total = 0;
+
+        if (!f) {
+                snprintf(out, size, "unreadable");
+                return 0;
+        }
+        while ((n = fread(buf, 1, sizeof buf, f)) > 0 && total < FILE_DIGEST_MAX) {
+                h = fnv(h, buf, n);
+                if (acc)
+                        *acc = fnv(*acc, buf, n);
+                total += n;
+        }
+        fclose(f);
+        snprintf(out, size, "fnv1a64:%016" PRIx64, h);
+        return h;
+}
+
+static cJSON *config_json(const struct config *c)
+{
+        cJSON *o = cJSON_CreateObject(), *files;
+        char d[40];
+        uint64_t all = 1469598103934665603ULL;
+
+        if (!o)
+                return NULL;
+        file_digest(c->path, d, sizeof d, NULL);
+        cJSON_AddStringToObject(o, "path", c->path);
+        cJSON_AddStringToObject(o, "digest", d);
+        files = cJSON_AddArrayToObject(o, "rules_files");
+        for (size_t i = 0; files && i < c->n_rules_paths; i++) {
+                glob_t g;
+                if (glob(c->rules_paths[i], 0, NULL, &g) != 0)
+                        continue;
+                for (size_t j = 0; j < g.gl_pathc; j++) {
+                        cJSON *x = cJSON_CreateObject();
+                        if (!x)
+                                break;
+                        all = fnv(all, g.gl_pathv[j], strlen(g.gl_pathv[j]) + 1);
+                        file_digest(g.gl_pathv[j], d, sizeof d, &all);
+                        cJSON_AddStringToObject(x, "path", g.gl_pathv[j]);
+                        cJSON_AddStringToObject(x, "digest", d);
+                        json_add(files, NULL, x);
+                }
+                globfree(&g);
+        }
+        snprintf(d, sizeof d, "fnv1a64:%016" PRIx64, all);
+        cJSON_AddStringToObject(o, "rules_digest", d);
+        return o;
+}
+
+static int read_line(const char *path, char *buf, size_t size)
+{
+        FILE *f = fopen(path, "re");
+
+        buf[0] = '\0';
+        if (!f)
+                return -errno;
+        if (!fgets(buf, (int)size, f))
+                buf[0] = '\0';
+        buf[strcspn(buf, "\r\n")] = '\0';
+        fclose(f);
+        return 0;
+}
+
+static cJSON *host_json(void)
+{
+        cJSON *o = cJSON_CreateObject(), *disks;
+        char line[256], path[512];
+        DIR *d;
+        struct dirent *de;
+
+        if (!o)
+                return NULL;
+        if (read_line("/proc/uptime", line, sizeof line) == 0)
+                cJSON_AddNumberToObject(o, "uptime_s", strtod(line, NULL));
+        if (read_line("/proc/sys/kernel/random/boot_id", line, sizeof line) == 0)
+                cJSON_AddStringToObject(o, "boot_id", line);
+        if (read_line("/proc/loadavg", line, sizeof line) == 0)
+                cJSON_AddStringToObject(o, "loadavg", line);
+        disks = cJSON_AddArrayToObject(o, "disks");
+        if (disks && (d = opendir("/sys/block"))) {
+                while ((de = readdir(d))) {
+                        cJSON *x;
+                        if (de->d_name[0] == '.' || strncmp(de->d_name, "loop", 4) == 0 ||
+                            strncmp(de->d_name, "ram", 3) == 0)
+                                continue;
+                        if (!(x = cJSON_CreateObject()))
+                                break;
+                        cJSON_AddStringToObject(x, "name", de->d_name);
+                        snprintf(path, sizeof path, "/sys/block/%s/size", de->d_name);
+                        if (read_line(path, line, sizeof line) == 0)
+                                cJSON_AddNumberToObject(x, "size_bytes", strtod(line, NULL) * 512);
+                        snprintf(path, sizeof path, "/sys/block/%s/device/model", de->d_name);
+                        if (read_line(path, line, sizeof line) == 0 && line[0])
+                                cJSON_AddStringToObject(x, "model", line);
+                        snprintf(path, sizeof path, "/sys/block/%s/queue/rotational", de->d_name);
+                        if (read_line(path, line, sizeof line) == 0 && line[0])
+                                cJSON_AddBoolToObject(x, "rotational", line[0] == '1');
+                        json_add(disks, NULL, x);
+                }
+                closedir(d);
+        }
+        return o;
+}
+
+cJSON *snapshot_build(const struct snapshot_parts *p, int64_t since, bool minutes, int *ret_err)
+{
+        cJSON *o = cJSON_CreateObject(), *x, *health;
+        int64_t now = time_wall_usec();
+        char ts[40];
+        int err = 0;
+
+        *ret_err = 0;
+        if (!o) {
+                cJSON_Delete(p->collectors);
+                cJSON_Delete(p->status);
+                *ret_err = -ENOMEM;
+                return NULL;
+        }
+        cJSON_AddNumberToObject(o, "version", SNAPSHOT_VERSION);
+        cJSON_AddStringToObject(o, "generated_at", time_format_rfc3339(now, ts, sizeof ts));
+        cJSON_AddStringToObject(o, "since", time_format_rfc3339(since, ts, sizeof ts));
+        json_add(o, "agent", identity_to_json(p->id));
+        json_add(o, "host", host_json());
+        json_add(o, "config", config_json(p->config));
+        json_add(o, "collectors", p->collectors);
+        json_add(o, "faults", faults_to_json(p->faults));
+        json_add(o, "outbox", outbox_to_json(p->outbox));
+        json_add(o, "maintenance", maintenance_to_json(p->maintenance));
+        if ((x = history_to_json(p->history, since, minutes, &err)))
+                json_add(o, "history", x);
+        else
+                goto fail;
+        if ((x = ledger_to_json(p->ledger, since, &err)))
+                json_add(o, "downtime", x);
+        else
+                goto fail;
+        if ((health = cJSON_AddObjectToObject(o, "agent_health"))) {
+                const cJSON *dt = cJSON_GetObjectItemCaseSensitive(x, "outages");
+                struct history_stats hs;
+                cJSON_AddStringToObject(health, "started_at", time_format_rfc3339(p->started_wall, ts, sizeof ts));
+                cJSON_AddNumberToObject(health, "uptime_s", (double)(now - p->started_wall) / 1e6);
+                cJSON_AddNumberToObject(health, "restarts", cJSON_GetArraySize(dt));
+                history_get_stats(p->history, &hs);
+                cJSON_AddNumberToObject(health, "history_series_dropped", (double)hs.series_dropped);
+                /* the counters of the status answer: rules, faults, cases, state */
+                static const char *const parts[] = {"rules", "faults", "cases", "state"};
+                for (size_t i = 0; p->status && i < sizeof parts / sizeof parts[0]; i++) {
+                        cJSON *it = cJSON_DetachItemFromObjectCaseSensitive(p->status, parts[i]);
+                        if (it)
+                                cJSON_AddItemToObject(health, parts[i], it);
+                }
+        }
+        cJSON_Delete(p->status);
+        return o;
+fail:
+        cJSON_Delete(p->status);
+        cJSON_Delete(o);
+        *ret_err = err < 0 ? err : -ENOMEM;
+        return NULL;
+}
