@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -285,8 +286,8 @@ static int h_write(struct store *st, void *userdata)
                         return r;
         }
         for (size_t i = 0; i < h->n_notes; i++)
-                if ((r = store_put_event(st, h->notes[i].t, h->notes[i].kind, h->notes[i].object,
-                                         h->notes[i].detail)) < 0)
+                if ((r = store_put_event(st, h->notes[i].t, h->notes[i].kind, h->notes[i].object, h->notes[i].detail)) <
+                    0)
                         return r;
         if (h->prune_due && (r = prune(h, st)) < 0)
                 return r;
@@ -519,6 +520,41 @@ cJSON *history_to_json(struct history *h, int64_t since, bool minutes, int *ret_
         rd.tier = STORE_TIER_MINUTE;
         if ((r = store_load_samples(h->st, STORE_TIER_MINUTE, since / 1000000, sample_cb, &rd)) < 0)
                 goto fail;
+        /* the minutes still open in memory count too, so a fresh agent's snapshot is not empty */
+        for (size_t b = 0; b < SERIES_BUCKETS; b++)
+                for (struct series *sr = h->buckets[b]; sr; sr = sr->next) {
+                        if (sr->minute < 0 || sr->mn == 0 || sr->minute < since / 1000000)
+                                continue;
+                        struct store_sample smp = {
+                                .series = sr->id ? sr->id : -(int64_t)((uintptr_t)sr >> 4), /* unique while unwritten */
+                                .source = sr->source,
+                                .name = sr->name,
+                                .object = sr->object,
+                                .unit = sr->unit,
+                                .t = sr->minute,
+                                .min = sr->mmin,
+                                .avg = sr->msum / (double)sr->mn,
+                                .max = sr->mmax,
+                                .n = sr->mn,
+                        };
+                        if (!sr->id) {
+                                /* not written yet: find it by name among the series read */
+                                cJSON *y;
+                                cJSON_ArrayForEach(y, rd.series)
+                                {
+                                        if (strcmp(cJSON_GetObjectItemCaseSensitive(y, "source")->valuestring,
+                                                   sr->source) == 0 &&
+                                            strcmp(cJSON_GetObjectItemCaseSensitive(y, "name")->valuestring,
+                                                   sr->name) == 0 &&
+                                            strcmp(cJSON_GetObjectItemCaseSensitive(y, "object")->valuestring,
+                                                   sr->object) == 0)
+                                                smp.series =
+                                                        (int64_t)cJSON_GetObjectItemCaseSensitive(y, "id")->valuedouble;
+                                }
+                        }
+                        if ((r = sample_cb(&smp, &rd)) < 0)
+                                goto fail;
+                }
         cJSON_ArrayForEach(x, rd.series)
         {
                 cJSON_DeleteItemFromObject(x, "id");

@@ -24,10 +24,10 @@ struct loop;
 struct store;
 
 struct history_settings {
-        uint64_t cap_bytes;    /* default 64 MiB */
-        unsigned minute_days;  /* default 14 */
-        unsigned hour_days;    /* default 400 */
-        size_t max_series;     /* readings of more series than this are counted, not kept (default 2000) */
+        uint64_t cap_bytes;   /* default 64 MiB */
+        unsigned minute_days; /* default 14 */
+        unsigned hour_days;   /* default 400 */
+        size_t max_series;    /* readings of more series than this are counted, not kept (default 2000) */
 };
 
 /* Returns 0 and a history writing to st (caller frees with history_free), or
@@ -51,10 +51,10 @@ void history_close_minutes(struct history *h, int64_t now_wall_usec);
 cJSON *history_to_json(struct history *h, int64_t since, bool minutes, int *ret_err);
 
 struct history_stats {
-        uint64_t series;        /* series seen since start */
-        uint64_t readings;      /* readings counted */
+        uint64_t series;         /* series seen since start */
+        uint64_t readings;       /* readings counted */
         uint64_t series_dropped; /* readings of series beyond max_series */
-        uint64_t pruned;        /* samples aged out or dropped for the cap */
-        uint64_t used_bytes;    /* the database's data, at the last check */
+        uint64_t pruned;         /* samples aged out or dropped for the cap */
+        uint64_t used_bytes;     /* the database's data, at the last check */
 };
 void history_get_stats(const struct history *h, struct history_stats *ret);

@@ -101,8 +101,7 @@ int ledger_new(struct loop *loop, struct store *st, uint64_t interval, struct le
                 int64_t now = time_wall_usec();
                 if (cJSON_IsNumber(t) && (int64_t)t->valuedouble < now) {
                         l->has_outage = true;
-                        snprintf(l->boot_before, sizeof l->boot_before, "%s",
-                                 cJSON_IsString(b) ? b->valuestring : "");
+                        snprintf(l->boot_before, sizeof l->boot_before, "%s", cJSON_IsString(b) ? b->valuestring : "");
                         l->outage = (struct store_outage){
                                 .start = (int64_t)t->valuedouble,
                                 .end = now,
@@ -111,7 +110,8 @@ int ledger_new(struct loop *loop, struct store *st, uint64_t interval, struct le
                                 .boot_after = l->boot,
                         };
                         log_notice("downtime ledger: the agent was %s for %.0f s%s",
-                                   l->outage.clean ? "stopped" : "down without a clean stop (crash, kill or power loss)",
+                                   l->outage.clean ? "stopped"
+                                                   : "down without a clean stop (crash, kill or power loss)",
                                    (double)(now - l->outage.start) / 1e6,
                                    strcmp(l->boot_before, l->boot) != 0 ? "; the host rebooted" : "");
                 }
@@ -220,8 +220,8 @@ static int outage_cb(const struct store_outage *o, void *ud)
         cJSON_AddBoolToObject(x, "clean", o->clean);
         cJSON_AddStringToObject(x, "boot_before", o->boot_before ? o->boot_before : "");
         cJSON_AddStringToObject(x, "boot_after", o->boot_after ? o->boot_after : "");
-        cJSON_AddBoolToObject(x, "host_rebooted", o->boot_before && o->boot_after &&
-                                                          strcmp(o->boot_before, o->boot_after) != 0);
+        cJSON_AddBoolToObject(x, "host_rebooted",
+                              o->boot_before && o->boot_after && strcmp(o->boot_before, o->boot_after) != 0);
         json_add(c->outages, NULL, x);
         /* split across quarters: a quarter earns the downtime inside it */
         for (t = start; t < o->end;) {

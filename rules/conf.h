@@ -73,13 +73,13 @@ struct config {
         char *base_dir; /* relative paths below are resolved against this */
 
         /* agent { ... } */
-        char *agent_id;           /* NULL: use /etc/machine-id */
-        char *state_dir;          /* default "/var/lib/weibao" */
-        char *control_socket;     /* default "/run/weibao/control.sock" */
+        char *agent_id;               /* NULL: use /etc/machine-id */
+        char *state_dir;              /* default "/var/lib/weibao" */
+        char *control_socket;         /* default "/run/weibao/control.sock" */
         uint64_t alive_interval_usec; /* default 1m: the downtime ledger's sign of life */
         unsigned history_cap_mib;     /* default 64: the state database's history data at most */
-        enum log_level log_level; /* default info */
-        char **rules_paths;       /* glob patterns, absolute after loading; default: every .rules file in rules.d */
+        enum log_level log_level;     /* default info */
+        char **rules_paths;           /* glob patterns, absolute after loading; default: every .rules file in rules.d */
         size_t n_rules_paths;
 
         /* central { ... } */

@@ -1,0 +1,234 @@
+/* Unit tests for agent/history.c: downsampling known readings into 1-minute
+ * and 1-hour min/avg/max, ageing out, and the cap on disk with a long
+ * synthetic history (the newest data stays). The store is a real SQLite file
+ * in a temporary directory; the loop is never run, commits are explicit. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../agent/history.h"
+#include "../../agent/loop.h"
+#include "../../agent/store.h"
+#include "../../lib/event.h"
+
+struct fixture {
+        char dir[64];
+        struct loop *loop;
+        struct store *st;
+        struct history *h;
+};
+
+static int open_history(struct fixture *f, const struct history_settings *set)
+{
+        char path[128];
+        int r;
+
+        snprintf(path, sizeof path, "%s/agent.db", f->dir);
+        if ((r = store_open(f->loop, path, STORE_SYNC_NORMAL, &f->st, NULL)) < 0)
+                return r;
+        return history_new(f->loop, f->st, set, &f->h);
+}
+
+static int setup(void **state)
+{
+        struct fixture *f = calloc(1, sizeof *f);
+        struct history_settings set = {0};
+
+        assert_non_null(f);
+        snprintf(f->dir, sizeof f->dir, "/tmp/weibao-test-history-XXXXXX");
+        assert_non_null(mkdtemp(f->dir));
+        assert_int_equal(loop_new(&f->loop), 0);
+        assert_int_equal(open_history(f, &set), 0);
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        struct fixture *f = *state;
+        char cmd[128];
+
+        history_free(f->h);
+        store_free(f->st);
+        loop_free(f->loop);
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+        assert_int_equal(system(cmd), 0);
+        free(f);
+        return 0;
+}
+
+static void reading(struct fixture *f, const char *object, int64_t t_sec, double v)
+{
+        struct event e;
+
+        event_init(&e, "sensor", "temperature", object);
+        event_set_value(&e, v, "C");
+        e.wall_usec = t_sec * 1000000;
+        history_record(f->h, &e);
+}
+
+struct got {
+        int64_t t[64];
+        double min[64], avg[64], max[64];
+        int64_t n[64];
+        size_t count;
+        const char *only;
+};
+
+static int collect(const struct store_sample *s, void *ud)
+{
+        struct got *g = ud;
+
+        if (g->only && strcmp(s->object, g->only) != 0)
+                return 0;
+        assert_true(g->count < 64);
+        assert_string_equal(s->source, "sensor");
+        assert_string_equal(s->unit, "C");
+        g->t[g->count] = s->t;
+        g->min[g->count] = s->min;
+        g->avg[g->count] = s->avg;
+        g->max[g->count] = s->max;
+        g->n[g->count] = s->n;
+        g->count++;
+        return 0;
+}
+
+static void test_known_readings_downsample_exactly(void **state)
+{
+        struct fixture *f = *state;
+        int64_t now = time_wall_usec() / 1000000;
+        int64_t h0 = now - now % 3600 - 2 * 3600; /* two hours ago, on the hour */
+        struct got g = {.only = "cpu/temp1"};
+
+        /* minute 0 of hour 0: 10, 20; minute 1: 30; hour 1, minute 5: 40, 50, 60 */
+        reading(f, "cpu/temp1", h0 + 1, 10);
+        reading(f, "cpu/temp1", h0 + 59, 20);
+        reading(f, "cpu/temp1", h0 + 60, 30);
+        reading(f, "cpu/temp1", h0 + 3600 + 300, 40);
+        reading(f, "cpu/temp1", h0 + 3600 + 310, 50);
+        reading(f, "cpu/temp1", h0 + 3600 + 359, 60);
+        reading(f, "other/x", h0 + 5, 99); /* another series, kept apart */
+        history_close_minutes(f->h, (h0 + 2 * 3600 + 1) * 1000000);
+        assert_int_equal(store_commit_now(f->st), 0);
+
+        assert_int_equal(store_load_samples(f->st, STORE_TIER_MINUTE, 0, collect, &g), 0);
+        assert_int_equal(g.count, 3);
+        assert_int_equal(g.t[0], h0);
+        assert_true(g.min[0] == 10 && g.max[0] == 20 && g.avg[0] == 15 && g.n[0] == 2);
+        assert_int_equal(g.t[1], h0 + 60);
+        assert_true(g.min[1] == 30 && g.max[1] == 30 && g.avg[1] == 30 && g.n[1] == 1);
+        assert_int_equal(g.t[2], h0 + 3600 + 300);
+        assert_true(g.min[2] == 40 && g.max[2] == 60 && g.avg[2] == 50 && g.n[2] == 3);
+
+        memset(&g, 0, sizeof g);
+        g.only = "cpu/temp1";
+        assert_int_equal(store_load_samples(f->st, STORE_TIER_HOUR, 0, collect, &g), 0);
+        assert_int_equal(g.count, 2);
+        assert_int_equal(g.t[0], h0);
+        assert_true(g.min[0] == 10 && g.max[0] == 30 && g.avg[0] == 20 && g.n[0] == 3);
+        assert_int_equal(g.t[1], h0 + 3600);
+        assert_true(g.min[1] == 40 && g.max[1] == 60 && g.avg[1] == 50 && g.n[1] == 3);
+
+        /* the snapshot's view: summary over the period, hourly points */
+        int err = 0;
+        cJSON *j = history_to_json(f->h, 0, false, &err);
+        assert_non_null(j);
+        const cJSON *s, *series = cJSON_GetObjectItemCaseSensitive(j, "series");
+        bool seen = false;
+        cJSON_ArrayForEach(s, series)
+        {
+                if (strcmp(cJSON_GetObjectItemCaseSensitive(s, "object")->valuestring, "cpu/temp1") != 0)
+                        continue;
+                seen = true;
+                const cJSON *sum = cJSON_GetObjectItemCaseSensitive(s, "summary");
+                assert_true(cJSON_GetObjectItemCaseSensitive(sum, "min")->valuedouble == 10);
+                assert_true(cJSON_GetObjectItemCaseSensitive(sum, "max")->valuedouble == 60);
+                assert_true(fabs(cJSON_GetObjectItemCaseSensitive(sum, "avg")->valuedouble - 35) < 1e-9);
+                assert_int_equal(cJSON_GetObjectItemCaseSensitive(sum, "readings")->valueint, 6);
+                assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(s, "hourly")), 2);
+        }
+        assert_true(seen);
+        cJSON_Delete(j);
+}
+
+static void test_old_data_ages_out(void **state)
+{
+        struct fixture *f = *state;
+        struct history_settings set = {.minute_days = 1, .hour_days = 3};
+        int64_t now = time_wall_usec() / 1000000;
+        struct got g = {0};
+
+        history_free(f->h);
+        assert_int_equal(history_new(f->loop, f->st, &set, &f->h), 0);
+        reading(f, "a", now - 5 * 86400, 1); /* beyond both */
+        reading(f, "a", now - 2 * 86400, 2); /* minutes go, the hour stays */
+        reading(f, "a", now - 600, 3);       /* both stay */
+        history_close_minutes(f->h, now * 1000000);
+        assert_int_equal(store_commit_now(f->st), 0);
+        history_close_minutes(f->h, now * 1000000); /* prunes at this commit */
+        assert_int_equal(store_commit_now(f->st), 0);
+        assert_int_equal(store_load_samples(f->st, STORE_TIER_MINUTE, 0, collect, &g), 0);
+        assert_int_equal(g.count, 1);
+        assert_true(g.avg[0] == 3);
+        memset(&g, 0, sizeof g);
+        assert_int_equal(store_load_samples(f->st, STORE_TIER_HOUR, 0, collect, &g), 0);
+        assert_true(g.count >= 1 && g.count <= 2);
+        assert_true(g.avg[0] == 2);
+}
+
+static void test_a_long_history_stays_under_the_cap_and_keeps_the_newest(void **state)
+{
+        struct fixture *f = *state;
+        struct history_settings set = {.cap_bytes = 512 * 1024, .minute_days = 14, .hour_days = 400};
+        int64_t now = time_wall_usec() / 1000000, start = now - now % 60 - 4 * 86400;
+        uint64_t used = 0;
+        char obj[32];
+        struct got g = {0};
+        bool newest = false;
+
+        history_free(f->h);
+        assert_int_equal(history_new(f->loop, f->st, &set, &f->h), 0);
+        /* four days of minutes for 8 sensors: about 46,000 rows, several MiB uncapped */
+        for (int64_t t = start; t < now - 60; t += 60) {
+                for (int s = 0; s < 8; s++) {
+                        snprintf(obj, sizeof obj, "chip/temp%d", s);
+                        reading(f, obj, t + 1, 40 + s + (double)(t % 7));
+                }
+                if ((t - start) % (6 * 3600) == 0) {
+                        history_close_minutes(f->h, (t + 61) * 1000000);
+                        assert_int_equal(store_commit_now(f->st), 0);
+                }
+        }
+        history_close_minutes(f->h, now * 1000000);
+        assert_int_equal(store_commit_now(f->st), 0);
+        assert_int_equal(store_used_bytes(f->st, &used), 0);
+        assert_true(used <= set.cap_bytes);
+        /* the newest minute of a sensor is still there */
+        g.only = "chip/temp3";
+        assert_int_equal(store_load_samples(f->st, STORE_TIER_MINUTE, now - 600, collect, &g), 0);
+        for (size_t i = 0; i < g.count; i++)
+                newest |= g.t[i] >= now - now % 60 - 180;
+        assert_true(newest);
+        struct history_stats hs;
+        history_get_stats(f->h, &hs);
+        assert_true(hs.pruned > 0);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_known_readings_downsample_exactly, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_old_data_ages_out, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_a_long_history_stays_under_the_cap_and_keeps_the_newest, setup,
+                                                teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
