@@ -518,7 +518,12 @@ cJSON *history_to_json(struct history *h, int64_t since, bool minutes, int *ret_
         if ((r = store_load_samples(h->st, STORE_TIER_HOUR, since / 1000000, sample_cb, &rd)) < 0)
                 goto fail;
         rd.tier = STORE_TIER_MINUTE;
-        if ((r = store_load_samples(h->st, STORE_TIER_MINUTE, since / 1000000, sample_cb, &rd)) < 0)
+        /* minutes older than a day are covered by their hours already (every
+         * closed hour is written): only the last day's are read, unless asked */
+        int64_t from = since / 1000000, day = time_wall_usec() / 1000000 - RECENT_MINUTES_USEC / 1000000;
+        if (!minutes && from < day)
+                from = day - day % 3600;
+        if ((r = store_load_samples(h->st, STORE_TIER_MINUTE, from, sample_cb, &rd)) < 0)
                 goto fail;
         /* the minutes still open in memory count too, so a fresh agent's snapshot is not empty */
         for (size_t b = 0; b < SERIES_BUCKETS; b++)
