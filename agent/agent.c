@@ -687,7 +687,9 @@ static cJSON *status_json(const struct agent *a)
         if ((x = cJSON_AddObjectToObject(o, "cases"))) {
                 cJSON_AddNumberToObject(x, "opened", (double)os.cases_opened);
                 cJSON_AddNumberToObject(x, "wanted", (double)fs.cases_wanted);
-                cJSON_AddNumberToObject(x, "sends_pending", (double)(os.opens_pending + os.updates_pending));
+                cJSON_AddNumberToObject(x, "sends_pending",
+                                        (double)(os.opens_pending + os.updates_pending + os.requests_pending));
+                cJSON_AddNumberToObject(x, "requests_pending", (double)os.requests_pending);
                 cJSON_AddNumberToObject(x, "opens_pending", (double)os.opens_pending);
                 cJSON_AddNumberToObject(x, "updates_pending", (double)os.updates_pending);
                 cJSON_AddNumberToObject(x, "not_durable", (double)os.not_durable);

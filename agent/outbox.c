@@ -47,8 +47,10 @@ struct rec {
         char *idem_key;
         char *body; /* the open request */
         int64_t prev_ref;
-        char *case_id; /* NULL until acknowledged */
-        char *parked;  /* why the head item was refused for good, or NULL */
+        char *case_id;       /* NULL until acknowledged */
+        char *method, *path; /* a plain request; NULL for a case */
+        bool sent;           /* a plain request, acknowledged */
+        char *parked;        /* why the head item was refused for good, or NULL */
         unsigned update_seq;
         struct item *items, *items_tail;
         bool row_durable; /* the case row holds the current fields */
@@ -129,6 +131,8 @@ static struct key_slot **key_slot_find(struct outbox *ob, const char *key)
 
 static bool rec_owes(const struct rec *r)
 {
+        if (r->path)
+                return !r->sent || r->in_flight;
         return !r->case_id || r->items || r->in_flight;
 }
 
@@ -230,6 +234,8 @@ static void rec_free(struct rec *r)
         free(r->idem_key);
         free(r->body);
         free(r->case_id);
+        free(r->method);
+        free(r->path);
         free(r->parked);
         free(r->last_error);
         free(r);
@@ -295,6 +301,9 @@ static int rec_write(struct store *st, const struct rec *c)
                         .case_id = c->case_id,
                         .parked = c->parked,
                         .update_seq = c->update_seq,
+                        .method = c->method,
+                        .path = c->path,
+                        .sent = c->sent,
                 };
                 if ((r = store_put_case(st, &sc)) < 0)
                         return r;
@@ -578,12 +587,38 @@ static void on_update_done(const struct sender_result *res, void *userdata)
         outbox_kick(ob);
 }
 
+static void on_request_done(const struct sender_result *res, void *userdata)
+{
+        struct rec *r = userdata;
+        struct outbox *ob = r->ob;
+
+        r->in_flight = false;
+        ob->in_flight--;
+        central_answered(ob, res);
+        if (res->http_status >= 200 && res->http_status < 300) {
+                log_info("outbox: %s %s delivered", r->method, r->path);
+                r->sent = true;
+                ob->n_items--;
+                r->failures = 0;
+                free(r->last_error);
+                r->last_error = NULL;
+                owe_sync(ob, r);
+                mark(ob, r);
+                outbox_kick(ob);
+                return;
+        }
+        rec_failed(r, "sending it", res);
+        outbox_kick(ob);
+}
+
 static void rec_send(struct outbox *ob, struct rec *r)
 {
         char path[200];
         int ret;
 
-        if (!r->case_id) {
+        if (r->path) {
+                ret = sender_request(ob->sender, r->method, r->path, r->body, r->idem_key, on_request_done, r);
+        } else if (!r->case_id) {
                 ret = sender_request(ob->sender, "POST", "/api/v1/cases", r->body, r->idem_key, on_open_done, r);
         } else {
                 snprintf(path, sizeof path, "/api/v1/cases/%s/updates", r->case_id);
@@ -608,7 +643,7 @@ static bool rec_ready(const struct rec *r, uint64_t now)
                 return false;
         if (r->key_prev && rec_owes(r->key_prev))
                 return false; /* the older case of this key goes first */
-        if (!r->case_id)
+        if (r->path || !r->case_id)
                 return r->row_durable;
         return r->items && r->items->durable;
 }
@@ -674,11 +709,20 @@ static int load_case(const struct store_case *c, void *ud)
                 r->case_id = xstrdup(c->case_id);
         if (c->parked)
                 r->parked = xstrdup(c->parked);
+        if (c->path) {
+                r->method = xstrdup(c->method ? c->method : "PUT");
+                r->path = xstrdup(c->path);
+                r->sent = c->sent;
+                if (!r->method || !r->path) {
+                        rec_free(r);
+                        return -ENOMEM;
+                }
+        }
         if (!r->fault_key || !r->idem_key || !r->body || (c->case_id && !r->case_id) || rec_link(ob, r) < 0) {
                 rec_free(r);
                 return -ENOMEM;
         }
-        if (!r->case_id)
+        if (r->path ? !r->sent : !r->case_id)
                 ob->n_items++;
         if (c->ref > ob->last_ref)
                 ob->last_ref = c->ref;
@@ -820,6 +864,30 @@ int64_t outbox_open_case(struct outbox *ob, const char *fault_key, const char *b
         return r->ref;
 }
 
+int outbox_add_request(struct outbox *ob, const char *key, const char *method, const char *path, const char *body,
+                       const char *idem_key)
+{
+        int64_t ref = outbox_open_case(ob, key, body, idem_key, 0);
+        struct rec *r;
+
+        if (ref < 0)
+                return (int)ref;
+        r = rec_find(ob, ref);
+        r->method = xstrdup(method);
+        r->path = xstrdup(path);
+        r->released = true; /* nobody sends more to it */
+        if (!r->method || !r->path) {
+                free(r->method);
+                free(r->path);
+                r->method = r->path = NULL;
+                r->case_id = xstrdup("-"); /* unusable: let it go */
+                ob->n_items--;
+                owe_sync(ob, r);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
 int outbox_add_update(struct outbox *ob, int64_t ref, const char *type, const char *body)
 {
         struct rec *r = rec_find(ob, ref);
@@ -926,9 +994,12 @@ size_t outbox_unpark(struct outbox *ob)
 void outbox_get_stats(const struct outbox *ob, struct outbox_stats *ret)
 {
         *ret = ob->stats;
-        ret->opens_pending = ret->updates_pending = ret->not_durable = ret->parked = 0;
+        ret->opens_pending = ret->updates_pending = ret->requests_pending = ret->not_durable = ret->parked = 0;
         for (const struct rec *r = ob->head; r; r = r->next) {
-                if (!r->case_id) {
+                if (r->path) {
+                        ret->requests_pending += !r->sent;
+                        ret->not_durable += !r->sent && !r->row_durable;
+                } else if (!r->case_id) {
                         ret->opens_pending++;
                         ret->not_durable += !r->row_durable;
                 }
@@ -954,6 +1025,7 @@ cJSON *outbox_to_json(const struct outbox *ob)
         outbox_get_stats(ob, &s);
         cJSON_AddNumberToObject(o, "opens_pending", (double)s.opens_pending);
         cJSON_AddNumberToObject(o, "updates_pending", (double)s.updates_pending);
+        cJSON_AddNumberToObject(o, "requests_pending", (double)s.requests_pending);
         cJSON_AddNumberToObject(o, "not_durable", (double)s.not_durable);
         cJSON_AddNumberToObject(o, "in_flight", (double)s.in_flight);
         cJSON_AddNumberToObject(o, "parked", (double)s.parked);
@@ -982,8 +1054,11 @@ cJSON *outbox_to_json(const struct outbox *ob)
                 cJSON_AddStringToObject(x, "waiting",
                                         r->parked      ? "parked"
                                         : r->in_flight ? "in flight"
+                                        : r->path      ? "request"
                                         : !r->case_id  ? "open"
                                                        : "updates");
+                if (r->path)
+                        cJSON_AddStringToObject(x, "request", r->path);
                 if ((types = cJSON_AddArrayToObject(x, "updates")))
                         for (const struct item *it = r->items; it; it = it->next)
                                 json_add(types, NULL, cJSON_CreateString(it->type));

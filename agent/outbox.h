@@ -55,6 +55,13 @@ void outbox_set_settings(struct outbox *ob, const struct outbox_settings *set);
  * full, -ENOMEM. */
 int64_t outbox_open_case(struct outbox *ob, const char *fault_key, const char *body, const char *idem_key,
                          int64_t prev_ref);
+/* Queues a plain request that is not a case (a snapshot upload): method
+ * ("PUT", "POST"), path below the base URL, body and Idempotency-Key are
+ * copied; key orders it like a fault key. It is durable, retried and parked
+ * like a case's open, and forgotten once acknowledged. Returns 0, -ENOBUFS,
+ * -ENOMEM. */
+int outbox_add_request(struct outbox *ob, const char *key, const char *method, const char *path, const char *body,
+                       const char *idem_key);
 /* Queues an update (body JSON text, copied) to case ref. Returns 0,
  * -ENOENT (no such record), -ENOBUFS, -ENOMEM. */
 int outbox_add_update(struct outbox *ob, int64_t ref, const char *type, const char *body);
@@ -80,9 +87,10 @@ size_t outbox_unpark(struct outbox *ob);
 void outbox_kick(struct outbox *ob);
 
 struct outbox_stats {
-        uint64_t opens_pending;   /* cases not yet acknowledged */
-        uint64_t updates_pending; /* updates not yet acknowledged */
-        uint64_t not_durable;     /* of those, not yet committed to disk */
+        uint64_t opens_pending;    /* cases not yet acknowledged */
+        uint64_t updates_pending;  /* updates not yet acknowledged */
+        uint64_t requests_pending; /* plain requests (snapshot uploads) not yet acknowledged */
+        uint64_t not_durable;      /* of those, not yet committed to disk */
         uint64_t in_flight;
         uint64_t parked;
         uint64_t cases_opened; /* acknowledged, since start */

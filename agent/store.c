@@ -48,7 +48,7 @@ enum {
 
 static const char *const queries[Q_MAX] = {
         [Q_PUT_CASE] = "INSERT OR REPLACE INTO cases(ref, fault_key, idem_key, body, prev_ref, case_id, parked, "
-                       "update_seq) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                       "update_seq, method, path, sent) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         [Q_DEL_CASE] = "DELETE FROM cases WHERE ref = ?1",
         [Q_PUT_UPDATE] = "INSERT OR REPLACE INTO updates(seq, ref, type, body, idem_key, parked) "
                          "VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
@@ -73,28 +73,30 @@ static const char *const queries[Q_MAX] = {
                          "VALUES(?1, ?2, ?3, ?4, ?5)",
 };
 
-static const char schema[] = "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);"
-                             "CREATE TABLE IF NOT EXISTS cases(ref INTEGER PRIMARY KEY, fault_key TEXT NOT NULL, "
-                             "  idem_key TEXT NOT NULL, body TEXT NOT NULL, prev_ref INTEGER NOT NULL DEFAULT 0, "
-                             "  case_id TEXT, parked TEXT, update_seq INTEGER NOT NULL DEFAULT 0);"
-                             "CREATE TABLE IF NOT EXISTS updates(seq INTEGER PRIMARY KEY, ref INTEGER NOT NULL, "
-                             "  type TEXT NOT NULL, body TEXT NOT NULL, idem_key TEXT NOT NULL, parked TEXT);"
-                             "CREATE TABLE IF NOT EXISTS faults(key TEXT PRIMARY KEY, data TEXT NOT NULL);"
-                             "CREATE TABLE IF NOT EXISTS maintenance(id INTEGER PRIMARY KEY, start INTEGER NOT NULL, "
-                             "  end_at INTEGER NOT NULL, ended_at INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL);"
-                             "CREATE TABLE IF NOT EXISTS series(id INTEGER PRIMARY KEY, source TEXT NOT NULL, "
-                             "  name TEXT NOT NULL, object TEXT NOT NULL, unit TEXT NOT NULL DEFAULT '', "
-                             "  UNIQUE(source, name, object));"
-                             "CREATE TABLE IF NOT EXISTS samples_1m(series INTEGER NOT NULL, t INTEGER NOT NULL, "
-                             "  min REAL, avg REAL, max REAL, n INTEGER, PRIMARY KEY(t, series)) WITHOUT ROWID;"
-                             "CREATE TABLE IF NOT EXISTS samples_1h(series INTEGER NOT NULL, t INTEGER NOT NULL, "
-                             "  min REAL, avg REAL, max REAL, n INTEGER, PRIMARY KEY(t, series)) WITHOUT ROWID;"
-                             "CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY, t INTEGER NOT NULL, "
-                             "  kind TEXT NOT NULL, object TEXT NOT NULL, detail TEXT);"
-                             "CREATE INDEX IF NOT EXISTS events_t ON events(t);"
-                             "CREATE TABLE IF NOT EXISTS outages(start INTEGER PRIMARY KEY, end_at INTEGER NOT NULL, "
-                             "  clean INTEGER NOT NULL, boot_before TEXT, boot_after TEXT);"
-                             "INSERT OR IGNORE INTO meta(k, v) VALUES('schema', '" SCHEMA_VERSION "');";
+static const char schema[] =
+        "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS cases(ref INTEGER PRIMARY KEY, fault_key TEXT NOT NULL, "
+        "  idem_key TEXT NOT NULL, body TEXT NOT NULL, prev_ref INTEGER NOT NULL DEFAULT 0, "
+        "  case_id TEXT, parked TEXT, update_seq INTEGER NOT NULL DEFAULT 0, method TEXT, path TEXT, "
+        "  sent INTEGER NOT NULL DEFAULT 0);"
+        "CREATE TABLE IF NOT EXISTS updates(seq INTEGER PRIMARY KEY, ref INTEGER NOT NULL, "
+        "  type TEXT NOT NULL, body TEXT NOT NULL, idem_key TEXT NOT NULL, parked TEXT);"
+        "CREATE TABLE IF NOT EXISTS faults(key TEXT PRIMARY KEY, data TEXT NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS maintenance(id INTEGER PRIMARY KEY, start INTEGER NOT NULL, "
+        "  end_at INTEGER NOT NULL, ended_at INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS series(id INTEGER PRIMARY KEY, source TEXT NOT NULL, "
+        "  name TEXT NOT NULL, object TEXT NOT NULL, unit TEXT NOT NULL DEFAULT '', "
+        "  UNIQUE(source, name, object));"
+        "CREATE TABLE IF NOT EXISTS samples_1m(series INTEGER NOT NULL, t INTEGER NOT NULL, "
+        "  min REAL, avg REAL, max REAL, n INTEGER, PRIMARY KEY(t, series)) WITHOUT ROWID;"
+        "CREATE TABLE IF NOT EXISTS samples_1h(series INTEGER NOT NULL, t INTEGER NOT NULL, "
+        "  min REAL, avg REAL, max REAL, n INTEGER, PRIMARY KEY(t, series)) WITHOUT ROWID;"
+        "CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY, t INTEGER NOT NULL, "
+        "  kind TEXT NOT NULL, object TEXT NOT NULL, detail TEXT);"
+        "CREATE INDEX IF NOT EXISTS events_t ON events(t);"
+        "CREATE TABLE IF NOT EXISTS outages(start INTEGER PRIMARY KEY, end_at INTEGER NOT NULL, "
+        "  clean INTEGER NOT NULL, boot_before TEXT, boot_after TEXT);"
+        "INSERT OR IGNORE INTO meta(k, v) VALUES('schema', '" SCHEMA_VERSION "');";
 
 struct store {
         sqlite3 *db;
@@ -345,6 +347,12 @@ int store_put_case(struct store *st, const struct store_case *c)
                 rc = bind_text(q, 7, c->parked);
         if (rc == SQLITE_OK)
                 rc = sqlite3_bind_int64(q, 8, c->update_seq);
+        if (rc == SQLITE_OK)
+                rc = bind_text(q, 9, c->method);
+        if (rc == SQLITE_OK)
+                rc = bind_text(q, 10, c->path);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int(q, 11, c->sent);
         return run(st, q, rc);
 }
 
@@ -457,6 +465,9 @@ static int case_row(sqlite3_stmt *q, void *ctx)
                 .case_id = col_text(q, 5),
                 .parked = col_text(q, 6),
                 .update_seq = (unsigned)sqlite3_column_int64(q, 7),
+                .method = col_text(q, 8),
+                .path = col_text(q, 9),
+                .sent = sqlite3_column_int(q, 10) != 0,
         };
 
         if (!c.fault_key || !c.idem_key || !c.body)
@@ -469,7 +480,8 @@ int store_load_cases(struct store *st, int (*fn)(const struct store_case *c, voi
         struct cb cb = {(void *)fn, ud};
 
         return walk(st,
-                    "SELECT ref, fault_key, idem_key, body, prev_ref, case_id, parked, update_seq FROM cases "
+                    "SELECT ref, fault_key, idem_key, body, prev_ref, case_id, parked, update_seq, method, path, sent "
+                    "FROM cases "
                     "ORDER BY ref",
                     case_row, &cb);
 }

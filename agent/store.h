@@ -84,6 +84,9 @@ struct store_case {
         const char *case_id;
         const char *parked;
         unsigned update_seq; /* updates made so far (their idempotency keys count up) */
+        const char *method;  /* a plain request (a snapshot upload): its method and path; NULL for a case */
+        const char *path;
+        bool sent; /* a plain request the central side acknowledged */
 };
 struct store_update {
         int64_t seq; /* global order */

@@ -1,6 +1,6 @@
 /* libFuzzer target: the agent's reading of central API answers
- * (agent/answer.c). Any byte string must parse or be refused without crash,
- * leak or unbounded output. */
+ * (agent/answer.c): case ids, error texts and check-in commands. Any byte string must parse or be refused without
+ * crash, leak or unbounded output. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +19,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 free(id);
         }
         answer_error_text((const char *)data, size, buf, sizeof buf);
+        struct answer_command cmds[ANSWER_COMMANDS_MAX];
+        size_t skipped = 0;
+        int n = answer_parse_commands((const char *)data, size, cmds, ANSWER_COMMANDS_MAX, &skipped);
+        if (n > ANSWER_COMMANDS_MAX)
+                abort();
+        for (int i = 0; i < n; i++) {
+                if (cmds[i].type >= ANSWER_COMMAND_TYPE_MAX || strlen(cmds[i].request) >= ANSWER_ID_MAX ||
+                    strlen(cmds[i].reason) > ANSWER_REASON_MAX || strchr(cmds[i].request, '/'))
+                        abort();
+                if (cmds[i].type == ANSWER_COMMAND_INSPECT && (!cmds[i].request[0] || !cmds[i].seconds))
+                        abort();
+        }
         if (strlen(buf) >= sizeof buf)
                 abort();
         return 0;
