@@ -587,7 +587,9 @@ static enum MHD_Result request_begin(struct http_server *srv, struct MHD_Connect
                 char why[256];
 
                 if (check_client_cert(conn, why, sizeof why) < 0) {
-                        log_warning("%s %s: %s", method, url, why);
+                        char shown[160];
+
+                        log_warning("%s %s: %s", method, printable(url, shown, sizeof shown), why);
                         http_reply_error(&req->early, MHD_HTTP_FORBIDDEN, "%s", why);
                         return refuse_early(req, conn, method, url, length);
                 }
@@ -656,6 +658,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         struct http_reply reply = {0};
         struct http_call call;
         enum MHD_Result ret;
+        char shown[160];
 
         (void)version;
         if (!req)
@@ -669,7 +672,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
                 return send_reply(conn, method, url, &req->held, NULL);
         if (srv->test_control && !req->injected && inject_queue_take(srv->inject, url, &req->inj)) {
                 req->injected = true;
-                log_info("%s %s: injecting %s", method, url, inject_action_to_string(req->inj.action));
+                log_info("%s %s: injecting %s", method, printable(url, shown, sizeof shown),
+                         inject_action_to_string(req->inj.action));
                 if (req->inj.action == INJECT_STATUS) {
                         http_reply_error(&reply, req->inj.status, "injected");
                         ret = send_reply_ra(conn, method, url, &reply, NULL, req->inj.retry_after);
@@ -677,7 +681,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
                         return ret;
                 }
                 if (req->inj.when == INJECT_BEFORE && req->inj.action == INJECT_DROP) {
-                        log_info("%s %s: connection dropped before processing (injected)", method, url);
+                        log_info("%s %s: connection dropped before processing (injected)", method, shown);
                         return MHD_NO;
                 }
                 if (req->inj.when == INJECT_BEFORE && req->inj.action == INJECT_GARBAGE)
@@ -704,7 +708,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         if (req->injected && req->inj.when == INJECT_AFTER) {
                 switch (req->inj.action) {
                 case INJECT_DROP:
-                        log_info("%s %s %u: answer dropped after processing (injected)", method, url, reply.status);
+                        log_info("%s %s %u: answer dropped after processing (injected)", method,
+                                 printable(url, shown, sizeof shown), reply.status);
                         cJSON_Delete(reply.json);
                         return MHD_NO;
                 case INJECT_GARBAGE:

@@ -83,9 +83,9 @@ int inject_parse(const cJSON *root, struct inject_spec *ret, char *err, size_t e
                         ok |= member->string && strcmp(member->string, known[k]) == 0;
                 if (!ok)
                         return inject_fail(err, errsize,
-                                    "%.64s: unknown field (known: action, count, match, status, retry_after, "
-                                    "seconds, when)",
-                                    member->string ? member->string : "?");
+                                           "%.64s: unknown field (known: action, count, match, status, retry_after, "
+                                           "seconds, when)",
+                                           member->string ? member->string : "?");
         }
         v = cJSON_GetObjectItemCaseSensitive(root, "action");
         if (!cJSON_IsString(v))
@@ -105,8 +105,9 @@ int inject_parse(const cJSON *root, struct inject_spec *ret, char *err, size_t e
         v = cJSON_GetObjectItemCaseSensitive(root, "match");
         if (v && !cJSON_IsNull(v)) {
                 if (!cJSON_IsString(v) || v->valuestring[0] != '/' || strlen(v->valuestring) > INJECT_MATCH_MAX)
-                        return inject_fail(err, errsize, "match: expected a path prefix starting with / (at most %d bytes)",
-                                    INJECT_MATCH_MAX);
+                        return inject_fail(err, errsize,
+                                           "match: expected a path prefix starting with / (at most %d bytes)",
+                                           INJECT_MATCH_MAX);
                 snprintf(s.match, sizeof s.match, "%s", v->valuestring);
         }
 
@@ -143,7 +144,7 @@ int inject_parse(const cJSON *root, struct inject_spec *ret, char *err, size_t e
                 if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < 0.001 ||
                     v->valuedouble > INJECT_DELAY_MAX_SEC)
                         return inject_fail(err, errsize, "seconds: required for action delay (a number 0.001..%d)",
-                                    INJECT_DELAY_MAX_SEC);
+                                           INJECT_DELAY_MAX_SEC);
                 s.delay_ms = (unsigned)lround(v->valuedouble * 1000);
                 s.when = INJECT_AFTER;
                 break;

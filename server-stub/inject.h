@@ -14,10 +14,10 @@
 
 #include <cjson/cJSON.h>
 
-#define INJECT_QUEUE_MAX 64        /* injections queued at once; more is a 409 */
-#define INJECT_COUNT_MAX 10000     /* "count" */
-#define INJECT_MATCH_MAX 256       /* bytes of "match" */
-#define INJECT_DELAY_MAX_SEC 300   /* "seconds" */
+#define INJECT_QUEUE_MAX 64          /* injections queued at once; more is a 409 */
+#define INJECT_COUNT_MAX 10000       /* "count" */
+#define INJECT_MATCH_MAX 256         /* bytes of "match" */
+#define INJECT_DELAY_MAX_SEC 300     /* "seconds" */
 #define INJECT_RETRY_AFTER_MAX 86400 /* "retry_after" */
 #define INJECT_TEST_PREFIX "/api/v1/_test/"
 
@@ -37,11 +37,11 @@ enum inject_when {
 
 struct inject_spec {
         enum inject_action action;
-        enum inject_when when;   /* drop and garbage; status is always before, delay always after */
-        unsigned status;         /* status: 100..599 */
-        int retry_after;         /* status: seconds for Retry-After, -1 for none */
-        unsigned delay_ms;       /* delay: 1 ms .. INJECT_DELAY_MAX_SEC s */
-        unsigned count;          /* requests it still applies to, 1..INJECT_COUNT_MAX */
+        enum inject_when when; /* drop and garbage; status is always before, delay always after */
+        unsigned status;       /* status: 100..599 */
+        int retry_after;       /* status: seconds for Retry-After, -1 for none */
+        unsigned delay_ms;     /* delay: 1 ms .. INJECT_DELAY_MAX_SEC s */
+        unsigned count;        /* requests it still applies to, 1..INJECT_COUNT_MAX */
         char match[INJECT_MATCH_MAX + 1];
 };
 

@@ -83,8 +83,11 @@ def start_stub(tmp_path, pki, cert=None, client_ca=None, **kw):
 def cleanup():
     things = []
     yield things
-    for t in reversed(things):
-        t.stop()
+    codes = [(t, t.stop()) for t in reversed(things)]
+    for t, code in codes:
+        # a stub that does not stop cleanly (crash, sanitizer report) fails the test
+        if isinstance(t, StubProcess) and code not in (0, None):
+            pytest.fail("weibao-stub exited %s; stderr:\n%s" % (code, t.log[-3000:]))
 
 
 def tls_agent(tmp_path, stub, central_extra, url=None):
