@@ -111,7 +111,8 @@ struct request {
         char *body;
         size_t body_len, body_cap;
         uint64_t received;
-        bool injected; /* inj holds the injection this request got */
+        bool injected;     /* inj holds the injection this request got */
+        bool cert_refused; /* mTLS refused it: nothing but the 403, injections included */
         struct inject_spec inj;
         struct http_reply held; /* status 0: none; the answer a delay holds back */
 };
@@ -590,6 +591,7 @@ static enum MHD_Result request_begin(struct http_server *srv, struct MHD_Connect
                         char shown[160];
 
                         log_warning("%s %s: %s", method, printable(url, shown, sizeof shown), why);
+                        req->cert_refused = true;
                         http_reply_error(&req->early, MHD_HTTP_FORBIDDEN, "%s", why);
                         return refuse_early(req, conn, method, url, length);
                 }
@@ -670,7 +672,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         }
         if (req->held.status) /* resumed after an injected delay */
                 return send_reply(conn, method, url, &req->held, NULL);
-        if (srv->test_control && !req->injected && inject_queue_take(srv->inject, url, &req->inj)) {
+        if (srv->test_control && !req->injected && !req->cert_refused &&
+            inject_queue_take(srv->inject, url, &req->inj)) {
                 req->injected = true;
                 log_info("%s %s: injecting %s", method, printable(url, shown, sizeof shown),
                          inject_action_to_string(req->inj.action));

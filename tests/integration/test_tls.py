@@ -249,3 +249,16 @@ def test_plain_http_only_to_loopback(tmp_path, url, ok):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "insecure_http yes" in r.stdout
+
+
+def test_mtls_refusal_comes_before_injections(tmp_path, pki, cleanup):
+    stub = start_stub(tmp_path, pki, client_ca=pki.ca, client_cert=pki.client[0], client_key=pki.client[1],
+                      test_control=True)
+    cleanup.append(stub)
+    stub.inject(action="status", status=500)
+    r = http_request("GET", stub.url + "/api/v1/cases", headers={"Authorization": "Bearer " + TOKEN},
+                     context=tls_context(pki.ca))
+    assert r.status == 403, r
+    assert stub.injections()["injections"][0]["remaining"] == 1
+    assert stub.get("/api/v1/cases").status == 500
+    assert stub.injections()["applied"]["status"] == 1
