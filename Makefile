@@ -15,7 +15,7 @@ PYTHON   ?= /usr/bin/python3
 
 PKGS_AGENT = libcjson libsystemd sqlite3
 PKGS_SENDER = libcurl libcjson libsystemd
-PKGS_STUB  = libmicrohttpd sqlite3 libcjson libsystemd
+PKGS_STUB  = libmicrohttpd gnutls sqlite3 libcjson libsystemd
 PKGS_CTL   = libcjson libsystemd
 PKGS_TEST  = cmocka
 
@@ -94,7 +94,7 @@ $(B)/weibao-snmp.so: $(B)/pic/collectors/snmp_receiver.o
 	$(CC) $(CFLAGS) $(LDFLAGS) -shared -o $@ $^ $(NETSNMP_LIBS)
 
 # The HTTP worker: the only program that links libcurl (see agent/sender.c for why).
-$(B)/weibao-sender: $(call obj,agent/sender_worker.c) $(B)/libweibao-core.a
+$(B)/weibao-sender: $(call obj,agent/sender_worker.c agent/retry_after.c) $(B)/libweibao-core.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(SENDER_LIBS)
 
 $(B)/weibaoctl: $(call obj,agent/weibaoctl.c) $(B)/libweibao-core.a
@@ -113,8 +113,8 @@ $(B)/bench/%: $(B)/obj/bench/%.o $(B)/libweibao-agent.a $(B)/libweibao-core.a
 
 # ---- dependencies (Debian packages only) ----
 DEB_BUILD = build-essential pkg-config clang clang-format debhelper dpkg-dev libsensors-dev libcurl4-openssl-dev \
-            libcjson-dev libmicrohttpd-dev libsqlite3-dev libsystemd-dev libcmocka-dev libsnmp-dev
-DEB_TEST  = python3 python3-pytest lm-sensors util-linux iproute2 procps curl sqlite3 snmp systemd lintian groff-base \
+            libcjson-dev libmicrohttpd-dev libgnutls28-dev libsqlite3-dev libsystemd-dev libcmocka-dev libsnmp-dev
+DEB_TEST  = python3 python3-pytest lm-sensors util-linux iproute2 procps curl openssl sqlite3 snmp systemd lintian groff-base \
             debootstrap systemd-container
 DEB_BENCH = collectd-core monit snmptrapd snmptt
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

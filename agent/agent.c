@@ -7,6 +7,7 @@
 #include "agent.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -161,6 +162,33 @@ static int read_token(const char *path, char **ret, char *err, size_t errsize)
         }
         *ret = xstrdup(buf);
         return *ret ? 0 : -ENOMEM;
+}
+
+/* The TLS client key, like the token, must be ours alone: refuses a file
+ * that group or others may read or write. Only checks: weibao-sender reads it. */
+static int check_key_file(const char *path, char *err, size_t errsize)
+{
+        struct stat st;
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY), r;
+
+        if (fd < 0) {
+                r = -errno;
+                snprintf(err, errsize, "cannot read client key %s: %s", path, strerror(errno));
+                return r;
+        }
+        if (fstat(fd, &st) < 0) {
+                r = -errno;
+                snprintf(err, errsize, "cannot stat client key %s: %s", path, strerror(errno));
+                close(fd);
+                return r;
+        }
+        close(fd);
+        if (st.st_mode & 077) {
+                snprintf(err, errsize, "client key %s is accessible by group or others (mode %03o); chmod 600 it", path,
+                         (unsigned)(st.st_mode & 0777));
+                return -EPERM;
+        }
+        return 0;
 }
 
 static void collectors_free(struct running_collector *cs, size_t n)
@@ -384,7 +412,13 @@ static int apply_central(struct agent *a, const struct config *cfg, char *err, s
 
         if (r < 0)
                 return r;
-        r = sender_configure(a->sender, cfg->central_url, token, cfg->central_timeout_usec);
+        if (cfg->client_key && (r = check_key_file(cfg->client_key, err, errsize)) < 0) {
+                free(token);
+                return r;
+        }
+        r = sender_set_tls(a->sender, cfg->ca_file, cfg->client_cert, cfg->client_key);
+        if (r == 0)
+                r = sender_configure(a->sender, cfg->central_url, token, cfg->central_timeout_usec);
         free(token);
         if (r < 0) {
                 snprintf(err, errsize, "configuring the central API: %s", strerror(-r));

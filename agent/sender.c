@@ -36,6 +36,7 @@
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
 #include "loop.h"
+#include "retry_after.h"
 
 #ifndef WEIBAO_LIBEXECDIR
 #define WEIBAO_LIBEXECDIR "/usr/libexec/weibao"
@@ -58,6 +59,7 @@ struct sender {
         struct loop *loop;
         char *base_url;
         char *token;
+        char *ca_file, *client_cert, *client_key; /* NULL when not set */
         uint64_t timeout_usec;
         char *worker_path;
 
@@ -180,6 +182,9 @@ void sender_free(struct sender *s)
         free(s->in);
         free(s->base_url);
         free(s->token);
+        free(s->ca_file);
+        free(s->client_cert);
+        free(s->client_key);
         free(s->worker_path);
         free(s);
 }
@@ -220,7 +225,10 @@ static int queue_config(struct sender *s)
 
         if (o && cJSON_AddStringToObject(o, "type", "config") && cJSON_AddStringToObject(o, "base_url", s->base_url) &&
             cJSON_AddStringToObject(o, "token", s->token) &&
-            cJSON_AddNumberToObject(o, "timeout_ms", (double)(s->timeout_usec / 1000)))
+            cJSON_AddNumberToObject(o, "timeout_ms", (double)(s->timeout_usec / 1000)) &&
+            (!s->ca_file || cJSON_AddStringToObject(o, "ca_file", s->ca_file)) &&
+            (!s->client_cert || cJSON_AddStringToObject(o, "client_cert", s->client_cert)) &&
+            (!s->client_key || cJSON_AddStringToObject(o, "client_key", s->client_key)))
                 r = queue_line(s, o);
         cJSON_Delete(o);
         return r;
@@ -233,6 +241,7 @@ static void handle_answer(struct sender *s, const char *line, size_t len)
         const cJSON *st = o ? cJSON_GetObjectItemCaseSensitive(o, "status") : NULL;
         const cJSON *body = o ? cJSON_GetObjectItemCaseSensitive(o, "body") : NULL;
         const cJSON *err = o ? cJSON_GetObjectItemCaseSensitive(o, "error") : NULL;
+        const cJSON *ra = o ? cJSON_GetObjectItemCaseSensitive(o, "retry_after_usec") : NULL;
         struct request **pp, *q = NULL;
 
         if (cJSON_IsNumber(id))
@@ -253,6 +262,10 @@ static void handle_answer(struct sender *s, const char *line, size_t len)
                 .body = cJSON_IsString(body) ? body->valuestring : "",
         };
         res.body_len = strlen(res.body);
+        /* The worker caps it already; the agent does not trust that alone. */
+        if (res.http_status != 0 && cJSON_IsNumber(ra) && ra->valuedouble > 0)
+                res.retry_after_usec = ra->valuedouble < RETRY_AFTER_MAX_SEC * 1e6 ? (uint64_t)ra->valuedouble
+                                                                                   : RETRY_AFTER_MAX_SEC * 1000000ULL;
         if (res.http_status == 0)
                 res.error = cJSON_IsString(err) ? err->valuestring : "the HTTP worker gave no reason";
         q->fn(&res, q->userdata);
@@ -419,6 +432,35 @@ int sender_configure(struct sender *s, const char *base_url, const char *token, 
         s->token = tok;
         s->timeout_usec = timeout_usec ? timeout_usec : 10000000;
         return s->fd >= 0 ? queue_config(s) : 0;
+}
+
+/* Copies an optional string: *ret NULL for NULL or "". Returns 0 or -ENOMEM. */
+static int dup_optional(const char *v, char **ret)
+{
+        *ret = NULL;
+        if (v && *v && !(*ret = xstrdup(v)))
+                return -ENOMEM;
+        return 0;
+}
+
+int sender_set_tls(struct sender *s, const char *ca_file, const char *client_cert, const char *client_key)
+{
+        char *ca, *cert = NULL, *key = NULL;
+
+        if (dup_optional(ca_file, &ca) < 0 || dup_optional(client_cert, &cert) < 0 ||
+            dup_optional(client_key, &key) < 0) {
+                free(ca);
+                free(cert);
+                free(key);
+                return -ENOMEM;
+        }
+        free(s->ca_file);
+        free(s->client_cert);
+        free(s->client_key);
+        s->ca_file = ca;
+        s->client_cert = cert;
+        s->client_key = key;
+        return s->fd >= 0 && s->base_url ? queue_config(s) : 0;
 }
 
 int sender_request(struct sender *s, const char *method, const char *path, const char *body,

@@ -15,8 +15,11 @@ struct sender_result {
         long http_status; /* 0 when no HTTP answer arrived */
         const char *body; /* the answer's body, NUL-terminated ("" if none) */
         size_t body_len;
-        const char *error;         /* transport error text when http_status == 0, else NULL */
-        uint64_t retry_after_usec; /* the answer's Retry-After, 0 when absent */
+        const char *error; /* transport error text when http_status == 0, else NULL */
+        /* The answer's Retry-After as a delay from now (delta-seconds or an
+         * HTTP-date, capped at RETRY_AFTER_MAX_SEC, agent/retry_after.h);
+         * 0 when absent, unreadable, a date already past, or no answer. */
+        uint64_t retry_after_usec;
 };
 
 /* Called exactly once per request that was started, unless the sender is
@@ -30,6 +33,11 @@ void sender_free(struct sender *s);
 /* Sets where and how to talk. base_url like "http://127.0.0.1:8080"; token is
  * copied. Applies to requests started afterwards. Returns 0 or -ENOMEM. */
 int sender_configure(struct sender *s, const char *base_url, const char *token, uint64_t timeout_usec);
+/* Sets the TLS files for https (each may be NULL: the system CA bundle, no
+ * client certificate); the strings are copied. Certificate and host name
+ * verification are always on. Applies to requests started afterwards.
+ * Returns 0 or -ENOMEM. */
+int sender_set_tls(struct sender *s, const char *ca_file, const char *client_cert, const char *client_key);
 /* Starts a request: method "POST" or "PUT", path below base_url ("/api/v1/cases"),
  * body JSON text (copied), idempotency_key may be NULL. Returns 0 or negative errno. */
 int sender_request(struct sender *s, const char *method, const char *path, const char *body,

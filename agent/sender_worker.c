@@ -7,9 +7,16 @@
  * when nothing has been sent for a while (agent/sender.c).
  *
  * Protocol, newline-delimited JSON (cJSON never emits a raw newline):
- *   stdin  {"type":"config","base_url":..,"token":..,"timeout_ms":..}
+ *   stdin  {"type":"config","base_url":..,"token":..,"timeout_ms":..,
+ *           "ca_file":..,"client_cert":..,"client_key":..}   (the last three optional)
  *   stdin  {"type":"request","id":N,"method":"POST","path":..,"body":..,"idempotency_key":..}
- *   stdout {"id":N,"status":201,"body":"..."}  or  {"id":N,"status":0,"error":"..."}
+ *   stdout {"id":N,"status":201,"body":"...","retry_after_usec":N}  or  {"id":N,"status":0,"error":"..."}
+ * retry_after_usec is the answer's Retry-After (agent/retry_after.h), 0 when
+ * absent or unreadable.
+ *
+ * TLS: certificate and host name verification stay at libcurl's defaults
+ * (on); nothing here turns them off. ca_file replaces the system CA bundle,
+ * client_cert/client_key present a client certificate (mTLS).
  * Requests run concurrently on one curl multi handle. EOF on stdin ends the
  * worker at once; requests still in flight are abandoned (the agent retries). */
 #include <curl/curl.h>
@@ -25,6 +32,7 @@
 
 #include "../lib/xalloc.h"
 #include "identity.h"
+#include "retry_after.h"
 
 #define LINE_MAX_BYTES (8 * 1024 * 1024) /* a request line: a 1 MiB body, escaped */
 #define ANSWER_MAX (1024 * 1024)
@@ -40,7 +48,7 @@ struct job {
         char errbuf[CURL_ERROR_SIZE];
 };
 
-static char *base_url, *auth_header;
+static char *base_url, *auth_header, *ca_file, *client_cert, *client_key;
 static long timeout_ms = 10000;
 
 static void fail(const char *what)
@@ -62,7 +70,7 @@ static void write_all(const char *s, size_t n)
         }
 }
 
-static void answer(double id, long status, const char *body, const char *error)
+static void answer(double id, long status, const char *body, const char *error, uint64_t retry_after_usec)
 {
         cJSON *o = cJSON_CreateObject();
         char *s;
@@ -74,6 +82,8 @@ static void answer(double id, long status, const char *body, const char *error)
         cJSON_AddStringToObject(o, "body", body ? body : "");
         if (error)
                 cJSON_AddStringToObject(o, "error", error);
+        if (retry_after_usec)
+                cJSON_AddNumberToObject(o, "retry_after_usec", (double)retry_after_usec);
         s = cJSON_PrintUnformatted(o);
         cJSON_Delete(o);
         if (!s)
@@ -134,7 +144,7 @@ static void start_job(CURLM *multi, const cJSON *o)
         if (!cJSON_IsNumber(idv))
                 return;
         if (!base_url || !method || !path) {
-                answer(idv->valuedouble, 0, NULL, "request without configuration, method or path");
+                answer(idv->valuedouble, 0, NULL, "request without configuration, method or path", 0);
                 return;
         }
         j = xcalloc(1, sizeof *j);
@@ -168,12 +178,29 @@ static void start_job(CURLM *multi, const cJSON *o)
         curl_easy_setopt(j->easy, CURLOPT_USERAGENT, "weibao-agent/" WEIBAO_VERSION);
         curl_easy_setopt(j->easy, CURLOPT_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(j->easy, CURLOPT_PRIVATE, j);
+        if (ca_file)
+                curl_easy_setopt(j->easy, CURLOPT_CAINFO, ca_file);
+        if (client_cert && client_key) {
+                curl_easy_setopt(j->easy, CURLOPT_SSLCERT, client_cert);
+                curl_easy_setopt(j->easy, CURLOPT_SSLKEY, client_key);
+        }
         free(url);
         free(idem_header);
         if (curl_multi_add_handle(multi, j->easy) != CURLM_OK) {
-                answer(j->id, 0, NULL, "cannot start the transfer");
+                answer(j->id, 0, NULL, "cannot start the transfer", 0);
                 job_free(j);
         }
+}
+
+/* Replaces *dst with a copy of the optional string member k of o. */
+static void set_optional(char **dst, const cJSON *o, const char *k)
+{
+        const char *v = jstr(o, k);
+
+        free(*dst);
+        *dst = NULL;
+        if (v && *v && !(*dst = xstrdup(v)))
+                fail("out of memory");
 }
 
 static void configure(const cJSON *o)
@@ -190,6 +217,9 @@ static void configure(const cJSON *o)
         auth_header = xasprintf("Authorization: Bearer %s", token);
         if (!base_url || !auth_header)
                 fail("out of memory");
+        set_optional(&ca_file, o, "ca_file");
+        set_optional(&client_cert, o, "client_cert");
+        set_optional(&client_key, o, "client_key");
         n = strlen(base_url);
         while (n > 0 && base_url[n - 1] == '/')
                 base_url[--n] = '\0';
@@ -211,6 +241,21 @@ static void handle_line(CURLM *multi, const char *line, size_t len)
         cJSON_Delete(o);
 }
 
+/* The delay the answer's Retry-After asks for, 0 when it has none or an
+ * unreadable one. The last header of that name counts: libcurl keeps the
+ * headers of the final answer after redirects and 1xx responses. */
+static uint64_t retry_after_of(CURL *easy)
+{
+        struct curl_header *h = NULL;
+        uint64_t usec = 0;
+
+        if (curl_easy_header(easy, "Retry-After", 0, CURLH_HEADER, -1, &h) != CURLHE_OK || !h || !h->value)
+                return 0;
+        if (retry_after_parse(h->value, strlen(h->value), time(NULL), &usec) < 0)
+                return 0;
+        return usec;
+}
+
 static void finish_jobs(CURLM *multi)
 {
         CURLMsg *msg;
@@ -226,12 +271,13 @@ static void finish_jobs(CURLM *multi)
                 curl_multi_remove_handle(multi, j->easy);
                 if (msg->data.result == CURLE_OK) {
                         curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
-                        answer(j->id, status, j->answer, NULL);
+                        answer(j->id, status, j->answer, NULL, retry_after_of(j->easy));
                 } else {
                         answer(j->id, 0, NULL,
                                j->too_big     ? "answer larger than 1 MiB"
                                : j->errbuf[0] ? j->errbuf
-                                              : curl_easy_strerror(msg->data.result));
+                                              : curl_easy_strerror(msg->data.result),
+                               0);
                 }
                 job_free(j);
         }

@@ -7,9 +7,11 @@
  * current directory for config_load_string). Rules files named by the
  * agent's rules globs are loaded in glob(3)'s sorted order, pattern after
  * pattern, each file once; rule blocks in the config itself come after. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <glob.h>
+#include <strings.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,6 +261,9 @@ void config_free(struct config *c)
         free(c->rules_paths);
         free(c->central_url);
         free(c->token_file);
+        free(c->ca_file);
+        free(c->client_cert);
+        free(c->client_key);
         for (size_t i = 0; i < c->n_collectors; i++)
                 conf_block_free(c->collectors[i]);
         free(c->collectors);
@@ -495,9 +500,59 @@ static int load_agent(struct loader *l, const struct cstmt *blk)
         return r;
 }
 
+/* True when the host of an http:// URL is a loopback one: "localhost",
+ * 127.0.0.0/8 or ::1, written as the URL writes them (no name lookup: what
+ * "localhost" resolves to is /etc/hosts' business, and a name that needs
+ * resolving is not known to stay on this machine). */
+static bool url_is_loopback(const char *url)
+{
+        const char *h = url + strlen("http://"), *end, *at = strchr(h, '@');
+        char host[64];
+        unsigned char a[16];
+        size_t n;
+
+        if (at && at < h + strcspn(h, "/?#"))
+                return false; /* userinfo: refuse rather than guess where the host starts */
+        if (*h == '[') {
+                end = strchr(h, ']');
+                if (!end)
+                        return false;
+                h++;
+        } else {
+                end = h + strcspn(h, ":/?#");
+        }
+        n = (size_t)(end - h);
+        if (n == 0 || n >= sizeof host)
+                return false;
+        memcpy(host, h, n);
+        host[n] = '\0';
+        if (strcasecmp(host, "localhost") == 0 || strcasecmp(host, "localhost.") == 0)
+                return true;
+        if (inet_pton(AF_INET, host, a) == 1)
+                return a[0] == 127;
+        if (inet_pton(AF_INET6, host, a) == 1)
+                return memcmp(a, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\1", 16) == 0;
+        return false;
+}
+
+static void set_bool(struct loader *l, const struct cstmt *s, bool *dst)
+{
+        const struct tok *v = one_value(l, s, "yes or no", T(TOK_WORD));
+
+        if (!v)
+                return;
+        if (strcmp(v->text, "yes") == 0 || strcmp(v->text, "true") == 0 || strcmp(v->text, "on") == 0)
+                *dst = true;
+        else if (strcmp(v->text, "no") == 0 || strcmp(v->text, "false") == 0 || strcmp(v->text, "off") == 0)
+                *dst = false;
+        else
+                lerr(l, v, "expected yes or no for '%s', got '%s'", s->toks[0].text, v->text);
+}
+
 static int load_central(struct loader *l, const struct cstmt *blk)
 {
         struct config *c = l->c;
+        const struct tok *url_tok = NULL, *cert_tok = NULL, *key_tok = NULL;
         int r = 0;
 
         for (size_t i = 0; i < blk->block->n && r == 0; i++) {
@@ -518,9 +573,21 @@ static int load_central(struct loader *l, const struct cstmt *blk)
                             strncmp(c->central_url, "https://", 8) != 0) {
                                 lerr(l, &s->toks[1], "central url must start with http:// or https://, got \"%.60s\"",
                                      c->central_url);
+                        } else if (c->central_url && s->n_toks == 2) {
+                                url_tok = &s->toks[1];
                         }
                 } else if (strcmp(k, "token_file") == 0) {
                         r = set_string(l, s, &c->token_file, true, "a quoted path");
+                } else if (strcmp(k, "ca_file") == 0) {
+                        r = set_string(l, s, &c->ca_file, true, "a quoted path");
+                } else if (strcmp(k, "client_cert") == 0) {
+                        r = set_string(l, s, &c->client_cert, true, "a quoted path");
+                        cert_tok = &s->toks[0];
+                } else if (strcmp(k, "client_key") == 0) {
+                        r = set_string(l, s, &c->client_key, true, "a quoted path");
+                        key_tok = &s->toks[0];
+                } else if (strcmp(k, "insecure_http") == 0) {
+                        set_bool(l, s, &c->insecure_http);
                 } else if (strcmp(k, "timeout") == 0) {
                         set_duration(l, s, &c->central_timeout_usec);
                 } else if (strcmp(k, "retry") == 0) {
@@ -529,12 +596,24 @@ static int load_central(struct loader *l, const struct cstmt *blk)
                         set_duration(l, s, &c->occurrence_usec);
                 } else {
                         lerr(l, &s->toks[0],
-                             "unknown setting '%s' in the central block; expected url, token_file, timeout, retry "
-                             "or occurrence_interval",
+                             "unknown setting '%s' in the central block; expected url, token_file, ca_file, "
+                             "client_cert, client_key, insecure_http, timeout, retry or occurrence_interval",
                              k);
                 }
         }
-        return r;
+        if (r < 0)
+                return r;
+        /* Checked once the whole block is read: insecure_http may follow url. */
+        if (url_tok && strncmp(c->central_url, "http://", 7) == 0 && !c->insecure_http &&
+            !url_is_loopback(c->central_url))
+                lerr(l, url_tok,
+                     "plain http:// to a host that is not loopback sends the token and the cases unencrypted; "
+                     "use https:// or set 'insecure_http yes'");
+        if (cert_tok && !key_tok && c->client_cert)
+                lerr(l, cert_tok, "client_cert needs client_key (the private key of the certificate)");
+        if (key_tok && !cert_tok && c->client_key)
+                lerr(l, key_tok, "client_key needs client_cert (the certificate of the key)");
+        return 0;
 }
 
 static int load_cases(struct loader *l, const struct cstmt *blk)
@@ -953,6 +1032,19 @@ void config_format(const struct config *c, FILE *f)
         string_write(f, c->central_url ? c->central_url : "");
         fputs("\n        token_file ", f);
         string_write(f, c->token_file ? c->token_file : "");
+        if (c->ca_file) {
+                fputs("\n        ca_file ", f);
+                string_write(f, c->ca_file);
+        }
+        if (c->client_cert) {
+                fputs("\n        client_cert ", f);
+                string_write(f, c->client_cert);
+        }
+        if (c->client_key) {
+                fputs("\n        client_key ", f);
+                string_write(f, c->client_key);
+        }
+        fprintf(f, "\n        insecure_http %s", c->insecure_http ? "yes" : "no");
         duration_format(c->central_timeout_usec, dur, sizeof dur);
         fprintf(f, "\n        timeout %s\n", dur);
         duration_format(c->retry_usec, dur, sizeof dur);

@@ -85,6 +85,10 @@ struct config {
         /* central { ... } */
         char *central_url;             /* required, e.g. "http://127.0.0.1:8080" */
         char *token_file;              /* absolute after loading; required */
+        char *ca_file;                 /* PEM CA bundle for https (NULL: the system's); absolute */
+        char *client_cert;             /* PEM client certificate for mTLS (NULL: none); absolute */
+        char *client_key;              /* its private key, given exactly when client_cert is; absolute */
+        bool insecure_http;            /* default no: plain http:// only to a loopback address */
         uint64_t central_timeout_usec; /* default 10s */
         uint64_t retry_usec;           /* default 30s: how often failed sends are retried */
         uint64_t occurrence_usec;      /* default 60s: at most one occurrence update per case this often */

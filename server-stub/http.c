@@ -8,7 +8,19 @@
  * while the client is still writing makes libmicrohttpd close the connection
  * under it, and most clients then report a reset instead of our 413 or 401.
  * Beyond HTTP_DRAIN_MAX the connection is simply dropped. We bind the listen
- * socket ourselves so a bind failure gets a real errno in the message. */
+ * socket ourselves so a bind failure gets a real errno in the message.
+ *
+ * Fault injection (--test-control) is decided at the final call, once the
+ * body is in: "before" actions replace the handler, "after" ones replace or
+ * hold its answer. A delay suspends the connection (MHD_suspend_connection)
+ * and the delayer thread resumes it when due; libmicrohttpd then calls us
+ * again and the held answer goes out. A thread per connection would also
+ * allow sleeping, but then handlers would run concurrently on the store.
+ *
+ * TLS is libmicrohttpd's (GnuTLS). With a client CA, libmicrohttpd asks
+ * for a client certificate but leaves verifying it to us: a request whose
+ * peer presented none, or one the CA did not sign, is answered 403 before
+ * anything else happens. */
 #include "http.h"
 
 #include <arpa/inet.h>
@@ -21,43 +33,72 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
+#include <pthread.h>
+#include <time.h>
 
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
 #include "body.h"
 #include "cases.h"
+#include "inject.h"
 
 #define HTTP_DRAIN_MAX (64u * 1024 * 1024) /* body bytes read and discarded for a refused request */
 #define HTTP_PATH_MAX 1024                 /* longer paths are a 404 */
 #define HTTP_CONNECTION_LIMIT 64
 #define HTTP_CONNECTION_TIMEOUT 30 /* seconds */
 
+/* Suspended connections waiting for their injected delay. */
+struct delayed {
+        struct MHD_Connection *conn;
+        struct timespec due; /* CLOCK_MONOTONIC */
+        struct delayed *next;
+};
+
+struct delayer {
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        struct delayed *list;
+        bool stop, started;
+        pthread_t thread;
+};
+
 struct http_server {
         struct MHD_Daemon *daemon;
         const char *token;
+        bool test_control, client_certs;
         struct store *store;
+        struct inject_queue *inject;
+        struct delayer delayer;
 };
 
 struct route {
         const char *method;
         const char *pattern; /* "{name}" matches one non-empty path segment */
         bool auth;
+        bool test_only; /* exists only with --test-control */
         http_handler_fn handler;
 };
 
 static void handle_health(struct store *store, const struct http_call *call, struct http_reply *reply);
+static void handle_inject_add(struct store *store, const struct http_call *call, struct http_reply *reply);
+static void handle_inject_list(struct store *store, const struct http_call *call, struct http_reply *reply);
+static void handle_inject_clear(struct store *store, const struct http_call *call, struct http_reply *reply);
 
 /* The whole API. Later endpoints go here, e.g.
  *   POST /api/v1/agents/{id}/checkin
  *   PUT  /api/v1/agents/{id}/snapshots/{request}
  *   GET  /api/v1/agents, /api/v1/inspections */
 static const struct route routes[] = {
-        {"GET", "/api/v1/health", false, handle_health},
-        {"GET", "/api/v1/cases", true, cases_list},
-        {"POST", "/api/v1/cases", true, cases_create},
-        {"GET", "/api/v1/cases/{id}", true, cases_get},
-        {"POST", "/api/v1/cases/{id}/updates", true, cases_update},
+        {"GET", "/api/v1/health", false, false, handle_health},
+        {"GET", "/api/v1/cases", true, false, cases_list},
+        {"POST", "/api/v1/cases", true, false, cases_create},
+        {"GET", "/api/v1/cases/{id}", true, false, cases_get},
+        {"POST", "/api/v1/cases/{id}/updates", true, false, cases_update},
+        {"POST", "/api/v1/_test/inject", true, true, handle_inject_add},
+        {"GET", "/api/v1/_test/inject", true, true, handle_inject_list},
+        {"DELETE", "/api/v1/_test/inject", true, true, handle_inject_clear},
 };
 
 /* Per-request state, from the first callback to request-completed. */
@@ -70,6 +111,10 @@ struct request {
         char *body;
         size_t body_len, body_cap;
         uint64_t received;
+        bool injected;     /* inj holds the injection this request got */
+        bool cert_refused; /* mTLS refused it: nothing but the 403, injections included */
+        struct inject_spec inj;
+        struct http_reply held; /* status 0: none; the answer a delay holds back */
 };
 
 const char *http_call_header(const struct http_call *call, const char *name)
@@ -114,6 +159,54 @@ static void handle_health(struct store *store, const struct http_call *call, str
         http_reply_json(reply, MHD_HTTP_OK, j);
 }
 
+static void handle_inject_add(struct store *store, const struct http_call *call, struct http_reply *reply)
+{
+        struct inject_spec spec;
+        cJSON *body = NULL;
+        char err[256];
+        int r;
+
+        (void)store;
+        r = body_parse_json(call->body, call->body_len, &body, err, sizeof err);
+        if (r < 0) {
+                http_reply_error(reply, r == -ENOMEM ? MHD_HTTP_INTERNAL_SERVER_ERROR : MHD_HTTP_BAD_REQUEST, "%s",
+                                 err);
+                return;
+        }
+        if (inject_parse(body, &spec, err, sizeof err) < 0) {
+                http_reply_error(reply, MHD_HTTP_BAD_REQUEST, "%s", err);
+                goto out;
+        }
+        if (inject_queue_push(call->inject, &spec) < 0) {
+                http_reply_error(reply, MHD_HTTP_CONFLICT, "inject: %d injections already queued", INJECT_QUEUE_MAX);
+                goto out;
+        }
+        log_notice("injection queued: %s for the next %u request(s) under %s", inject_action_to_string(spec.action),
+                   spec.count, spec.match);
+        http_reply_json(reply, MHD_HTTP_CREATED, inject_spec_to_json(&spec));
+out:
+        cJSON_Delete(body);
+}
+
+static void handle_inject_list(struct store *store, const struct http_call *call, struct http_reply *reply)
+{
+        (void)store;
+        http_reply_json(reply, MHD_HTTP_OK, inject_queue_to_json(call->inject));
+}
+
+static void handle_inject_clear(struct store *store, const struct http_call *call, struct http_reply *reply)
+{
+        cJSON *j = cJSON_CreateObject();
+        size_t n = inject_queue_clear(call->inject);
+
+        (void)store;
+        if (j && !cJSON_AddNumberToObject(j, "cleared", (double)n)) {
+                cJSON_Delete(j);
+                j = NULL;
+        }
+        http_reply_json(reply, MHD_HTTP_OK, j);
+}
+
 /* Matches path against pattern, splitting the request's path copy in place
  * to capture the placeholders. Returns true on a match. */
 static bool route_match(const char *pattern, const char *path, char *scratch, const char **params)
@@ -150,8 +243,8 @@ static bool route_match(const char *pattern, const char *path, char *scratch, co
 /* Finds the route for method and path. Returns it (params filled), or NULL
  * with *ret_status 404 (no such path) or 405 (path known, method not) and
  * the allowed methods in allow. */
-static const struct route *route_find(struct request *req, const char *method, const char *path, unsigned *ret_status,
-                                      char *allow, size_t allowsize)
+static const struct route *route_find(struct request *req, bool test_control, const char *method, const char *path,
+                                      unsigned *ret_status, char *allow, size_t allowsize)
 {
         const char *params[HTTP_MAX_PARAMS];
         bool path_known = false;
@@ -165,6 +258,8 @@ static const struct route *route_find(struct request *req, const char *method, c
         }
         for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
                 memset(params, 0, sizeof params);
+                if (routes[i].test_only && !test_control)
+                        continue;
                 if (!route_match(routes[i].pattern, path, req->path, params))
                         continue;
                 if (strcmp(routes[i].method, m) == 0) {
@@ -235,8 +330,10 @@ static const char *printable(const char *s, char *buf, size_t size)
         return buf;
 }
 
-static enum MHD_Result send_reply(struct MHD_Connection *conn, const char *method, const char *path,
-                                  struct http_reply *reply, const char *allow)
+/* Queues reply (JSON) with the headers its status calls for; retry_after
+ * (seconds, -1 for none) adds a Retry-After header. */
+static enum MHD_Result send_reply_ra(struct MHD_Connection *conn, const char *method, const char *path,
+                                     struct http_reply *reply, const char *allow, int retry_after)
 {
         static const char oom[] = "{\"error\":\"out of memory\"}";
         struct MHD_Response *resp;
@@ -262,10 +359,196 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, const char *metho
                 MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
         if (status == MHD_HTTP_METHOD_NOT_ALLOWED && allow && allow[0])
                 MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+        if (retry_after >= 0) {
+                char ra[16];
+
+                snprintf(ra, sizeof ra, "%d", retry_after);
+                MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+        }
         ret = MHD_queue_response(conn, status, resp);
         MHD_destroy_response(resp);
         log_info("%s %s %u", method, printable(path, shown, sizeof shown), status);
         return ret;
+}
+
+static enum MHD_Result send_reply(struct MHD_Connection *conn, const char *method, const char *path,
+                                  struct http_reply *reply, const char *allow)
+{
+        return send_reply_ra(conn, method, path, reply, allow, -1);
+}
+
+/* The "garbage" injection: 200 with a body no JSON parser accepts, under a
+ * JSON content type, as a broken proxy or server might send. */
+static enum MHD_Result send_garbage(struct MHD_Connection *conn, const char *method, const char *path)
+{
+        static const char garbage[] = "<html>injected: this is not JSON {\"id\": \n";
+        struct MHD_Response *resp;
+        char shown[160];
+        enum MHD_Result ret;
+
+        resp = MHD_create_response_from_buffer(sizeof garbage - 1, (void *)(uintptr_t)garbage, MHD_RESPMEM_PERSISTENT);
+        if (!resp)
+                return MHD_NO;
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+        ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+        MHD_destroy_response(resp);
+        log_info("%s %s 200 (injected garbage)", method, printable(path, shown, sizeof shown));
+        return ret;
+}
+
+/* ---- the delayer: resumes suspended connections when their delay is up ---- */
+
+static void timespec_add_ms(struct timespec *t, unsigned ms)
+{
+        t->tv_sec += ms / 1000;
+        t->tv_nsec += (long)(ms % 1000) * 1000000L;
+        if (t->tv_nsec >= 1000000000L) {
+                t->tv_sec++;
+                t->tv_nsec -= 1000000000L;
+        }
+}
+
+static bool timespec_le(const struct timespec *a, const struct timespec *b)
+{
+        return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec <= b->tv_nsec);
+}
+
+static void *delayer_main(void *arg)
+{
+        struct delayer *d = arg;
+
+        pthread_mutex_lock(&d->mu);
+        for (;;) {
+                struct delayed *due = NULL, **pp, *earliest = NULL;
+                struct timespec now;
+
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                for (pp = &d->list; *pp;) {
+                        struct delayed *x = *pp;
+
+                        if (d->stop || timespec_le(&x->due, &now)) {
+                                *pp = x->next;
+                                x->next = due;
+                                due = x;
+                                continue;
+                        }
+                        if (!earliest || timespec_le(&x->due, &earliest->due))
+                                earliest = x;
+                        pp = &x->next;
+                }
+                if (due) {
+                        /* Resumed outside our lock: libmicrohttpd takes its own. */
+                        pthread_mutex_unlock(&d->mu);
+                        while (due) {
+                                struct delayed *x = due;
+
+                                due = x->next;
+                                MHD_resume_connection(x->conn);
+                                free(x);
+                        }
+                        pthread_mutex_lock(&d->mu);
+                        continue;
+                }
+                if (d->stop)
+                        break;
+                if (earliest)
+                        pthread_cond_timedwait(&d->cv, &d->mu, &earliest->due);
+                else
+                        pthread_cond_wait(&d->cv, &d->mu);
+        }
+        pthread_mutex_unlock(&d->mu);
+        return NULL;
+}
+
+static int delayer_start(struct delayer *d)
+{
+        pthread_condattr_t ca;
+        int r;
+
+        pthread_mutex_init(&d->mu, NULL);
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&d->cv, &ca);
+        pthread_condattr_destroy(&ca);
+        r = pthread_create(&d->thread, NULL, delayer_main, d);
+        if (r != 0)
+                return -r;
+        d->started = true;
+        return 0;
+}
+
+/* Resumes everything still waiting and ends the thread. */
+static void delayer_stop(struct delayer *d)
+{
+        if (!d->started)
+                return;
+        pthread_mutex_lock(&d->mu);
+        d->stop = true;
+        pthread_cond_signal(&d->cv);
+        pthread_mutex_unlock(&d->mu);
+        pthread_join(d->thread, NULL);
+        pthread_cond_destroy(&d->cv);
+        pthread_mutex_destroy(&d->mu);
+        d->started = false;
+}
+
+/* Suspends conn for ms milliseconds. Returns 0, or a negative errno when
+ * it cannot (stopping, no memory): the caller answers at once. */
+static int delayer_add(struct delayer *d, struct MHD_Connection *conn, unsigned ms)
+{
+        struct delayed *x;
+
+        if (!d->started)
+                return -ESHUTDOWN;
+        x = xcalloc(1, sizeof *x);
+        if (!x)
+                return -ENOMEM;
+        x->conn = conn;
+        clock_gettime(CLOCK_MONOTONIC, &x->due);
+        timespec_add_ms(&x->due, ms);
+        pthread_mutex_lock(&d->mu);
+        if (d->stop) {
+                pthread_mutex_unlock(&d->mu);
+                free(x);
+                return -ESHUTDOWN;
+        }
+        MHD_suspend_connection(conn);
+        x->next = d->list;
+        d->list = x;
+        pthread_cond_signal(&d->cv);
+        pthread_mutex_unlock(&d->mu);
+        return 0;
+}
+
+/* With a client CA: 0 when the peer presented a certificate the CA signed,
+ * else -EACCES with the reason in why. */
+static int check_client_cert(struct MHD_Connection *conn, char *why, size_t whysize)
+{
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+        gnutls_session_t session = ci ? (gnutls_session_t)ci->tls_session : NULL;
+        unsigned int status = 0, n = 0;
+        gnutls_datum_t text = {0};
+        int r;
+
+        if (!session || !gnutls_certificate_get_peers(session, &n) || n == 0) {
+                snprintf(why, whysize, "client certificate required");
+                return -EACCES;
+        }
+        r = gnutls_certificate_verify_peers3(session, NULL, &status);
+        if (r < 0) {
+                snprintf(why, whysize, "client certificate not verified: %s", gnutls_strerror(r));
+                return -EACCES;
+        }
+        if (status != 0) {
+                if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &text, 0) == 0) {
+                        snprintf(why, whysize, "client certificate refused: %s", (const char *)text.data);
+                        gnutls_free(text.data);
+                } else {
+                        snprintf(why, whysize, "client certificate refused");
+                }
+                return -EACCES;
+        }
+        return 0;
 }
 
 /* A request refused from its headers alone: its body is drained before the
@@ -301,7 +584,19 @@ static enum MHD_Result request_begin(struct http_server *srv, struct MHD_Connect
                 if (errno || end == cl)
                         length = 0; /* libmicrohttpd has already refused a malformed length */
         }
-        req->route = route_find(req, method, url, &status, req->allow, sizeof req->allow);
+        if (srv->client_certs) {
+                char why[256];
+
+                if (check_client_cert(conn, why, sizeof why) < 0) {
+                        char shown[160];
+
+                        log_warning("%s %s: %s", method, printable(url, shown, sizeof shown), why);
+                        req->cert_refused = true;
+                        http_reply_error(&req->early, MHD_HTTP_FORBIDDEN, "%s", why);
+                        return refuse_early(req, conn, method, url, length);
+                }
+        }
+        req->route = route_find(req, srv->test_control, method, url, &status, req->allow, sizeof req->allow);
         if (!req->route) {
                 if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
                         http_reply_error(&req->early, status, "method %s not allowed on %s (allowed: %s)", method, url,
@@ -365,6 +660,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         struct http_reply reply = {0};
         struct http_call call;
         enum MHD_Result ret;
+        char shown[160];
 
         (void)version;
         if (!req)
@@ -373,6 +669,26 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
                 ret = request_body(req, upload_data, *upload_data_size);
                 *upload_data_size = 0;
                 return ret;
+        }
+        if (req->held.status) /* resumed after an injected delay */
+                return send_reply(conn, method, url, &req->held, NULL);
+        if (srv->test_control && !req->injected && !req->cert_refused &&
+            inject_queue_take(srv->inject, url, &req->inj)) {
+                req->injected = true;
+                log_info("%s %s: injecting %s", method, printable(url, shown, sizeof shown),
+                         inject_action_to_string(req->inj.action));
+                if (req->inj.action == INJECT_STATUS) {
+                        http_reply_error(&reply, req->inj.status, "injected");
+                        ret = send_reply_ra(conn, method, url, &reply, NULL, req->inj.retry_after);
+                        cJSON_Delete(reply.json);
+                        return ret;
+                }
+                if (req->inj.when == INJECT_BEFORE && req->inj.action == INJECT_DROP) {
+                        log_info("%s %s: connection dropped before processing (injected)", method, shown);
+                        return MHD_NO;
+                }
+                if (req->inj.when == INJECT_BEFORE && req->inj.action == INJECT_GARBAGE)
+                        return send_garbage(conn, method, url);
         }
         if (req->early.status)
                 return send_reply(conn, method, url, &req->early, req->allow);
@@ -384,6 +700,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         call.body = req->body;
         call.body_len = req->body_len;
         call.conn = conn;
+        call.inject = srv->inject;
         MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_query, &call);
         if (call.n_query > HTTP_MAX_QUERY)
                 http_reply_error(&reply, MHD_HTTP_BAD_REQUEST, "query: more than %d arguments", HTTP_MAX_QUERY);
@@ -391,6 +708,26 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
                 req->route->handler(srv->store, &call, &reply);
         if (reply.status == 0)
                 reply.status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+        if (req->injected && req->inj.when == INJECT_AFTER) {
+                switch (req->inj.action) {
+                case INJECT_DROP:
+                        log_info("%s %s %u: answer dropped after processing (injected)", method,
+                                 printable(url, shown, sizeof shown), reply.status);
+                        cJSON_Delete(reply.json);
+                        return MHD_NO;
+                case INJECT_GARBAGE:
+                        cJSON_Delete(reply.json);
+                        return send_garbage(conn, method, url);
+                case INJECT_DELAY:
+                        req->held = reply;
+                        if (delayer_add(&srv->delayer, conn, req->inj.delay_ms) == 0)
+                                return MHD_YES;             /* called again when resumed */
+                        req->held = (struct http_reply){0}; /* reply keeps the json */
+                        break;
+                default:
+                        break;
+                }
+        }
         ret = send_reply(conn, method, url, &reply, NULL);
         cJSON_Delete(reply.json);
         return ret;
@@ -406,6 +743,7 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
         if (!req)
                 return;
         cJSON_Delete(req->early.json);
+        cJSON_Delete(req->held.json);
         free(req->body);
         free(req);
         *con_cls = NULL;
@@ -454,39 +792,63 @@ static int listen_on(const struct sockaddr *addr, socklen_t addrlen, uint16_t *r
         return fd;
 }
 
-int http_server_start(const struct sockaddr *addr, socklen_t addrlen, const char *token, struct store *store,
-                      struct http_server **ret, uint16_t *ret_port, char *err, size_t errsize)
+int http_server_start(const struct sockaddr *addr, socklen_t addrlen, const struct http_options *opts,
+                      struct store *store, struct http_server **ret, uint16_t *ret_port, char *err, size_t errsize)
 {
         struct http_server *srv;
         unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+        struct MHD_OptionItem tls[4] = {{MHD_OPTION_END, 0, NULL}};
+        size_t n_tls = 0;
         uint16_t port = 0;
-        int fd;
+        int fd, r;
 
         srv = xcalloc(1, sizeof *srv);
         if (!srv) {
                 snprintf(err, errsize, "out of memory");
                 return -ENOMEM;
         }
-        srv->token = token;
+        srv->token = opts->token;
+        srv->test_control = opts->test_control;
         srv->store = store;
+        if (opts->test_control) {
+                flags |= MHD_ALLOW_SUSPEND_RESUME;
+                srv->inject = inject_queue_new();
+                r = srv->inject ? delayer_start(&srv->delayer) : -ENOMEM;
+                if (r < 0) {
+                        snprintf(err, errsize, "starting fault injection: %s", strerror(-r));
+                        http_server_stop(srv);
+                        return r;
+                }
+        }
+        if (opts->tls_cert && opts->tls_key) {
+                flags |= MHD_USE_TLS;
+                tls[n_tls++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)(uintptr_t)opts->tls_cert};
+                tls[n_tls++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)(uintptr_t)opts->tls_key};
+                if (opts->tls_client_ca) {
+                        tls[n_tls++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0,
+                                                               (void *)(uintptr_t)opts->tls_client_ca};
+                        srv->client_certs = true;
+                }
+        }
         fd = listen_on(addr, addrlen, &port, err, errsize);
         if (fd < 0) {
-                free(srv);
+                http_server_stop(srv);
                 return fd;
         }
         if (addr->sa_family == AF_INET6)
                 flags |= MHD_USE_IPv6;
         /* The logger goes first so that no option's complaint reaches
          * libmicrohttpd's own stderr logger. */
-        srv->daemon =
-                MHD_start_daemon(flags, 0, NULL, NULL, access_cb, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log_cb, srv,
-                                 MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, srv,
-                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_CONNECTION_LIMIT,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_CONNECTION_TIMEOUT, MHD_OPTION_END);
+        srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, access_cb, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log_cb,
+                                       srv, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, completed_cb,
+                                       srv, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_CONNECTION_LIMIT,
+                                       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_CONNECTION_TIMEOUT,
+                                       MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
         if (!srv->daemon) {
-                snprintf(err, errsize, "libmicrohttpd failed to start");
+                snprintf(err, errsize, "libmicrohttpd failed to start%s",
+                         opts->tls_cert ? " (is the TLS certificate or key malformed?)" : "");
                 close(fd);
-                free(srv);
+                http_server_stop(srv);
                 return -EIO;
         }
         *ret = srv;
@@ -498,7 +860,11 @@ void http_server_stop(struct http_server *srv)
 {
         if (!srv)
                 return;
+        /* Suspended connections are resumed first: libmicrohttpd must not
+         * be stopped with any still suspended. */
+        delayer_stop(&srv->delayer);
         if (srv->daemon)
                 MHD_stop_daemon(srv->daemon);
+        inject_queue_free(srv->inject);
         free(srv);
 }

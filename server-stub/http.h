@@ -2,7 +2,10 @@
  * bearer-token check and the request-body cap.
  *
  * libmicrohttpd runs one internal polling thread; every handler runs on it,
- * one request at a time, so handlers and the store need no locking. Handlers
+ * one request at a time, so handlers, the store and the injection queue
+ * need no locking. A delayed answer (fault injection) suspends its
+ * connection, and one timer thread resumes it: that thread touches nothing
+ * but its own list. Handlers
  * see a plain call record (no libmicrohttpd types) and fill a reply with a
  * status and a JSON body; this module owns the wire format: every answer is
  * JSON with Content-Type application/json, every error {"error": "..."}. */
@@ -17,6 +20,7 @@
 
 struct store;
 struct http_server;
+struct inject_queue;
 
 #define HTTP_MAX_PARAMS 4 /* {placeholders} in one route */
 #define HTTP_MAX_QUERY 16 /* query arguments in one request; more is a 400 */
@@ -36,7 +40,8 @@ struct http_call {
         size_t body_len;
         size_t n_query;
         struct http_query_arg query[HTTP_MAX_QUERY];
-        void *conn; /* for http_call_header() */
+        void *conn;                  /* for http_call_header() */
+        struct inject_queue *inject; /* the fault-injection queue (test-control handlers) */
 };
 
 struct http_reply {
@@ -55,10 +60,19 @@ void http_reply_json(struct http_reply *reply, unsigned status, cJSON *json);
 void http_reply_error(struct http_reply *reply, unsigned status, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 
-/* Binds addr, starts serving with store and token (both borrowed, valid
- * until http_server_stop). Returns 0, the server and the bound port (useful
+/* How to serve. Strings are borrowed and valid until http_server_stop. */
+struct http_options {
+        const char *token;
+        bool test_control;    /* serve /api/v1/_test/ (fault injection) */
+        const char *tls_cert; /* PEM text; with tls_key: serve HTTPS */
+        const char *tls_key;
+        const char *tls_client_ca; /* PEM text; set: require client certificates it signed */
+};
+
+/* Binds addr, starts serving with store (borrowed, valid until
+ * http_server_stop). Returns 0, the server and the bound port (useful
  * when addr asked for port 0); or a negative errno with a message in err. */
-int http_server_start(const struct sockaddr *addr, socklen_t addrlen, const char *token, struct store *store,
-                      struct http_server **ret, uint16_t *ret_port, char *err, size_t errsize);
+int http_server_start(const struct sockaddr *addr, socklen_t addrlen, const struct http_options *opts,
+                      struct store *store, struct http_server **ret, uint16_t *ret_port, char *err, size_t errsize);
 /* Stops serving (in-flight requests finish) and frees srv; NULL is a no-op. */
 void http_server_stop(struct http_server *srv);

@@ -27,7 +27,8 @@
 #include "http.h"
 #include "store.h"
 
-#define TOKEN_MAX 4096 /* bytes in a token or token file */
+#define TOKEN_MAX 4096        /* bytes in a token or token file */
+#define PEM_MAX (1024 * 1024) /* bytes in a certificate, key or CA file */
 
 /* Parsed command line: the one global this program has besides the log level. */
 static struct options {
@@ -35,12 +36,16 @@ static struct options {
         const char *db;
         const char *token_file;
         const char *token;
+        const char *tls_cert, *tls_key, *tls_client_ca;
+        bool test_control;
         bool verbose;
 } opts;
 
 static void usage(FILE *f)
 {
-        fprintf(f, "Usage: weibao-stub --listen HOST:PORT --db FILE (--token-file FILE | --token TOKEN) [--verbose]\n"
+        fprintf(f, "Usage: weibao-stub --listen HOST:PORT --db FILE (--token-file FILE | --token TOKEN)\n"
+                   "                   [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--test-control]\n"
+                   "                   [--verbose]\n"
                    "\n"
                    "The reference central ticket API of weibao (docs/api.md).\n"
                    "\n"
@@ -48,10 +53,14 @@ static void usage(FILE *f)
                    "  --db FILE            SQLite database of cases (created if missing)\n"
                    "  --token-file FILE    file whose first line is the bearer token clients must send\n"
                    "  --token TOKEN        the bearer token itself (visible in ps; for tests)\n"
+                   "  --tls-cert FILE      serve HTTPS with this PEM certificate (chain)\n"
+                   "  --tls-key FILE       the PEM private key of --tls-cert\n"
+                   "  --tls-client-ca FILE require client certificates signed by this PEM CA (mTLS)\n"
+                   "  --test-control       serve /api/v1/_test/inject (fault injection; tests only)\n"
                    "  --verbose            log at debug level\n"
                    "  --help               show this help\n"
                    "\n"
-                   "Prints \"weibao-stub: listening on http://HOST:PORT\" once bound.\n"
+                   "Prints \"weibao-stub: listening on http://HOST:PORT\" (https:// with TLS) once bound.\n"
                    "Exit status: 0 stopped by SIGINT/SIGTERM, 1 cannot serve, 2 usage or configuration error.\n");
 }
 
@@ -63,6 +72,10 @@ static int parse_options(int argc, char **argv)
                 {"db", required_argument, NULL, 'd'},
                 {"token-file", required_argument, NULL, 'f'},
                 {"token", required_argument, NULL, 't'},
+                {"tls-cert", required_argument, NULL, 'C'},
+                {"tls-key", required_argument, NULL, 'K'},
+                {"tls-client-ca", required_argument, NULL, 'A'},
+                {"test-control", no_argument, NULL, 'T'},
                 {"verbose", no_argument, NULL, 'v'},
                 {"help", no_argument, NULL, 'h'},
                 {NULL, 0, NULL, 0},
@@ -83,6 +96,18 @@ static int parse_options(int argc, char **argv)
                         break;
                 case 't':
                         opts.token = optarg;
+                        break;
+                case 'C':
+                        opts.tls_cert = optarg;
+                        break;
+                case 'K':
+                        opts.tls_key = optarg;
+                        break;
+                case 'A':
+                        opts.tls_client_ca = optarg;
+                        break;
+                case 'T':
+                        opts.test_control = true;
                         break;
                 case 'v':
                         opts.verbose = true;
@@ -111,6 +136,14 @@ static int parse_options(int argc, char **argv)
         }
         if (!opts.token_file == !opts.token) {
                 fprintf(stderr, "weibao-stub: exactly one of --token-file FILE or --token TOKEN is required\n");
+                return -EINVAL;
+        }
+        if (!opts.tls_cert != !opts.tls_key) {
+                fprintf(stderr, "weibao-stub: --tls-cert and --tls-key go together\n");
+                return -EINVAL;
+        }
+        if (opts.tls_client_ca && !opts.tls_cert) {
+                fprintf(stderr, "weibao-stub: --tls-client-ca needs --tls-cert and --tls-key\n");
                 return -EINVAL;
         }
         return 0;
@@ -213,6 +246,58 @@ static int read_token_file(const char *path, char **ret, char *err, size_t errsi
         return 0;
 }
 
+/* Reads a whole PEM file (at most PEM_MAX bytes) as a string. Returns 0
+ * and the text (caller frees with free()), or a negative errno with a
+ * message in err. */
+static int read_pem(const char *path, char **ret, char *err, size_t errsize)
+{
+        char *buf = NULL;
+        size_t len = 0;
+        ssize_t n;
+        int fd, r;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+                r = -errno;
+                snprintf(err, errsize, "%s", strerror(errno));
+                return r;
+        }
+        buf = xmalloc(PEM_MAX + 1);
+        if (!buf) {
+                close(fd);
+                snprintf(err, errsize, "out of memory");
+                return -ENOMEM;
+        }
+        while (len <= PEM_MAX && (n = read(fd, buf + len, PEM_MAX + 1 - len)) != 0) {
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        snprintf(err, errsize, "%s", strerror(errno));
+                        goto fail;
+                }
+                len += (size_t)n;
+        }
+        if (len > PEM_MAX) {
+                r = -EFBIG;
+                snprintf(err, errsize, "larger than %d bytes", PEM_MAX);
+                goto fail;
+        }
+        if (len == 0 || !memmem(buf, len, "-----BEGIN ", 11)) {
+                r = -EINVAL;
+                snprintf(err, errsize, "not a PEM file");
+                goto fail;
+        }
+        close(fd);
+        buf[len] = '\0';
+        *ret = buf;
+        return 0;
+fail:
+        close(fd);
+        free(buf);
+        return r;
+}
+
 /* A token must be non-empty visible ASCII: it travels in an HTTP header. */
 static bool token_valid(const char *t)
 {
@@ -224,16 +309,17 @@ static bool token_valid(const char *t)
         return true;
 }
 
-static void format_url(const struct sockaddr_storage *ss, uint16_t port, char *buf, size_t size)
+static void format_url(const struct sockaddr_storage *ss, uint16_t port, bool tls, char *buf, size_t size)
 {
         char host[INET6_ADDRSTRLEN];
+        const char *scheme = tls ? "https" : "http";
 
         if (ss->ss_family == AF_INET6) {
                 inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, host, sizeof host);
-                snprintf(buf, size, "http://[%s]:%u", host, port);
+                snprintf(buf, size, "%s://[%s]:%u", scheme, host, port);
         } else {
                 inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, host, sizeof host);
-                snprintf(buf, size, "http://%s:%u", host, port);
+                snprintf(buf, size, "%s://%s:%u", scheme, host, port);
         }
 }
 
@@ -244,7 +330,8 @@ int main(int argc, char **argv)
         socklen_t addrlen = 0;
         struct http_server *srv = NULL;
         struct store *store = NULL;
-        char *token = NULL;
+        char *token = NULL, *cert = NULL, *key = NULL, *client_ca = NULL;
+        struct http_options hopts = {0};
         char err[512], url[128];
         sigset_t mask;
         uint16_t port;
@@ -281,6 +368,20 @@ int main(int argc, char **argv)
                         opts.token_file ? opts.token_file : "from --token", TOKEN_MAX);
                 goto out;
         }
+        if (opts.tls_cert) {
+                const struct {
+                        const char *opt, *path;
+                        char **dst;
+                } pems[] = {{"--tls-cert", opts.tls_cert, &cert},
+                            {"--tls-key", opts.tls_key, &key},
+                            {"--tls-client-ca", opts.tls_client_ca, &client_ca}};
+
+                for (size_t i = 0; i < sizeof pems / sizeof pems[0]; i++)
+                        if (pems[i].path && read_pem(pems[i].path, pems[i].dst, err, sizeof err) < 0) {
+                                log_err("%s %s: %s", pems[i].opt, pems[i].path, err);
+                                goto out;
+                        }
+        }
         if (store_open(opts.db, &store, err, sizeof err) < 0) {
                 log_err("opening database %s: %s", opts.db, err);
                 goto out;
@@ -292,16 +393,22 @@ int main(int argc, char **argv)
         sigprocmask(SIG_BLOCK, &mask, NULL);
         signal(SIGPIPE, SIG_IGN);
 
-        if (http_server_start((const struct sockaddr *)&addr, addrlen, token, store, &srv, &port, err, sizeof err) <
+        hopts.token = token;
+        hopts.test_control = opts.test_control;
+        hopts.tls_cert = cert;
+        hopts.tls_key = key;
+        hopts.tls_client_ca = client_ca;
+        if (http_server_start((const struct sockaddr *)&addr, addrlen, &hopts, store, &srv, &port, err, sizeof err) <
             0) {
                 log_err("serving on %s: %s", opts.listen, err);
                 ret = 1;
                 goto out;
         }
-        format_url(&addr, port, url, sizeof url);
+        format_url(&addr, port, cert != NULL, url, sizeof url);
         printf("weibao-stub: listening on %s\n", url);
         fflush(stdout);
-        log_info("serving %s with database %s", url, opts.db);
+        log_info("serving %s with database %s%s%s", url, opts.db, client_ca ? ", client certificates required" : "",
+                 opts.test_control ? ", test control on" : "");
 
         for (;;) {
                 sig = sigwaitinfo(&mask, NULL);
@@ -314,5 +421,10 @@ out:
         http_server_stop(srv);
         store_free(store);
         free(token);
+        if (key)
+                explicit_bzero(key, strlen(key));
+        free(key);
+        free(cert);
+        free(client_ca);
         return ret;
 }

@@ -1,11 +1,12 @@
 /* libFuzzer target: the agent's reading of central API answers
- * (agent/answer.c): case ids, error texts and check-in commands. Any byte string must parse or be refused without
- * crash, leak or unbounded output. */
+ * (agent/answer.c: case ids, error texts, check-in commands) and of their Retry-After header
+ * (agent/retry_after.c). Any byte string must parse or be refused without crash, leak or unbounded output. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../agent/answer.c"
+#include "../../agent/retry_after.c"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -33,5 +34,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         if (strlen(buf) >= sizeof buf)
                 abort();
+        {
+                uint64_t usec = UINT64_MAX;
+
+                if (retry_after_parse((const char *)data, size, (time_t)1764633600, &usec) == 0 &&
+                    usec > (uint64_t)RETRY_AFTER_MAX_SEC * 1000000)
+                        abort();
+        }
         return 0;
 }

@@ -1,4 +1,5 @@
-/* libFuzzer target: the stub's request-body validation (server-stub/body.c).
+/* libFuzzer target: the stub's request-body validation (server-stub/body.c)
+ * and its fault-injection bodies and queue (server-stub/inject.c).
  * Any byte string must be accepted or refused with a message, without crash
  * or leak; whatever is accepted must honour the documented caps. The first
  * byte picks nothing: every input goes through both validators, the
@@ -8,6 +9,7 @@
 #include <string.h>
 
 #include "../../server-stub/body.c"
+#include "../../server-stub/inject.c"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -20,6 +22,38 @@ static void check_string(const char *s, size_t max, int required)
         }
         if (strlen(s) > max || (required && !*s))
                 abort();
+}
+
+/* Whatever inject_parse accepts is within its documented ranges, can be
+ * queued, applied and listed. */
+static void check_inject(const cJSON *root)
+{
+        struct inject_spec s, got;
+        struct inject_queue *q;
+        char err[256] = "";
+        cJSON *j;
+
+        if (inject_parse(root, &s, err, sizeof err) < 0) {
+                if (!err[0])
+                        abort();
+                return;
+        }
+        if (s.action >= INJECT_ACTION_MAX || s.when >= INJECT_WHEN_MAX || s.count < 1 || s.count > INJECT_COUNT_MAX ||
+            s.match[0] != '/' || strlen(s.match) > INJECT_MATCH_MAX ||
+            (s.action == INJECT_STATUS &&
+             (s.status < 100 || s.status > 599 || s.retry_after > INJECT_RETRY_AFTER_MAX)) ||
+            (s.action == INJECT_DELAY && (s.delay_ms < 1 || s.delay_ms > INJECT_DELAY_MAX_SEC * 1000)))
+                abort();
+        q = inject_queue_new();
+        if (!q)
+                return;
+        if (inject_queue_push(q, &s) != 0 || inject_queue_take(q, "/api/v1/_test/inject", &got))
+                abort();
+        if (inject_queue_take(q, s.match, &got) != true || got.action != s.action)
+                abort();
+        j = inject_queue_to_json(q);
+        cJSON_Delete(j);
+        inject_queue_free(q);
 }
 
 static void check_evidence(const cJSON *ev)
@@ -75,6 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 } else if (!err[0]) {
                         abort();
                 }
+                check_inject(root);
                 cJSON_Delete(root);
         } else if (!err[0]) {
                 abort();

@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 import threading
 import time
@@ -38,7 +39,7 @@ import pytest
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("WEIBAO_BUILD", os.path.join(ROOT, "build"))
 
-LISTEN_RE = re.compile(r"^weibao-stub: listening on (http://\S+:(\d+))$")
+LISTEN_RE = re.compile(r"^weibao-stub: listening on (https?://\S+:(\d+))$")
 
 
 def _die_with_parent():
@@ -111,10 +112,20 @@ class Response:
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def http_request(method, url, body=None, headers=None, timeout=10):
+def tls_context(ca_file, client_cert=None, client_key=None):
+    """An ssl.SSLContext trusting ca_file only (certificate and host name
+    verified), presenting client_cert/client_key when given."""
+    ctx = ssl.create_default_context(cafile=ca_file)
+    if client_cert:
+        ctx.load_cert_chain(client_cert, client_key)
+    return ctx
+
+
+def http_request(method, url, body=None, headers=None, timeout=10, context=None):
     """One HTTP request; never raises on an HTTP error status.
 
     ``body`` may be bytes/str (sent as is) or anything else (sent as JSON).
+    ``context`` is the ssl.SSLContext for https:// (see ``tls_context``).
     Returns a ``Response``.
     """
     headers = dict(headers or {})
@@ -128,8 +139,12 @@ def http_request(method, url, body=None, headers=None, timeout=10):
             data = json.dumps(body).encode()
         headers.setdefault("Content-Type", "application/json")
     req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    opener = _OPENER
+    if context is not None:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                             urllib.request.HTTPSHandler(context=context))
     try:
-        with _OPENER.open(req, timeout=timeout) as r:
+        with opener.open(req, timeout=timeout) as r:
             return Response(r.status, dict(r.headers), r.read())
     except urllib.error.HTTPError as e:
         return Response(e.code, dict(e.headers), e.read())
@@ -149,11 +164,18 @@ class StubProcess:
     ``start()`` uses port 0 the first time and the same port afterwards, so a
     restart keeps ``url`` valid (persistence tests). ``stop()`` sends SIGTERM
     and returns the exit code.
+
+    TLS: ``tls=(cert, key)`` serves HTTPS (``url`` is then https://), with
+    ``client_ca`` also requiring client certificates; ``ca_file`` (and
+    ``client_cert``/``client_key``) are what the helpers below use to talk
+    to it. ``test_control=True`` starts it with --test-control, for
+    ``inject()``.
     """
 
     START_TIMEOUT = 10
 
-    def __init__(self, tmpdir, token="test-token-0123456789"):
+    def __init__(self, tmpdir, token="test-token-0123456789", tls=None, client_ca=None, ca_file=None,
+                 client_cert=None, client_key=None, test_control=False, host="127.0.0.1"):
         self.dir = str(tmpdir)
         self.db = os.path.join(self.dir, "stub.db")
         self.token = token
@@ -165,6 +187,11 @@ class StubProcess:
         self.url = None
         self.proc = None
         self.stderr_lines = []
+        self.tls = tls
+        self.client_ca = client_ca
+        self.test_control = test_control
+        self.host = host
+        self.context = tls_context(ca_file, client_cert, client_key) if ca_file else None
         self._stderr_thread = None
         atexit.register(self._kill)
 
@@ -174,8 +201,14 @@ class StubProcess:
         """Starts the stub and waits for its "listening" line."""
         assert self.proc is None, "stub already running"
         port = self.port if self.port is not None else 0
-        args = [binary("weibao-stub"), "--listen", f"127.0.0.1:{port}",
+        args = [binary("weibao-stub"), "--listen", f"{self.host}:{port}",
                 "--db", self.db, "--token-file", self.token_file, *extra_args]
+        if self.tls:
+            args += ["--tls-cert", self.tls[0], "--tls-key", self.tls[1]]
+        if self.client_ca:
+            args += ["--tls-client-ca", self.client_ca]
+        if self.test_control:
+            args.append("--test-control")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, start_new_session=True,
                                      preexec_fn=_die_with_parent)
@@ -241,17 +274,39 @@ class StubProcess:
     def get(self, path, headers=None, auth=True):
         """GET path (e.g. "/api/v1/cases"), with the bearer token unless auth=False."""
         return http_request("GET", self.url + path,
-                            headers=self.auth_headers(headers) if auth else headers)
+                            headers=self.auth_headers(headers) if auth else headers, context=self.context)
 
     def post(self, path, json=None, headers=None, auth=True, data=None):
         """POST json (or raw data bytes/str) to path. Pass the Idempotency-Key in headers."""
         body = data if data is not None else json
         return http_request("POST", self.url + path, body=body,
-                            headers=self.auth_headers(headers) if auth else headers)
+                            headers=self.auth_headers(headers) if auth else headers, context=self.context)
 
-    def request(self, method, path, body=None, headers=None, auth=True):
+    def request(self, method, path, body=None, headers=None, auth=True, timeout=10):
         return http_request(method, self.url + path, body=body,
-                            headers=self.auth_headers(headers) if auth else headers)
+                            headers=self.auth_headers(headers) if auth else headers, timeout=timeout,
+                            context=self.context)
+
+    # -- fault injection (needs test_control=True) --
+
+    def inject(self, **kw):
+        """Queues one injection (POST /api/v1/_test/inject, docs/api.md "Test
+        control"), e.g. ``inject(action="status", status=503, count=3,
+        retry_after=2)``; returns the queued entry, asserting 201."""
+        r = self.request("POST", "/api/v1/_test/inject", body=kw)
+        assert r.status == 201, r
+        return r.json
+
+    def injections(self):
+        """``{"injections": [...still queued...], "applied": {action: n}}``."""
+        r = self.get("/api/v1/_test/inject")
+        assert r.status == 200, r
+        return r.json
+
+    def clear_injections(self):
+        r = self.request("DELETE", "/api/v1/_test/inject")
+        assert r.status == 200, r
+        return r.json["cleared"]
 
     def cases(self, **filters):
         """The list of case objects (GET /api/v1/cases?filters); asserts 200."""

@@ -4,11 +4,14 @@ Each test talks HTTP to a real build/weibao-stub and asserts what a client
 sees: status codes, JSON bodies, the case list, exit codes and log lines.
 """
 
+import json
 import os
 import signal
 import socket
 import sqlite3
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -570,3 +573,198 @@ def test_refused_request_with_huge_announced_body_is_answered(stub):
         finally:
             s.close()
         assert head.startswith("HTTP/1.1 %d" % want), head
+
+
+# ---- fault injection (--test-control) -------------------------------------
+
+INJECT = "/api/v1/_test/inject"
+
+
+@pytest.fixture
+def tstub(tmp_path):
+    """A stub started with --test-control."""
+    d = tmp_path / "tstub"
+    d.mkdir()
+    s = StubProcess(d, test_control=True)
+    s.start()
+    yield s
+    code = s.stop()
+    s._kill()
+    assert code in (0, None), s.log[-3000:]
+
+
+def raw_request(port, request, timeout=10):
+    """Sends request bytes on a fresh connection; returns everything the stub
+    answered until it closed the connection (b"" when it closed without a word)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request)
+        chunks = []
+        while True:
+            data = s.recv(65536)
+            if not data:
+                return b"".join(chunks)
+            chunks.append(data)
+
+
+def raw_post_case(stub, key):
+    body = json.dumps(case_body()).encode()
+    return raw_request(stub.port, b"POST /api/v1/cases HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                       b"Authorization: Bearer %s\r\nIdempotency-Key: %s\r\nContent-Type: application/json\r\n"
+                       b"Content-Length: %d\r\n\r\n%s" % (stub.token.encode(), key.encode(), len(body), body))
+
+
+def test_test_control_paths_are_404_without_the_option(stub):
+    for method in ("GET", "POST", "DELETE"):
+        r = stub.request(method, INJECT, body={"action": "drop"} if method == "POST" else None)
+        assert_error(r, 404, "no such endpoint")
+
+
+def test_inject_needs_the_token(tstub):
+    r = tstub.request("POST", INJECT, body={"action": "drop"}, auth=False)
+    assert_error(r, 401, "bearer token")
+    assert tstub.injections()["injections"] == []
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ({}, "action: expected one of status, delay, drop, garbage"),
+    ({"action": "explode"}, "action: expected one of"),
+    ({"action": "status"}, "status: required for action status"),
+    ({"action": "status", "status": 99}, "status: expected an integer 100..599"),
+    ({"action": "status", "status": 503.5}, "status: expected an integer"),
+    ({"action": "status", "status": 503, "retry_after": -1}, "retry_after: expected an integer 0..86400"),
+    ({"action": "delay"}, "seconds: required for action delay"),
+    ({"action": "delay", "seconds": 301}, "seconds: required for action delay (a number 0.001..300)"),
+    ({"action": "delay", "seconds": 1, "status": 500}, "status: only for action status"),
+    ({"action": "drop", "when": "later"}, "when: expected before or after"),
+    ({"action": "status", "status": 500, "when": "after"}, "when: only for actions drop and garbage"),
+    ({"action": "drop", "seconds": 1}, "seconds: only for action delay"),
+    ({"action": "drop", "count": 0}, "count: expected an integer 1..10000"),
+    ({"action": "drop", "match": "api"}, "match: expected a path prefix starting with /"),
+    ({"action": "drop", "retry_afer": 1}, "retry_afer: unknown field"),
+    ("[1]", "body: expected a JSON object"),
+    ("{", "body: invalid JSON"),
+])
+def test_inject_body_errors_name_the_field(tstub, body, fragment):
+    r = tstub.request("POST", INJECT, body=body)
+    assert_error(r, 400, fragment)
+    assert tstub.injections()["injections"] == []
+
+
+def test_injected_status_with_retry_after_for_count_requests(tstub):
+    q = tstub.inject(action="status", status=503, count=3, retry_after=2)
+    assert q == {"action": "status", "status": 503, "retry_after": 2, "match": "/api/v1/", "remaining": 3}
+    for i in range(3):
+        r = create(tstub, "k-%d" % i)
+        assert_error(r, 503, "injected")
+        assert r.json == {"error": "injected"}
+        assert r.headers.get("retry-after") == "2"
+    # not processed: nothing stored; and the fourth request is normal again
+    assert tstub.cases() == []
+    r = create(tstub, "k-3")
+    assert r.status == 201 and "retry-after" not in r.headers
+    st = tstub.injections()
+    assert st["injections"] == []
+    assert st["applied"] == {"status": 3, "delay": 0, "drop": 0, "garbage": 0}
+
+
+def test_injection_without_retry_after_and_match_prefix(tstub):
+    tstub.inject(action="status", status=500, match="/api/v1/cases/")
+    # /api/v1/cases does not start with /api/v1/cases/: unaffected
+    assert create(tstub, "a").status == 201
+    r = tstub.get(CASES + "/1")
+    assert_error(r, 500, "injected")
+    assert "retry-after" not in r.headers
+    # the _test endpoints are never affected, even by a matching prefix
+    tstub.inject(action="status", status=500, match="/api/v1/_test/")
+    tstub.inject(action="drop", match="/")
+    assert tstub.injections()["injections"][0]["match"] == "/api/v1/_test/"
+    assert [i["action"] for i in tstub.injections()["injections"]] == ["status", "drop"]
+
+
+def test_injections_apply_in_fifo_order_and_delete_clears(tstub):
+    tstub.inject(action="status", status=502)
+    tstub.inject(action="status", status=429, retry_after=7, count=2)
+    tstub.inject(action="garbage")
+    listed = tstub.injections()["injections"]
+    assert [(i["action"], i.get("status"), i["remaining"]) for i in listed] == \
+        [("status", 502, 1), ("status", 429, 2), ("garbage", None, 1)]
+    assert tstub.get(CASES).status == 502
+    r = tstub.get(CASES)
+    assert r.status == 429 and r.headers["retry-after"] == "7"
+    assert tstub.injections()["injections"][0]["remaining"] == 1
+    assert tstub.clear_injections() == 2
+    assert tstub.injections() == {"injections": [], "applied": {"status": 0, "delay": 0, "drop": 0, "garbage": 0}}
+    assert tstub.get(CASES).status == 200
+
+
+def test_drop_before_loses_the_request(tstub):
+    tstub.inject(action="drop", when="before")
+    assert raw_post_case(tstub, "drop-before") == b""
+    assert tstub.cases() == []
+    # the retry with the same key creates the case
+    r = create(tstub, "drop-before")
+    assert r.status == 201
+    assert tstub.injections()["applied"]["drop"] == 1
+
+
+def test_drop_after_stores_but_loses_the_answer(tstub):
+    tstub.inject(action="drop", when="after")
+    assert raw_post_case(tstub, "drop-after") == b""
+    stored = tstub.cases()
+    assert len(stored) == 1
+    # the client's retry with the same Idempotency-Key finds the same case: no duplicate
+    r = create(tstub, "drop-after")
+    assert r.status == 200 and r.json["id"] == stored[0]["id"]
+    assert len(tstub.cases()) == 1
+
+
+def test_drop_is_an_empty_reply_for_curl(tstub):
+    tstub.inject(action="drop", when="after")
+    r = subprocess.run(["curl", "-sS", "-H", "Authorization: Bearer " + tstub.token, tstub.url + CASES],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 52, (r.returncode, r.stderr)  # CURLE_GOT_NOTHING
+    assert "Empty reply from server" in r.stderr
+
+
+@pytest.mark.parametrize("when, stored", [("before", 0), ("after", 1)])
+def test_garbage_answer(tstub, when, stored):
+    tstub.inject(action="garbage", when=when)
+    r = create(tstub, "garbage-" + when)
+    assert r.status == 200
+    assert r.json is None and r.body  # a body, and not JSON
+    with pytest.raises(ValueError):
+        json.loads(r.body)
+    assert len(tstub.cases()) == stored
+    assert tstub.injections()["applied"]["garbage"] == 1
+
+
+def test_delay_answers_late_without_stalling_others(tstub):
+    tstub.inject(action="delay", seconds=2, match=CASES)
+    result = {}
+
+    def slow():
+        t = time.monotonic()
+        result["r"] = create(tstub, "delayed")
+        result["t"] = time.monotonic() - t
+
+    th = threading.Thread(target=slow)
+    th.start()
+    tstub.wait_for(lambda: "POST /api/v1/cases: injecting delay" in tstub.log, 1.5)
+    # the delayed request was processed at once: its case is stored before the answer
+    t = time.monotonic()
+    assert len(tstub.cases()) == 1
+    assert tstub.get("/api/v1/health").status == 200
+    assert time.monotonic() - t < 1.0, "a second request stalled behind the delayed one"
+    assert "r" not in result
+    th.join(10)
+    assert result["r"].status == 201, result
+    assert 1.9 <= result["t"] < 5, result["t"]
+    assert tstub.injections()["applied"]["delay"] == 1
+
+
+def test_stop_with_a_delayed_request_pending(tstub):
+    tstub.inject(action="delay", seconds=60)
+    with socket.create_connection(("127.0.0.1", tstub.port), timeout=10) as s:
+        s.sendall(b"GET /api/v1/cases HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" % tstub.token.encode())
+        tstub.wait_for(lambda: "injecting delay" in tstub.log, 5)
+        assert tstub.stop(timeout=10) == 0

@@ -398,13 +398,64 @@ static void test_alloc_failures(void **state)
         }
 }
 
+static void test_transport_security(void **state)
+{
+        static const char *const loopback[] = {"http://127.0.0.1:8080", "http://127.9.8.7",
+                                               "http://localhost/x",    "http://LOCALHOST:1",
+                                               "http://[::1]:8080/api", "https://cases.example"};
+        static const char *const remote[] = {"http://10.0.0.1:8080", "http://cases.example",
+                                             "http://[::2]:1",       "http://127.0.0.1@evil.example/",
+                                             "http://128.0.0.1",     "http://localhost.evil.example"};
+        struct config *c;
+        char text[512], msg[512], *out;
+
+        (void)state;
+        for (size_t i = 0; i < sizeof loopback / sizeof loopback[0]; i++) {
+                snprintf(text, sizeof text, "central {\n url \"%s\"\n token_file \"t\"\n}\n", loopback[i]);
+                c = load(text);
+                assert_false(c->insecure_http);
+                config_free(c);
+        }
+        for (size_t i = 0; i < sizeof remote / sizeof remote[0]; i++) {
+                snprintf(text, sizeof text, "central {\n url \"%s\"\n token_file \"t\"\n}\n", remote[i]);
+                expect_error(text, "agent.conf:2:6: plain http:// to a host that is not loopback sends the token and "
+                                   "the cases unencrypted; use https:// or set 'insecure_http yes'");
+                /* insecure_http after the url still counts */
+                snprintf(text, sizeof text, "central {\n url \"%s\"\n token_file \"t\"\n insecure_http yes\n}\n",
+                         remote[i]);
+                c = load(text);
+                assert_true(c->insecure_http);
+                config_free(c);
+        }
+        c = load("central {\n url \"https://cases.example\"\n token_file \"t\"\n ca_file \"/etc/ca.pem\"\n "
+                 "client_cert \"c.pem\"\n client_key \"/etc/k.pem\"\n}\n");
+        assert_string_equal(c->ca_file, "/etc/ca.pem");
+        assert_true(c->client_cert[0] == '/' && strstr(c->client_cert, "/c.pem"));
+        assert_string_equal(c->client_key, "/etc/k.pem");
+        out = format(c);
+        assert_non_null(strstr(out, "        ca_file \"/etc/ca.pem\"\n"));
+        assert_non_null(strstr(out, "        client_key \"/etc/k.pem\"\n"));
+        assert_non_null(strstr(out, "        insecure_http no\n"));
+        free(out);
+        config_free(c);
+        expect_error("central {\n url \"https://x\"\n token_file \"t\"\n client_cert \"c\"\n}\n",
+                     "agent.conf:4:2: client_cert needs client_key (the private key of the certificate)");
+        expect_error("central {\n url \"https://x\"\n token_file \"t\"\n client_key \"k\"\n}\n",
+                     "agent.conf:4:2: client_key needs client_cert (the certificate of the key)");
+        expect_error("central {\n url \"https://x\"\n token_file \"t\"\n insecure_http maybe\n}\n",
+                     "agent.conf:4:16: expected yes or no for 'insecure_http', got 'maybe'");
+        snprintf(msg, sizeof msg, "agent.conf:4:10: expected a quoted path, got 'ca'");
+        expect_error("central {\n url \"https://x\"\n token_file \"t\"\n ca_file ca\n}\n", msg);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_defaults),          cmocka_unit_test(test_settings),
-                cmocka_unit_test(test_cases_block),       cmocka_unit_test(test_errors),
-                cmocka_unit_test(test_collector_getters), cmocka_unit_test(test_round_trip),
-                cmocka_unit_test(test_load_files),        cmocka_unit_test(test_alloc_failures),
+                cmocka_unit_test(test_defaults),           cmocka_unit_test(test_settings),
+                cmocka_unit_test(test_cases_block),        cmocka_unit_test(test_errors),
+                cmocka_unit_test(test_collector_getters),  cmocka_unit_test(test_round_trip),
+                cmocka_unit_test(test_load_files),         cmocka_unit_test(test_alloc_failures),
+                cmocka_unit_test(test_transport_security),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
