@@ -553,6 +553,17 @@ static void on_open_done(const struct sender_result *res, void *userdata)
         outbox_kick(ob);
 }
 
+/* Whether a 2xx answer is a JSON object with an id, as every answer of the API's writes is. */
+static bool answer_names_object(const struct sender_result *res)
+{
+        char *id = NULL;
+
+        if (answer_parse_case_id(res->body, res->body_len, &id) != 0)
+                return false;
+        free(id);
+        return true;
+}
+
 static void on_update_done(const struct sender_result *res, void *userdata)
 {
         struct rec *r = userdata;
@@ -562,6 +573,16 @@ static void on_update_done(const struct sender_result *res, void *userdata)
         r->in_flight = false;
         ob->in_flight--;
         central_answered(ob, res);
+        if ((res->http_status == 200 || res->http_status == 201) && !answer_names_object(res)) {
+                /* a 2xx that is not the update object (a proxy's page, a
+                 * truncated answer) confirms nothing: the retry's key makes it safe */
+                struct sender_result bad = *res;
+                bad.http_status = 0;
+                bad.error = "answer is not the update object (no usable id)";
+                rec_failed(r, "updating the case", &bad);
+                outbox_kick(ob);
+                return;
+        }
         if (res->http_status == 200 || res->http_status == 201) {
                 log_fault(LOG_LEVEL_INFO, r->fault_key, NULL, NULL, r->case_id, "case %s told '%s'", r->case_id,
                           it->type);

@@ -280,3 +280,114 @@ def test_full_state_directory_is_reported_and_recovers(stub, tmp_path):
     finally:
         a.stop()
         subprocess.run(["umount", "-l", str(state)])
+
+
+@pytest.fixture
+def tstub(tmp_path):
+    """A stub with --test-control, for fault injection."""
+    from conftest import StubProcess
+
+    d = tmp_path / "tstub"
+    d.mkdir()
+    s = StubProcess(d, test_control=True)
+    try:
+        s.start()
+        yield s
+    finally:
+        code = s.stop()
+        s._kill()
+    assert code in (0, None), s.log[-2000:]
+
+
+def responsive(agent, seconds):
+    """weibaoctl answers within a second, again and again, for seconds; returns the worst time."""
+    worst = 0.0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        t = time.monotonic()
+        r = agent.ctl("--json", "status")
+        dt = time.monotonic() - t
+        assert r.returncode == 0, r.stderr
+        worst = max(worst, dt)
+        time.sleep(0.1)
+    return worst
+
+
+def settle(agent, stub, timeout=30):
+    """Waits until every injection was used and the agent owes nothing. The
+    test must not ask the stub's API before: an injection hits whatever
+    request comes next, the test's own included."""
+    assert wait_until(lambda: not stub.injections()["injections"] and
+                      agent.status()["cases"]["sends_pending"] == 0, timeout), agent.ctl("outbox").stdout
+
+
+def test_a_hostile_central_api_still_gets_everything_exactly_once(tstub, tmp_path):
+    require_tool("snmptrap", "snmp")
+    stub = tstub
+    a = DeliveryAgent(str(tmp_path / "agent"), stub, FAST % "")
+    # answers time out after 2 s (the agent's timeout), so a 10 s stall is a lost answer
+    try:
+        a.start()
+        # 1. three 500s, then it works
+        stub.inject(action="status", status=500, count=3)
+        a.down(1)
+        settle(a, stub)
+        case1 = cases_by_key(stub)[link_key(1)][0]
+        # 2. 429 with Retry-After: 3 s of waiting, honoured
+        stub.inject(action="status", status=429, retry_after=3, count=1)
+        t0 = time.monotonic()
+        a.down(2)
+        settle(a, stub)
+        assert time.monotonic() - t0 >= 2.5, "Retry-After: 3 was not honoured"
+        # 3. a 10 s stall: the request is stored, its answer comes too late; the retry is a replay
+        stub.inject(action="delay", seconds=10, count=1)
+        a.down(3)
+        worst = responsive(a, 4)
+        assert worst < 1.0, "weibaoctl took %.2f s while the central API stalled" % worst
+        settle(a, stub)
+        # 4. dropped connections, before and after the server stored the request
+        stub.inject(action="drop", when="before", count=1)
+        stub.inject(action="drop", when="after", count=1)
+        a.down(4)
+        settle(a, stub)
+        # 5. garbage answers, after and before processing: on an update this time
+        stub.inject(action="garbage", when="after", count=1)
+        stub.inject(action="garbage", when="before", count=1)
+        a.up(1)  # the "cleared" of case 1
+        settle(a, stub)
+        applied = stub.injections()["applied"]
+        assert applied == {"status": 4, "delay": 1, "drop": 2, "garbage": 2}, applied
+        # exactly once: one case per key, one cleared update on case 1
+        by_key = cases_by_key(stub)
+        assert sorted(by_key) == sorted(link_key(i) for i in range(1, 5))
+        assert all(len(v) == 1 for v in by_key.values()), by_key
+        assert [u["type"] for u in stub.case(case1["id"])["updates"]] == ["cleared"]
+        assert stub.case(case1["id"])["fault_active"] is False
+        log = a.log()
+        assert "HTTP 500" in log and "HTTP 429" in log
+        assert stub.token not in log
+    finally:
+        a.stop()
+
+
+def test_a_refused_request_is_parked_and_retried_on_request(tstub, tmp_path):
+    require_tool("snmptrap", "snmp")
+    stub = tstub
+    a = DeliveryAgent(str(tmp_path / "agent"), stub)
+    try:
+        a.start()
+        stub.inject(action="status", status=422, count=1)
+        a.down(9)
+        assert wait_until(lambda: a.status()["cases"]["parked"] == 1, 10), a.log()[-2000:]
+        time.sleep(2)
+        assert not stub.injections()["injections"]
+        assert stub.cases() == []  # not retried blindly
+        out = a.ctl("outbox").stdout
+        assert "parked: HTTP 422" in out and "injected" in out, out
+        assert "refused by the central API (HTTP 422" in a.log()
+        r = a.ctl("outbox", "retry")
+        assert r.returncode == 0 and "1 parked" in r.stdout, r.stdout
+        stub.wait_for(lambda: stub.cases(), 10)
+        assert a.status()["cases"]["parked"] == 0
+    finally:
+        a.stop()
