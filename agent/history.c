@@ -35,6 +35,9 @@ struct series {
         int64_t mn;
         double hmin, hmax, hsum;
         int64_t hn;
+        /* the thresholds the readings come with (an event's max and crit attributes) */
+        double thr_max, thr_crit;
+        bool has_max, has_crit, thr_dirty;
         struct series *next;
 };
 
@@ -203,6 +206,15 @@ void history_record(struct history *h, const struct event *e)
         s->msum += e->value;
         s->mn++;
         h->stats.readings++;
+        const struct event_attr *mx = event_find(e, "max"), *cr = event_find(e, "crit");
+        if (mx && mx->type == EVENT_ATTR_NUMBER && isfinite(mx->num) && (!s->has_max || s->thr_max != mx->num)) {
+                s->thr_max = mx->num;
+                s->has_max = s->thr_dirty = true;
+        }
+        if (cr && cr->type == EVENT_ATTR_NUMBER && isfinite(cr->num) && (!s->has_crit || s->thr_crit != cr->num)) {
+                s->thr_crit = cr->num;
+                s->has_crit = s->thr_dirty = true;
+        }
 }
 
 void history_note(struct history *h, int64_t t, const char *kind, const char *object, cJSON *detail)
@@ -269,6 +281,18 @@ static int prune(struct history *h, struct store *st)
         return 0;
 }
 
+static char *thresholds_text(const struct series *s)
+{
+        cJSON *o = cJSON_CreateObject();
+        char *t = NULL;
+
+        if (o && (!s->has_max || cJSON_AddNumberToObject(o, "max", s->thr_max)) &&
+            (!s->has_crit || cJSON_AddNumberToObject(o, "crit", s->thr_crit)))
+                t = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        return t;
+}
+
 static int h_write(struct store *st, void *userdata)
 {
         struct history *h = userdata;
@@ -285,6 +309,16 @@ static int h_write(struct store *st, void *userdata)
                 if ((r = store_put_sample(st, w->tier, s->id, w->t, w->min, w->avg, w->max, w->n)) < 0)
                         return r;
         }
+        for (size_t b = 0; b < SERIES_BUCKETS; b++)
+                for (struct series *s = h->buckets[b]; s; s = s->next) {
+                        if (!s->thr_dirty || !s->id)
+                                continue; /* written once the series has a row */
+                        char *t = thresholds_text(s);
+                        r = t ? store_series_thresholds(st, s->id, t) : -ENOMEM;
+                        free(t);
+                        if (r < 0)
+                                return r;
+                }
         for (size_t i = 0; i < h->n_notes; i++)
                 if ((r = store_put_event(st, h->notes[i].t, h->notes[i].kind, h->notes[i].object, h->notes[i].detail)) <
                     0)
@@ -304,6 +338,8 @@ static void h_done(struct store *st, bool committed, void *userdata)
                         if (s->id_this_pass && !committed)
                                 s->id = 0;
                         s->id_this_pass = false;
+                        if (committed && s->id)
+                                s->thr_dirty = false;
                 }
         if (!committed)
                 return;
@@ -455,6 +491,13 @@ static int sample_cb(const struct store_sample *s, void *ud)
                 cJSON_AddStringToObject(o, "name", s->name);
                 cJSON_AddStringToObject(o, "object", s->object);
                 cJSON_AddStringToObject(o, "unit", s->unit ? s->unit : "");
+                if (s->thresholds) {
+                        cJSON *t = cJSON_Parse(s->thresholds);
+                        if (cJSON_IsObject(t))
+                                json_add(o, "thresholds", t);
+                        else
+                                cJSON_Delete(t);
+                }
                 json_add(rd->series, NULL, o);
         }
         if (rd->tier == STORE_TIER_MINUTE) {
@@ -542,6 +585,8 @@ cJSON *history_to_json(struct history *h, int64_t since, bool minutes, int *ret_
                                 .max = sr->mmax,
                                 .n = sr->mn,
                         };
+                        char *thr = (sr->has_max || sr->has_crit) ? thresholds_text(sr) : NULL;
+                        smp.thresholds = thr;
                         if (!sr->id) {
                                 /* not written yet: find it by name among the series read */
                                 cJSON *y;
@@ -557,7 +602,9 @@ cJSON *history_to_json(struct history *h, int64_t since, bool minutes, int *ret_
                                                         (int64_t)cJSON_GetObjectItemCaseSensitive(y, "id")->valuedouble;
                                 }
                         }
-                        if ((r = sample_cb(&smp, &rd)) < 0)
+                        r = sample_cb(&smp, &rd);
+                        free(thr);
+                        if (r < 0)
                                 goto fail;
                 }
         cJSON_ArrayForEach(x, rd.series)

@@ -43,6 +43,7 @@ enum {
         Q_PUT_EVENT,
         Q_PRUNE_EVENTS,
         Q_PUT_OUTAGE,
+        Q_SERIES_THRESHOLDS,
         Q_MAX,
 };
 
@@ -69,6 +70,7 @@ static const char *const queries[Q_MAX] = {
         [Q_OLDEST_1H] = "DELETE FROM samples_1h WHERE t <= (SELECT t FROM samples_1h ORDER BY t LIMIT 1 OFFSET ?1)",
         [Q_PUT_EVENT] = "INSERT INTO events(t, kind, object, detail) VALUES(?1, ?2, ?3, ?4)",
         [Q_PRUNE_EVENTS] = "DELETE FROM events WHERE t < ?1",
+        [Q_SERIES_THRESHOLDS] = "UPDATE series SET thresholds = ?2 WHERE id = ?1",
         [Q_PUT_OUTAGE] = "INSERT OR REPLACE INTO outages(start, end_at, clean, boot_before, boot_after) "
                          "VALUES(?1, ?2, ?3, ?4, ?5)",
 };
@@ -85,7 +87,7 @@ static const char schema[] =
         "CREATE TABLE IF NOT EXISTS maintenance(id INTEGER PRIMARY KEY, start INTEGER NOT NULL, "
         "  end_at INTEGER NOT NULL, ended_at INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL);"
         "CREATE TABLE IF NOT EXISTS series(id INTEGER PRIMARY KEY, source TEXT NOT NULL, "
-        "  name TEXT NOT NULL, object TEXT NOT NULL, unit TEXT NOT NULL DEFAULT '', "
+        "  name TEXT NOT NULL, object TEXT NOT NULL, unit TEXT NOT NULL DEFAULT '', thresholds TEXT, "
         "  UNIQUE(source, name, object));"
         "CREATE TABLE IF NOT EXISTS samples_1m(series INTEGER NOT NULL, t INTEGER NOT NULL, "
         "  min REAL, avg REAL, max REAL, n INTEGER, PRIMARY KEY(t, series)) WITHOUT ROWID;"
@@ -698,6 +700,7 @@ static int sample_row(sqlite3_stmt *q, void *ctx)
                 .avg = sqlite3_column_double(q, 7),
                 .max = sqlite3_column_double(q, 8),
                 .n = sqlite3_column_int64(q, 9),
+                .thresholds = col_text(q, 10),
         };
 
         if (!s.source || !s.name || !s.object)
@@ -712,7 +715,7 @@ int store_load_samples(struct store *st, enum store_tier tier, int64_t since,
         char sql[400];
 
         snprintf(sql, sizeof sql,
-                 "SELECT s.series, r.source, r.name, r.object, r.unit, s.t, s.min, s.avg, s.max, s.n "
+                 "SELECT s.series, r.source, r.name, r.object, r.unit, s.t, s.min, s.avg, s.max, s.n, r.thresholds "
                  "FROM %s s JOIN series r ON r.id = s.series WHERE s.t >= %lld ORDER BY s.series, s.t",
                  tier == STORE_TIER_HOUR ? "samples_1h" : "samples_1m", (long long)since);
         return walk(st, sql, sample_row, &cb);
@@ -830,5 +833,15 @@ int store_put_text(struct store *st, const char *name, const char *value)
 
         if (rc == SQLITE_OK)
                 rc = bind_text(q, 2, value);
+        return run(st, q, rc);
+}
+
+int store_series_thresholds(struct store *st, int64_t series, const char *json)
+{
+        sqlite3_stmt *q = st->q[Q_SERIES_THRESHOLDS];
+        int rc = sqlite3_bind_int64(q, 1, series);
+
+        if (rc == SQLITE_OK)
+                rc = bind_text(q, 2, json);
         return run(st, q, rc);
 }

@@ -154,7 +154,11 @@ struct store_sample {
         int64_t t;
         double min, avg, max;
         int64_t n;
+        const char *thresholds; /* the series' thresholds as JSON text, or NULL */
 };
+/* The thresholds the readings of a series are compared with ({"max": 80,
+ * "crit": 95}), as JSON text; NULL clears them. */
+int store_series_thresholds(struct store *st, int64_t series, const char *json);
 /* Samples of tier since (unix s), by series then time. */
 int store_load_samples(struct store *st, enum store_tier tier, int64_t since,
                        int (*fn)(const struct store_sample *s, void *ud), void *ud);

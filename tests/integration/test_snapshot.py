@@ -176,6 +176,7 @@ def test_readings_show_up_in_the_history(stub, tmp_path):
         assert temps, snap["history"]["series"]
         s = temps[0]
         assert s["unit"] == "C"
+        assert s["thresholds"] == {"max": 80.0, "crit": 95.0}, s
         assert s["summary"]["max"] >= 54.0 and s["summary"]["min"] <= 50.0, s["summary"]
         assert s["summary"]["readings"] >= 3
         assert s["minutes"], s
