@@ -26,6 +26,7 @@
 #include "../lib/xalloc.h"
 #include "../rules/conf.h"
 #include "../rules/rules.h"
+#include "checkin.h"
 #include "control.h"
 #include "faults.h"
 #include "history.h"
@@ -61,6 +62,7 @@ struct agent {
         struct maintenance *maintenance;
         struct history *history;
         struct ledger *ledger;
+        struct checkin *checkin;
         struct rule_engine *engine;
         struct control *control;
         struct running_collector *collectors;
@@ -356,6 +358,81 @@ static void on_case_opened(int64_t ref, const char *fault_key, const char *case_
                 cJSON_Delete(d);
 }
 
+static cJSON *snapshot_of(struct agent *a, uint64_t seconds, bool minutes, int *ret_err);
+
+/* An inspection: the snapshot goes up through the durable outbox. */
+static void inspect(struct agent *a, const struct answer_command *c)
+{
+        int err = 0;
+        cJSON *snap = snapshot_of(a, c->seconds, false, &err);
+        char *body = snap ? cJSON_PrintUnformatted(snap) : NULL, *path = NULL, *key = NULL, *idem = NULL;
+        int r = -ENOMEM;
+
+        cJSON_Delete(snap);
+        if (!body) {
+                log_err("inspection %s: building the snapshot failed: %s", c->request, strerror(err ? -err : ENOMEM));
+                return;
+        }
+        path = xasprintf("/api/v1/agents/%s/snapshots/%s", a->id->agent_id, c->request);
+        key = xasprintf("snapshot:%s", c->request);
+        idem = xasprintf("snapshot-%s-%s", a->id->agent_id, c->request);
+        if (path && key && idem)
+                r = outbox_add_request(a->outbox, key, "PUT", path, body, idem);
+        if (r < 0)
+                log_err("inspection %s: the snapshot (%zu bytes) is not queued: %s", c->request, strlen(body),
+                        r == -ENOBUFS ? "the outbox is full" : strerror(-r));
+        else
+                log_notice("inspection %s: snapshot of %zu bytes queued for the central API", c->request, strlen(body));
+        free(body);
+        free(path);
+        free(key);
+        free(idem);
+}
+
+static void on_command(const struct answer_command *c, void *userdata)
+{
+        struct agent *a = userdata;
+        int64_t id;
+        int r;
+
+        switch (c->type) {
+        case ANSWER_COMMAND_INSPECT:
+                inspect(a, c);
+                break;
+        case ANSWER_COMMAND_MAINTENANCE_START:
+                r = maintenance_start(a->maintenance, c->seconds * 1000000ULL, c->reason, &id);
+                if (r < 0)
+                        log_warning("central API asked for a maintenance window (%s): %s", c->reason,
+                                    r == -EBUSY ? "one is already running" : strerror(-r));
+                break;
+        case ANSWER_COMMAND_MAINTENANCE_END:
+                if (maintenance_end(a->maintenance, 0) < 0)
+                        log_info("central API ended the maintenance window: none was running");
+                break;
+        default:
+                break;
+        }
+}
+
+static cJSON *checkin_status(void *userdata)
+{
+        struct agent *a = userdata;
+        struct faults_stats fs;
+        struct outbox_stats os;
+        cJSON *o = cJSON_CreateObject();
+
+        if (!o)
+                return NULL;
+        faults_get_stats(a->faults, &fs);
+        outbox_get_stats(a->outbox, &os);
+        cJSON_AddNumberToObject(o, "faults_firing", (double)fs.firing);
+        cJSON_AddNumberToObject(o, "sends_pending",
+                                (double)(os.opens_pending + os.updates_pending + os.requests_pending));
+        cJSON_AddBoolToObject(o, "maintenance", maintenance_active(a->maintenance));
+        cJSON_AddNumberToObject(o, "uptime_s", (double)(time_wall_usec() - a->started_wall) / 1e6);
+        return o;
+}
+
 static void on_maintenance(bool active, const char *why, void *userdata)
 {
         struct agent *a = userdata;
@@ -429,6 +506,8 @@ static int apply_central(struct agent *a, const struct config *cfg, char *err, s
                 faults_set_settings(a->faults, &fset);
         if (a->outbox)
                 outbox_set_settings(a->outbox, &oset);
+        if (a->checkin)
+                checkin_set_interval(a->checkin, cfg->checkin_usec);
         return 0;
 }
 
@@ -504,6 +583,15 @@ int agent_start(struct agent *a)
                 return r;
         }
         faults_set_history(a->faults, a->history);
+        r = checkin_new(a->loop, a->sender, a->id, cfg->checkin_usec, on_command, checkin_status, a, &a->checkin);
+        if (r == -EINVAL)
+                log_warning("agent id '%s' cannot be put in a URL: no check-ins, no remote inspections "
+                            "(set agent { id \"...\" } to letters, digits, '.', '_' and '-')",
+                            a->id->agent_id);
+        else if (r < 0) {
+                log_err("setting up check-ins: %s", strerror(-r));
+                return r;
+        }
         {
                 cJSON *d = cJSON_CreateObject();
                 if (d)
@@ -638,6 +726,7 @@ void agent_free(struct agent *a)
                 ledger_stop(a->ledger);
         if (a->store && store_commit_now(a->store) < 0)
                 log_err("saving state at exit: %s; the last changes are lost", store_last_error(a->store));
+        checkin_free(a->checkin);
         ledger_free(a->ledger);
         history_free(a->history);
         maintenance_free(a->maintenance);
@@ -737,6 +826,8 @@ static cJSON *status_json(const struct agent *a)
                 cJSON_AddNumberToObject(x, "lost", (double)(fs.lost + os.shed));
                 cJSON_AddBoolToObject(x, "maintenance", maintenance_active(a->maintenance));
         }
+        if (a->checkin)
+                json_add(o, "checkin", checkin_to_json(a->checkin));
         if ((x = cJSON_AddObjectToObject(o, "state"))) {
                 cJSON_AddStringToObject(x, "dir", a->config->state_dir);
                 cJSON_AddNumberToObject(x, "bytes", (double)ss.bytes);
@@ -834,6 +925,24 @@ static cJSON *maintenance_command(struct agent *a, int argc, char **argv)
         return answer_error("maintenance: expected list, start SECONDS REASON, or end [ID]");
 }
 
+static cJSON *snapshot_of(struct agent *a, uint64_t seconds, bool minutes, int *ret_err)
+{
+        struct snapshot_parts parts = {
+                .id = a->id,
+                .config = a->config,
+                .collectors = collectors_json(a),
+                .status = status_json(a),
+                .faults = a->faults,
+                .outbox = a->outbox,
+                .maintenance = a->maintenance,
+                .history = a->history,
+                .ledger = a->ledger,
+                .started_wall = a->started_wall,
+        };
+
+        return snapshot_build(&parts, time_wall_usec() - (int64_t)seconds * 1000000, minutes, ret_err);
+}
+
 static cJSON *control_answer(int argc, char **argv, void *userdata)
 {
         struct agent *a = userdata;
@@ -857,20 +966,7 @@ static cJSON *control_answer(int argc, char **argv, void *userdata)
                         if (errno || *end || secs <= 0 || secs > 3660LL * 86400)
                                 return answer_error("snapshot: the period must be 1 s to 10 years");
                 }
-                struct snapshot_parts parts = {
-                        .id = a->id,
-                        .config = a->config,
-                        .collectors = collectors_json(a),
-                        .status = status_json(a),
-                        .faults = a->faults,
-                        .outbox = a->outbox,
-                        .maintenance = a->maintenance,
-                        .history = a->history,
-                        .ledger = a->ledger,
-                        .started_wall = a->started_wall,
-                };
-                cJSON *snap = snapshot_build(&parts, time_wall_usec() - secs * 1000000,
-                                             argc > 2 && strcmp(argv[2], "minutes") == 0, &err);
+                cJSON *snap = snapshot_of(a, (uint64_t)secs, argc > 2 && strcmp(argv[2], "minutes") == 0, &err);
                 if (!snap) {
                         char msg[200];
                         snprintf(msg, sizeof msg, "snapshot: reading the state database: %s", strerror(-err));

@@ -34,7 +34,7 @@
 #include "identity.h"
 #include "retry_after.h"
 
-#define LINE_MAX_BYTES (8 * 1024 * 1024) /* a request line: a 1 MiB body, escaped */
+#define LINE_MAX_BYTES (40 * 1024 * 1024) /* a request line: a 16 MiB snapshot upload, escaped */
 #define ANSWER_MAX (1024 * 1024)
 
 struct job {

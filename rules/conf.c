@@ -594,10 +594,13 @@ static int load_central(struct loader *l, const struct cstmt *blk)
                         set_duration(l, s, &c->retry_usec);
                 } else if (strcmp(k, "occurrence_interval") == 0) {
                         set_duration(l, s, &c->occurrence_usec);
+                } else if (strcmp(k, "checkin_interval") == 0) {
+                        set_duration(l, s, &c->checkin_usec);
                 } else {
                         lerr(l, &s->toks[0],
                              "unknown setting '%s' in the central block; expected url, token_file, ca_file, "
-                             "client_cert, client_key, insecure_http, timeout, retry or occurrence_interval",
+                             "client_cert, client_key, insecure_http, timeout, retry, occurrence_interval or "
+                             "checkin_interval",
                              k);
                 }
         }
@@ -895,6 +898,7 @@ static int config_build(const char *name, const char *text, size_t len, bool fro
         c->occurrence_usec = DEFAULT_OCCURRENCE_USEC;
         c->retry_usec = DEFAULT_RETRY_USEC;
         c->alive_interval_usec = 60ULL * 1000000;
+        c->checkin_usec = 60ULL * 1000000;
         c->history_cap_mib = 64;
         c->reopen_window_usec = 3600ULL * 1000000;
         c->flap_count = 6;
@@ -1050,7 +1054,9 @@ void config_format(const struct config *c, FILE *f)
         duration_format(c->retry_usec, dur, sizeof dur);
         fprintf(f, "        retry %s\n", dur);
         duration_format(c->occurrence_usec, dur, sizeof dur);
-        fprintf(f, "        occurrence_interval %s\n}\n", dur);
+        fprintf(f, "        occurrence_interval %s\n", dur);
+        duration_format(c->checkin_usec, dur, sizeof dur);
+        fprintf(f, "        checkin_interval %s\n}\n", dur);
         fputs("\ncases {\n", f);
         duration_format(c->reopen_window_usec, dur, sizeof dur);
         fprintf(f, "        reopen_window %s\n        flap_count %u\n", dur, c->flap_count);

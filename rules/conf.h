@@ -92,6 +92,7 @@ struct config {
         uint64_t central_timeout_usec; /* default 10s */
         uint64_t retry_usec;           /* default 30s: how often failed sends are retried */
         uint64_t occurrence_usec;      /* default 60s: at most one occurrence update per case this often */
+        uint64_t checkin_usec;         /* default 60s: how often the agent checks in (agent/checkin.h) */
 
         /* cases { ... }: the life of cases (agent/faults.h, agent/outbox.h) */
         uint64_t reopen_window_usec; /* default 1h; 0: a recurrence always opens a new case */
