@@ -149,6 +149,11 @@ $(B)/fuzz/fuzz_trap: tests/fuzz/fuzz_trap.c collectors/snmp_receiver.c collector
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(call pc_cflags,netsnmp) -DFUZZ_MIBDIR=\"$(CURDIR)/collectors/mibs\" -o $@ $< \
 		collectors/snmp_receiver.c collectors/trap_verdict.c $(LIB_SRC) $(RULES_SRC) $(call pc_libs,netsnmp libcjson libsystemd) -lm
 
+# The process collector's parsers (/proc files, proc connector, watch settings).
+$(B)/fuzz/fuzz_process: tests/fuzz/fuzz_process.c collectors/proc_parse.c collectors/proc_parse.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< collectors/proc_parse.c
+
 fuzz: $(FUZZ_BIN)
 
 # A short run of every fuzz target over its seed corpus; `make fuzz` plus

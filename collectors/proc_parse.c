@@ -239,11 +239,11 @@ static int whole(const char *s, long max, long *ret)
         return 0;
 }
 
-#define FAIL(off, ...)                                    \
-        do {                                              \
-                snprintf(err, errsize, __VA_ARGS__);      \
-                *ret_offset = (unsigned)(off);            \
-                return -EINVAL;                           \
+#define FAIL(off, ...)                               \
+        do {                                         \
+                snprintf(err, errsize, __VA_ARGS__); \
+                *ret_offset = (unsigned)(off);       \
+                return -EINVAL;                      \
         } while (0)
 
 static bool name_ok(const char *s)
@@ -251,8 +251,8 @@ static bool name_ok(const char *s)
         if (!*s)
                 return false;
         for (; *s; s++)
-                if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-                      *s == '_' || *s == '-' || *s == '.' || *s == '@'))
+                if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_' ||
+                      *s == '-' || *s == '.' || *s == '@'))
                         return false;
         return true;
 }
@@ -360,8 +360,9 @@ int proc_watch_parse(const char *text, struct proc_watch_spec *ret, char *err, s
                         *slash = '\0';
                         if (whole(val, PROC_RESTARTS_MAX, &n_r) < 0 || n_r < 2 ||
                             duration_usec(slash + 1, &w.loop_window_usec) < 0 || w.loop_window_usec < 1000000)
-                                FAIL(start, "crash_loop= needs RESTARTS/WINDOW with 2..%d restarts and a window of "
-                                            "at least 1s, e.g. crash_loop=5/10m",
+                                FAIL(start,
+                                     "crash_loop= needs RESTARTS/WINDOW with 2..%d restarts and a window of "
+                                     "at least 1s, e.g. crash_loop=5/10m",
                                      PROC_RESTARTS_MAX);
                         w.loop_restarts = (unsigned)n_r;
                 } else {
@@ -451,8 +452,16 @@ void proc_watch_format(const struct proc_watch_spec *w, char *buf, size_t size)
                 append(buf, size, " critical");
         if (w->cpu_max > 0)
                 append(buf, size, " cpu=%g", w->cpu_max);
-        if (w->rss_max)
-                append(buf, size, " rss=%" PRIu64 "K", w->rss_max / 1024);
+        if (w->rss_max) {
+                static const char *const suffix[] = {"", "K", "M", "G"};
+                uint64_t v = w->rss_max;
+                int u = 0;
+                while (u < 3 && v % 1024 == 0) {
+                        v /= 1024;
+                        u++;
+                }
+                append(buf, size, " rss=%" PRIu64 "%s", v, suffix[u]);
+        }
         if (w->fds_max)
                 append(buf, size, " fds=%ld", w->fds_max);
         if (w->threads_max)
@@ -628,7 +637,8 @@ int proc_cn_parse(const void *buf, size_t len, proc_cn_fn fn, void *userdata)
                         ev.tid = pe.event_data.exec.process_pid;
                         break;
                 case PROC_EVENT_EXIT:
-                        if (cn.len < offsetof(struct proc_event, event_data) + offsetof(struct exit_proc_event, parent_pid))
+                        if (cn.len <
+                            offsetof(struct proc_event, event_data) + offsetof(struct exit_proc_event, parent_pid))
                                 return -EBADMSG;
                         ev.kind = PROC_CN_EXIT;
                         ev.pid = pe.event_data.exit.process_tgid;

@@ -262,8 +262,8 @@ static int process_new(const struct conf_block *b, const struct collector_contex
                         r = q;
                 if ((q = conf_block_get_number(b, "crash_loop_restarts", &num, d)) == 0) {
                         if (num < 2 || num > PROC_RESTARTS_MAX || num != (double)(unsigned)num)
-                                r = conf_block_diag(b, "crash_loop_restarts",
-                                                    d, "crash_loop_restarts must be a whole number 2 .. %d",
+                                r = conf_block_diag(b, "crash_loop_restarts", d,
+                                                    "crash_loop_restarts must be a whole number 2 .. %d",
                                                     PROC_RESTARTS_MAX);
                         else
                                 st->loop_restarts = (unsigned)num;
@@ -826,8 +826,9 @@ static uint64_t on_sample(struct loop_source *s, uint64_t now, void *userdata)
                         w->looping = false;
                         event_common(&e, w, "stable");
                         event_add_number(&e, "pid", w->pid);
-                        event_add_number(&e, "restarts",
-                                         proc_restart_log_count(&w->restarts, w->last_restart_mono, w->loop_window_usec));
+                        event_add_number(
+                                &e, "restarts",
+                                proc_restart_log_count(&w->restarts, w->last_restart_mono, w->loop_window_usec));
                         event_add_number(&e, "window_seconds", (double)w->loop_window_usec / 1e6);
                         emit(st, &e);
                         log_info("process: %s: stable again (running %.0fs without restart)", w->spec.name,
