@@ -56,7 +56,7 @@ int proc_cmdline_join(const char *buf, size_t len, char *out, size_t outsize);
 enum proc_watch_kind {
         PROC_WATCH_PIDFILE, /* pidfile=PATH, optionally checked by name= / cmdline= */
         PROC_WATCH_PATTERN, /* name= and/or cmdline= over every process */
-        PROC_WATCH_UNIT,    /* unit=NAME (reserved: see docs/process.md) */
+        PROC_WATCH_UNIT,    /* unit=NAME: a systemd unit, watched over sd-bus */
         PROC_WATCH_KIND_MAX,
 };
 

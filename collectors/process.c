@@ -7,7 +7,8 @@
  * Settings, in "collector process { ... }" (all optional but watch):
  *   watch        repeatable, one process each:
  *                "NAME SELECTOR... [critical] [OPTION=VALUE...]" with the
- *                selectors pidfile=PATH, name=GLOB, cmdline=GLOB (and the
+ *                selectors pidfile=PATH, name=GLOB, cmdline=GLOB or
+ *                unit=NAME (a systemd unit, over sd-bus) (and the
  *                options cpu=, rss=, fds=, threads=, stuck=, crash_loop=);
  *                proc_parse.h has the grammar, docs/process.md the meaning.
  *   interval     duration, default 5s, 100ms..1h: resource sampling.
@@ -40,6 +41,10 @@
  *   cases, and as the only way without connector, a rescan of the down
  *   watches starts 10 ms after an exit and backs off, doubling, to rescan.
  *   A watch finding a process again after an exit is "restarted".
+ * - Units: systemd's own view over the system bus (PropertiesChanged of
+ *   the unit, see "systemd units" below): Result, ExecMainCode/Status,
+ *   NRestarts arrive with the state change; the main process's resources
+ *   are sampled like any other.
  * - Resources (CPU %, RSS, open fds, threads) and the D/Z state are sampled
  *   every interval from /proc/PID/{stat,status,fd}.
  *
@@ -63,6 +68,7 @@
 #include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <systemd/sd-bus.h>
 #include <unistd.h>
 
 #include "../agent/loop.h"
@@ -121,6 +127,13 @@ struct watch {
         bool stuck_reported;
 
         int wd; /* inotify watch on the pidfile's directory, -1 none */
+
+        /* unit watches: systemd's view, from GetAll and PropertiesChanged */
+        sd_bus_slot *match;
+        bool unit_known; /* systemd answered at least once */
+        char active_state[32], sub_state[32], result[32], service_type[16];
+        int exec_code, exec_status;
+        uint32_t main_pid, n_restarts;
         char pidfile_base[256];
 };
 
@@ -155,6 +168,11 @@ struct process_state {
         long ticks_per_sec;
         long page_size;
         pid_t self;
+
+        sd_bus *bus;
+        struct loop_source *bus_io, *bus_timer;
+        char bus_status[200];
+        size_t n_units;
 
         uint64_t n_exits, n_exits_known, n_restarts, n_scans, cn_messages, cn_bad, fds_denied;
 };
@@ -206,13 +224,6 @@ static int read_watches(struct process_state *st, const struct conf_block *b, st
 
                 if (proc_watch_parse(vals[i], &w->spec, err, sizeof err, &off) < 0) {
                         ret = conf_block_diag_nth(b, "watch", i, off, d, "watch: %s", err);
-                        continue;
-                }
-                if (w->spec.kind == PROC_WATCH_UNIT) {
-                        ret = conf_block_diag_nth(b, "watch", i, 0, d,
-                                                  "watch %s: unit= (systemd units over D-Bus) is not supported by "
-                                                  "this version; watch the unit's pidfile or name instead",
-                                                  w->spec.name);
                         continue;
                 }
                 bool dup = false;
@@ -443,6 +454,15 @@ static void event_common(struct event *e, const struct watch *w, const char *nam
         event_add_string(e, "kind", proc_watch_kind_to_string(w->spec.kind));
         if (w->spec.pidfile[0])
                 event_add_string(e, "pidfile", w->spec.pidfile);
+        if (w->spec.kind == PROC_WATCH_UNIT) {
+                event_add_string(e, "unit", w->spec.unit);
+                if (w->unit_known) {
+                        event_add_string(e, "active_state", w->active_state);
+                        event_add_string(e, "sub_state", w->sub_state);
+                        event_add_string(e, "result", w->result);
+                        event_add_number(e, "n_restarts", w->n_restarts);
+                }
+        }
 }
 
 /* Texts an event borrows from its builder: they live as long as it. */
@@ -491,10 +511,13 @@ static void emit_not_running(struct process_state *st, struct watch *w)
 {
         struct exit_text xt;
         struct event e;
-        char reason[160];
+        char reason[420];
 
         event_common(&e, w, "not-running");
-        if (w->exited)
+        if (w->spec.kind == PROC_WATCH_UNIT)
+                snprintf(reason, sizeof reason, "unit %s is %s (%s), result %s", w->spec.unit, w->active_state,
+                         w->sub_state, w->result);
+        else if (w->exited)
                 snprintf(reason, sizeof reason, "exited and not back within %.3gs", (double)st->grace_usec / 1e6);
         else if (w->spec.kind == PROC_WATCH_PIDFILE)
                 snprintf(reason, sizeof reason, "the pidfile names no running process");
@@ -531,6 +554,9 @@ static void detach(struct watch *w)
         w->stuck_reported = false;
 }
 
+static void now_running(struct process_state *st, struct watch *w, pid_t pid, const struct proc_stat *ps,
+                        const char *cmdline);
+
 static void attach(struct process_state *st, struct watch *w, pid_t pid, const struct proc_stat *ps,
                    const char *cmdline)
 {
@@ -553,11 +579,20 @@ static void attach(struct process_state *st, struct watch *w, pid_t pid, const s
                 return;
         }
         w->pidfd = fd;
+        now_running(st, w, pid, ps, cmdline);
+}
+
+/* w has a process again: "running", and "restarted" (and "crash-loop")
+ * when it had one that exited. ps may be NULL (a unit's main process we
+ * cannot read). */
+static void now_running(struct process_state *st, struct watch *w, pid_t pid, const struct proc_stat *ps,
+                        const char *cmdline)
+{
         w->running = true;
         w->pid = pid;
-        w->starttime = ps->starttime;
+        w->starttime = ps ? ps->starttime : 0;
         w->since_mono = time_mono_usec();
-        snprintf(w->comm, sizeof w->comm, "%s", ps->comm);
+        snprintf(w->comm, sizeof w->comm, "%s", ps ? ps->comm : "");
         snprintf(w->cmdline, sizeof w->cmdline, "%s", cmdline);
         w->down_reported = false;
         emit_running(st, w);
@@ -614,8 +649,8 @@ static bool look(struct process_state *st, struct watch *w)
         char cmdline[CMDLINE_MAX];
         pid_t pid = 0;
 
-        if (w->running)
-                return true;
+        if (w->running || w->spec.kind == PROC_WATCH_UNIT)
+                return w->running; /* units: systemd tells */
         if (find_process(st, w, &pid, &ps, cmdline, sizeof cmdline) == 0)
                 attach(st, w, pid, &ps, cmdline);
         return w->running;
@@ -630,12 +665,12 @@ static void remember_exit(struct process_state *st, pid_t pid, int status)
 
 static void cn_drain(struct process_state *st);
 
+static void now_exited(struct process_state *st, struct watch *w, int status);
+
 static void on_pidfd(struct loop_source *s, int fd, uint32_t events, void *userdata)
 {
         struct watch *w = userdata;
         struct process_state *st = w->st;
-        struct exit_text xt;
-        struct event e;
         int status = -1;
 
         (void)s;
@@ -648,6 +683,19 @@ static void on_pidfd(struct loop_source *s, int fd, uint32_t events, void *userd
                         st->exits[i].pid = 0;
                         break;
                 }
+        now_exited(st, w, status);
+        /* The new process may already be there (a pidfile written before the
+         * old one died); otherwise look again soon. */
+        if (!look(st, w))
+                arm_rescan(st, RESCAN_FIRST_USEC);
+}
+
+/* w's process ended with status (wait status, -1 unknown): "exited". */
+static void now_exited(struct process_state *st, struct watch *w, int status)
+{
+        struct exit_text xt;
+        struct event e;
+
         st->n_exits++;
         if (status >= 0)
                 st->n_exits_known++;
@@ -675,10 +723,6 @@ static void on_pidfd(struct loop_source *s, int fd, uint32_t events, void *userd
                 w->down_reported = true;
                 emit_not_running(st, w);
         }
-        /* The new process may already be there (a pidfile written before the
-         * old one died); otherwise look again soon. */
-        if (!look(st, w))
-                arm_rescan(st, RESCAN_FIRST_USEC);
 }
 
 /* ---- rescans ---- */
@@ -699,7 +743,7 @@ static uint64_t on_rescan(struct loop_source *s, uint64_t now, void *userdata)
                 struct watch *w = &st->watches[i];
                 uint64_t due;
 
-                if (look(st, w))
+                if (look(st, w) || (w->spec.kind == PROC_WATCH_UNIT && !w->unit_known))
                         continue;
                 now = time_mono_usec();
                 due = w->down_since_mono + st->grace_usec;
@@ -997,6 +1041,293 @@ static void on_inotify(struct loop_source *s, int fd, uint32_t events, void *use
         }
 }
 
+/* ---- systemd units over sd-bus ----
+ *
+ * One connection to the system bus ($DBUS_SYSTEM_BUS_ADDRESS when set), its
+ * fd and timeout on the loop. Manager.Subscribe makes systemd send unit
+ * signals; a match per unit on org.freedesktop.DBus.Properties.
+ * PropertiesChanged brings ActiveState/SubState (Unit) and MainPID, Result,
+ * ExecMainCode/ExecMainStatus, NRestarts (Service) as they change (systemd
+ * sends the values, so nothing is polled); one GetAll per interface at
+ * start gives the initial state. The unit's object path is the escaped unit
+ * name under /org/freedesktop/systemd1/unit, as systemd names it, so no
+ * LoadUnit round trip is needed (a unit systemd has not loaded answers
+ * GetAll with an error and is reported as the bus said). */
+
+#define UNIT_PATH_PREFIX "/org/freedesktop/systemd1/unit"
+#define UNIT_IFACE "org.freedesktop.systemd1.Unit"
+#define SERVICE_IFACE "org.freedesktop.systemd1.Service"
+
+static void bus_close(struct process_state *st, const char *why);
+
+/* ExecMainCode (CLD_*) and ExecMainStatus as a wait status, -1 unknown. */
+static int unit_wait_status(const struct watch *w)
+{
+        if (w->exec_code == CLD_EXITED)
+                return (w->exec_status & 0xff) << 8;
+        if (w->exec_code == CLD_KILLED)
+                return w->exec_status & 0x7f;
+        if (w->exec_code == CLD_DUMPED)
+                return (w->exec_status & 0x7f) | 0x80;
+        return -1;
+}
+
+static void unit_copy_string(sd_bus_message *m, char *dst, size_t size, int *r)
+{
+        const char *v;
+
+        *r = sd_bus_message_read(m, "v", "s", &v);
+        if (*r >= 0)
+                snprintf(dst, size, "%s", v);
+}
+
+/* Reads an a{sv} of Unit or Service properties into w. Returns 0 or a
+ * negative errno from sd-bus (malformed message). */
+static int unit_read_props(struct watch *w, sd_bus_message *m)
+{
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
+                const char *key;
+                int32_t i32;
+                uint32_t u32;
+
+                r = sd_bus_message_read(m, "s", &key);
+                if (r < 0)
+                        return r;
+                if (strcmp(key, "ActiveState") == 0)
+                        unit_copy_string(m, w->active_state, sizeof w->active_state, &r);
+                else if (strcmp(key, "SubState") == 0)
+                        unit_copy_string(m, w->sub_state, sizeof w->sub_state, &r);
+                else if (strcmp(key, "Result") == 0)
+                        unit_copy_string(m, w->result, sizeof w->result, &r);
+                else if (strcmp(key, "Type") == 0)
+                        unit_copy_string(m, w->service_type, sizeof w->service_type, &r);
+                else if (strcmp(key, "ExecMainCode") == 0 && (r = sd_bus_message_read(m, "v", "i", &i32)) >= 0)
+                        w->exec_code = i32;
+                else if (strcmp(key, "ExecMainStatus") == 0 && (r = sd_bus_message_read(m, "v", "i", &i32)) >= 0)
+                        w->exec_status = i32;
+                else if (strcmp(key, "MainPID") == 0 && (r = sd_bus_message_read(m, "v", "u", &u32)) >= 0)
+                        w->main_pid = u32;
+                else if (strcmp(key, "NRestarts") == 0 && (r = sd_bus_message_read(m, "v", "u", &u32)) >= 0)
+                        w->n_restarts = u32;
+                else if (strcmp(key, "ExecMainCode") != 0 && strcmp(key, "ExecMainStatus") != 0 &&
+                         strcmp(key, "MainPID") != 0 && strcmp(key, "NRestarts") != 0)
+                        r = sd_bus_message_skip(m, "v");
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(m);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(m);
+}
+
+/* Applies systemd's view: running means ActiveState active or reloading
+ * and, for a service with a main process, a MainPID (systemd sends MainPID
+ * 0 before the Unit's ActiveState leaves active). A oneshot service (or a
+ * unit of another type) has no main process: active is running. */
+static void unit_update(struct process_state *st, struct watch *w)
+{
+        bool is_service = strstr(w->spec.unit, ".service") != NULL;
+        bool no_main = !is_service || strcmp(w->service_type, "oneshot") == 0;
+        bool running = (strcmp(w->active_state, "active") == 0 || strcmp(w->active_state, "reloading") == 0) &&
+                       (w->main_pid != 0 || no_main);
+        pid_t pid = (pid_t)w->main_pid;
+
+        if (w->running && running && w->pid == 0 && pid) {
+                /* the Service properties came after the Unit ones: adopt the main pid */
+                struct proc_stat ps;
+                w->pid = pid;
+                if (read_stat(pid, &ps) == 0) {
+                        w->starttime = ps.starttime;
+                        snprintf(w->comm, sizeof w->comm, "%s", ps.comm);
+                        (void)read_cmdline(pid, w->cmdline, sizeof w->cmdline);
+                }
+                return;
+        }
+        /* systemd sends the Service interface's changes (MainPID 0, Result,
+         * ExecMain*) before the Unit's (ActiveState), so an exit is seen
+         * with its status either way */
+        if (w->running && (!running || (w->pid && pid != w->pid))) {
+                now_exited(st, w, unit_wait_status(w));
+                arm_rescan(st, RESCAN_FIRST_USEC); /* the grace clock */
+        }
+        if (!w->running && running) {
+                struct proc_stat ps;
+                char cmdline[CMDLINE_MAX] = "";
+                bool have = pid > 0 && read_stat(pid, &ps) == 0;
+
+                if (have)
+                        (void)read_cmdline(pid, cmdline, sizeof cmdline);
+                now_running(st, w, pid, have ? &ps : NULL, cmdline);
+        } else if (!w->running && !w->down_since_mono) {
+                w->down_since_mono = time_mono_usec();
+                arm_rescan(st, RESCAN_FIRST_USEC);
+        }
+}
+
+static int on_unit_props(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+{
+        struct watch *w = userdata;
+        const sd_bus_error *e = sd_bus_message_get_error(m);
+        int r;
+
+        (void)ret_error;
+        if (e) {
+                log_warning("process: %s: systemd: %s", w->spec.unit, e->message ? e->message : e->name);
+                return 0;
+        }
+        r = unit_read_props(w, m);
+        if (r < 0) {
+                log_warning("process: %s: malformed properties from systemd: %s", w->spec.unit, strerror(-r));
+                return 0;
+        }
+        w->unit_known = true;
+        unit_update(w->st, w);
+        return 0;
+}
+
+static int on_unit_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+{
+        struct watch *w = userdata;
+        const char *iface;
+        int r;
+
+        (void)ret_error;
+        r = sd_bus_message_read(m, "s", &iface);
+        if (r < 0 || (strcmp(iface, UNIT_IFACE) != 0 && strcmp(iface, SERVICE_IFACE) != 0))
+                return 0;
+        r = unit_read_props(w, m);
+        if (r < 0) {
+                log_warning("process: %s: malformed PropertiesChanged: %s", w->spec.unit, strerror(-r));
+                return 0;
+        }
+        w->unit_known = true;
+        unit_update(w->st, w);
+        return 0;
+}
+
+static uint64_t bus_timeout(struct process_state *st)
+{
+        uint64_t when = UINT64_MAX, now = time_mono_usec();
+
+        if (!st->bus || sd_bus_get_timeout(st->bus, &when) < 0 || when == UINT64_MAX)
+                return 0;
+        return when > now ? when - now : 1;
+}
+
+static void bus_run(struct process_state *st)
+{
+        int r = 0;
+
+        while (st->bus && (r = sd_bus_process(st->bus, NULL)) > 0)
+                ;
+        if (st->bus && r < 0) {
+                char why[160];
+                snprintf(why, sizeof why, "disconnected: %s", strerror(-r));
+                bus_close(st, why);
+                return;
+        }
+        if (st->bus) {
+                r = sd_bus_get_events(st->bus);
+                if (r >= 0)
+                        (void)loop_io_set_events(st->bus_io, (uint32_t)r);
+        }
+}
+
+static void on_bus_io(struct loop_source *s, int fd, uint32_t events, void *userdata)
+{
+        struct process_state *st = userdata;
+
+        (void)s;
+        (void)fd;
+        (void)events;
+        bus_run(st);
+        if (st->bus)
+                loop_timer_set(st->bus_timer, bus_timeout(st));
+}
+
+static uint64_t on_bus_timer(struct loop_source *s, uint64_t now, void *userdata)
+{
+        struct process_state *st = userdata;
+
+        (void)s;
+        (void)now;
+        bus_run(st);
+        return bus_timeout(st);
+}
+
+static void bus_close(struct process_state *st, const char *why)
+{
+        for (size_t i = 0; i < st->n_watches; i++) {
+                st->watches[i].match = sd_bus_slot_unref(st->watches[i].match);
+                st->watches[i].unit_known = false;
+        }
+        loop_remove(st->bus_io);
+        loop_remove(st->bus_timer);
+        st->bus_io = st->bus_timer = NULL;
+        st->bus = sd_bus_flush_close_unref(st->bus);
+        if (why) {
+                snprintf(st->bus_status, sizeof st->bus_status, "%s", why);
+                log_err("process: system bus %s; unit watches are not watched until a reload", why);
+        }
+}
+
+/* Connects and subscribes. Fills bus_status either way; returns 0 or a
+ * negative errno (the collector runs on without its unit watches). */
+static int bus_open(struct process_state *st)
+{
+        int r, fd;
+
+        r = sd_bus_open_system(&st->bus);
+        if (r < 0)
+                goto fail;
+        r = sd_bus_call_method_async(st->bus, NULL, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+                                     "org.freedesktop.systemd1.Manager", "Subscribe", NULL, NULL, "");
+        for (size_t i = 0; r >= 0 && i < st->n_watches; i++) {
+                struct watch *w = &st->watches[i];
+                char *path = NULL;
+
+                if (w->spec.kind != PROC_WATCH_UNIT)
+                        continue;
+                r = sd_bus_path_encode(UNIT_PATH_PREFIX, w->spec.unit, &path);
+                if (r >= 0)
+                        r = sd_bus_match_signal_async(st->bus, &w->match, "org.freedesktop.systemd1", path,
+                                                      "org.freedesktop.DBus.Properties", "PropertiesChanged",
+                                                      on_unit_changed, NULL, w);
+                if (r >= 0)
+                        r = sd_bus_call_method_async(st->bus, NULL, "org.freedesktop.systemd1", path,
+                                                     "org.freedesktop.DBus.Properties", "GetAll", on_unit_props, w, "s",
+                                                     UNIT_IFACE);
+                if (r >= 0 && strstr(w->spec.unit, ".service"))
+                        r = sd_bus_call_method_async(st->bus, NULL, "org.freedesktop.systemd1", path,
+                                                     "org.freedesktop.DBus.Properties", "GetAll", on_unit_props, w, "s",
+                                                     SERVICE_IFACE);
+                free(path);
+        }
+        if (r < 0)
+                goto fail;
+        fd = sd_bus_get_fd(st->bus);
+        r = fd < 0 ? fd
+                   : loop_add_io(st->loop, fd, EPOLLIN | EPOLLOUT, "process-systemd-bus", on_bus_io, st, &st->bus_io);
+        if (r >= 0)
+                r = loop_add_timer(st->loop, 0, 0, "process-systemd-bus-timeout", on_bus_timer, st, &st->bus_timer);
+        if (r < 0)
+                goto fail;
+        snprintf(st->bus_status, sizeof st->bus_status, "connected");
+        return 0;
+fail:
+        bus_close(st, NULL);
+        snprintf(st->bus_status, sizeof st->bus_status, "unavailable: %s", strerror(-r));
+        return r;
+}
+
 /* ---- collector_ops ---- */
 
 static void process_stop(void *userdata)
@@ -1009,6 +1340,7 @@ static void process_stop(void *userdata)
                 detach(&st->watches[i]);
                 st->watches[i].wd = -1;
         }
+        bus_close(st, NULL);
         loop_remove(st->sample_timer);
         loop_remove(st->rescan_timer);
         loop_remove(st->cn_src);
@@ -1080,11 +1412,17 @@ static int process_start(void *userdata, struct loop *loop, collector_emit_fn em
                         log_info("process: %s: cannot watch %s for changes (%m); it is rescanned every %.3gs",
                                  w->spec.name, dir, (double)st->rescan_usec / 1e6);
         }
+        for (size_t i = 0; i < st->n_watches; i++)
+                if (st->watches[i].spec.kind == PROC_WATCH_UNIT)
+                        st->n_units++;
+        if (st->n_units > 0 && bus_open(st) < 0)
+                log_err("process: cannot watch %zu systemd unit(s): system bus %s", st->n_units, st->bus_status);
         /* The first look happens now, so "not running at start" is known
          * within grace of the start. */
         for (size_t i = 0; i < st->n_watches; i++) {
                 struct watch *w = &st->watches[i];
-                if (!look(st, w))
+                w->down_since_mono = 0;
+                if (!look(st, w) && w->spec.kind != PROC_WATCH_UNIT)
                         w->down_since_mono = time_mono_usec();
         }
         arm_rescan(st, RESCAN_FIRST_USEC);
@@ -1124,6 +1462,13 @@ static cJSON *watch_status(const struct process_state *st, const struct watch *w
                         cJSON_AddStringToObject(o, "proc_state", s);
                 }
         }
+        if (w->spec.kind == PROC_WATCH_UNIT) {
+                cJSON_AddStringToObject(o, "unit", w->spec.unit);
+                cJSON_AddStringToObject(o, "active_state", w->unit_known ? w->active_state : "unknown");
+                cJSON_AddStringToObject(o, "sub_state", w->unit_known ? w->sub_state : "unknown");
+                cJSON_AddStringToObject(o, "result", w->unit_known ? w->result : "unknown");
+                cJSON_AddNumberToObject(o, "n_restarts", w->n_restarts);
+        }
         if (w->last_pid) {
                 proc_exit_describe(w->last_status, how, sizeof how);
                 cJSON_AddNumberToObject(o, "last_exit_pid", w->last_pid);
@@ -1150,6 +1495,8 @@ static cJSON *process_status(void *userdata, bool verbose)
         cJSON_AddStringToObject(o, "proc_connector", st->cn_status[0] ? st->cn_status : "not started");
         cJSON_AddStringToObject(o, "exit_status",
                                 st->cn_listening ? "from the proc connector" : "unknown (no proc connector)");
+        if (st->n_units > 0)
+                cJSON_AddStringToObject(o, "systemd_bus", st->bus_status);
         cJSON_AddNumberToObject(o, "interval_sec", (double)st->interval_usec / 1e6);
         cJSON_AddNumberToObject(o, "grace_sec", (double)st->grace_usec / 1e6);
         cJSON_AddNumberToObject(o, "rescan_sec", (double)st->rescan_usec / 1e6);

@@ -64,8 +64,8 @@ static void test_stat_malformed(void **state)
                 "12 python3 S 1",
                 "12 (python3 S 1 2 3",
                 "12 (sixteen-bytes-xy) S 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n", /* comm over 15 */
-                "12 (ok) S 1 2 3\n",                                                  /* too few fields */
-                "12 (ok) S 1 2 3 4 5 6 7 8 9 10 x 12 13 14 15 16 17 18 19 20 21\n",   /* not a number */
+                "12 (ok) S 1 2 3\n",                                                   /* too few fields */
+                "12 (ok) S 1 2 3 4 5 6 7 8 9 10 x 12 13 14 15 16 17 18 19 20 21\n",    /* not a number */
                 "12 (ok) S 1 2 3 4 5 6 7 8 9 10 99999999999999999999999 12 13 14 15 16 17 18 19 20 21\n",
         };
 
@@ -99,7 +99,10 @@ static void test_cmdline(void **state)
         char out[16];
 
         (void)state;
-        assert_int_equal(proc_cmdline_join("sleep\0" "10\0", 9, out, sizeof out), 8);
+        assert_int_equal(proc_cmdline_join("sleep\0"
+                                           "10\0",
+                                           9, out, sizeof out),
+                         8);
         assert_string_equal(out, "sleep 10");
         assert_int_equal(proc_cmdline_join("a\tb\0", 4, out, sizeof out), 3);
         assert_string_equal(out, "a?b");
@@ -198,7 +201,8 @@ static void test_matches(void **state)
         assert_true(proc_watch_matches(&w, "very-long-daemo", "/usr/sbin/very-long-daemon-name --foreground"));
         assert_false(proc_watch_matches(&w, "very-long-daemo", "/usr/sbin/very-long-daemon-namex"));
         /* both globs must hold */
-        assert_int_equal(proc_watch_parse("a name=python3* cmdline='python3 worker.py*'", &w, err, sizeof err, &off), 0);
+        assert_int_equal(proc_watch_parse("a name=python3* cmdline='python3 worker.py*'", &w, err, sizeof err, &off),
+                         0);
         assert_true(proc_watch_matches(&w, "python3", "python3 worker.py --x"));
         assert_false(proc_watch_matches(&w, "python3", "python3 supervisor.py worker.py"));
         assert_false(proc_watch_matches(&w, "perl", "perl worker.py"));
