@@ -135,6 +135,7 @@ struct watch {
         char active_state[32], sub_state[32], result[32], service_type[16];
         int exec_code, exec_status;
         uint32_t main_pid, n_restarts;
+        char exec_start[CMDLINE_MAX]; /* systemd's ExecStart argv, joined; "" unknown */
         char pidfile_base[256];
 };
 
@@ -1081,6 +1082,39 @@ static int unit_wait_status(const struct watch *w)
         return -1;
 }
 
+/* ExecStart, a(sasbttttuii): the first command's argv, joined by blanks. */
+static int unit_read_exec_start(sd_bus_message *m, char *dst, size_t size)
+{
+        const char *path, *arg;
+        size_t n = 0;
+        int r;
+
+        dst[0] = '\0';
+        if ((r = sd_bus_message_enter_container(m, 'v', "a(sasbttttuii)")) < 0 ||
+            (r = sd_bus_message_enter_container(m, 'a', "(sasbttttuii)")) < 0)
+                return r;
+        r = sd_bus_message_enter_container(m, 'r', "sasbttttuii");
+        if (r > 0) {
+                if ((r = sd_bus_message_read(m, "s", &path)) < 0 ||
+                    (r = sd_bus_message_enter_container(m, 'a', "s")) < 0)
+                        return r;
+                while ((r = sd_bus_message_read(m, "s", &arg)) > 0) {
+                        int k = snprintf(dst + n, size - n, "%s%s", n ? " " : "", arg);
+                        if (k < 0 || (size_t)k >= size - n)
+                                break; /* cut: a command line this long still identifies it */
+                        n += (size_t)k;
+                }
+                if (r < 0 || (r = sd_bus_message_skip(m, NULL)) < 0 || (r = sd_bus_message_exit_container(m)) < 0 ||
+                    (r = sd_bus_message_skip(m, "bttttuii")) < 0 || (r = sd_bus_message_exit_container(m)) < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        if ((r = sd_bus_message_skip(m, NULL)) < 0 || (r = sd_bus_message_exit_container(m)) < 0)
+                return r;
+        return sd_bus_message_exit_container(m);
+}
+
 static void unit_copy_string(sd_bus_message *m, char *dst, size_t size, int *r)
 {
         const char *v;
@@ -1115,6 +1149,8 @@ static int unit_read_props(struct watch *w, sd_bus_message *m)
                         unit_copy_string(m, w->result, sizeof w->result, &r);
                 else if (strcmp(key, "Type") == 0)
                         unit_copy_string(m, w->service_type, sizeof w->service_type, &r);
+                else if (strcmp(key, "ExecStart") == 0)
+                        r = unit_read_exec_start(m, w->exec_start, sizeof w->exec_start);
                 else if (strcmp(key, "ExecMainCode") == 0 && (r = sd_bus_message_read(m, "v", "i", &i32)) >= 0)
                         w->exec_code = i32;
                 else if (strcmp(key, "ExecMainStatus") == 0 && (r = sd_bus_message_read(m, "v", "i", &i32)) >= 0)
@@ -1124,7 +1160,7 @@ static int unit_read_props(struct watch *w, sd_bus_message *m)
                 else if (strcmp(key, "NRestarts") == 0 && (r = sd_bus_message_read(m, "v", "u", &u32)) >= 0)
                         w->n_restarts = u32;
                 else if (strcmp(key, "ExecMainCode") != 0 && strcmp(key, "ExecMainStatus") != 0 &&
-                         strcmp(key, "MainPID") != 0 && strcmp(key, "NRestarts") != 0)
+                         strcmp(key, "ExecStart") != 0 && strcmp(key, "MainPID") != 0 && strcmp(key, "NRestarts") != 0)
                         r = sd_bus_message_skip(m, "v");
                 if (r < 0)
                         return r;
@@ -1172,7 +1208,12 @@ static void unit_update(struct process_state *st, struct watch *w)
                 char cmdline[CMDLINE_MAX] = "";
                 bool have = pid > 0 && read_stat(pid, &ps) == 0;
 
-                if (have)
+                /* The command line systemd runs: the new main process may
+                 * not have exec'd yet when systemd announces it (samples read
+                 * /proc later). */
+                if (w->exec_start[0])
+                        snprintf(cmdline, sizeof cmdline, "%s", w->exec_start);
+                else if (have)
                         (void)read_cmdline(pid, cmdline, sizeof cmdline);
                 now_running(st, w, pid, have ? &ps : NULL, cmdline);
         } else if (!w->running && !w->down_since_mono) {

@@ -3,7 +3,8 @@ collector's unit watches (PID 1 on the test machines is not systemd).
 
 It owns org.freedesktop.systemd1 and serves what the collector uses:
 Manager.Subscribe, and one unit object with org.freedesktop.DBus.Properties
-GetAll/Get for the Unit and Service interfaces. It emits PropertiesChanged
+GetAll/Get for the Unit and Service interfaces (ExecStart is
+"/usr/bin/demo-web --port 8080"). It emits PropertiesChanged
 the way systemd does, the Service interface's changes before the Unit's.
 The test drives it with lines on stdin:
 
@@ -49,7 +50,11 @@ class Unit(dbus.service.Object):
                    "SubState": dbus.String("running")},
             SERVICE: {"MainPID": dbus.UInt32(pid), "Result": dbus.String("success"),
                       "ExecMainCode": dbus.Int32(0), "ExecMainStatus": dbus.Int32(0),
-                      "NRestarts": dbus.UInt32(0), "Type": dbus.String("simple")},
+                      "NRestarts": dbus.UInt32(0), "Type": dbus.String("simple"),
+                      "ExecStart": dbus.Array([dbus.Struct(
+                          ("/usr/bin/demo-web", dbus.Array(["/usr/bin/demo-web", "--port", "8080"], signature="s"),
+                           False, dbus.UInt64(0), dbus.UInt64(0), dbus.UInt64(0), dbus.UInt64(0), dbus.UInt32(0),
+                           dbus.Int32(0), dbus.Int32(0)), signature="sasbttttuii")], signature="(sasbttttuii)")},
         }
         self.ended = False
 
