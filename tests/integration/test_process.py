@@ -218,20 +218,76 @@ def test_exit_without_proc_connector_says_status_unknown(tmp_path, stub, procs):
         assert a.stop() == 0, a.log()
 
 
-def test_thread_limit_is_p4(tmp_path, stub, procs):
-    script = tmp_path / "threads.py"
-    script.write_text("import threading, time\nfor _ in range(8):\n"
-                      "    threading.Thread(target=time.sleep, args=(1000,), daemon=True).start()\ntime.sleep(1000)\n")
-    spawn(procs, [sys.executable, str(script)])
-    a = ProcAgent(tmp_path, stub, ["threads cmdline='*%s' threads=5" % script.name], "  interval 200ms\n").start()
+def test_resource_limits_are_p4(tmp_path, stub, procs):
+    """One process over each limit: threads, RSS, open files, CPU."""
+    script = tmp_path / "hog.py"
+    script.write_text(
+        "import os, sys, threading, time\n"
+        "kind = sys.argv[1]\n"
+        "if kind == 'threads':\n"
+        "    for _ in range(8):\n"
+        "        threading.Thread(target=time.sleep, args=(1000,), daemon=True).start()\n"
+        "elif kind == 'rss':\n"
+        "    hog = bytearray(64 << 20)\n"
+        "    for i in range(0, len(hog), 4096):\n"
+        "        hog[i] = 1\n"
+        "elif kind == 'fds':\n"
+        "    files = [open('/dev/null') for _ in range(40)]\n"
+        "elif kind == 'cpu':\n"
+        "    while True:\n"
+        "        pass\n"
+        "time.sleep(1000)\n")
+    for kind in ("threads", "rss", "fds", "cpu"):
+        spawn(procs, [sys.executable, str(script), kind])
+    a = ProcAgent(tmp_path, stub, [
+        "threads cmdline='* %s threads' threads=5" % script,
+        "rss cmdline='* %s rss' rss=32M" % script,
+        "fds cmdline='* %s fds' fds=30" % script,
+        "cpu cmdline='* %s cpu' cpu=30" % script,
+    ], "  interval 300ms\n").start()
     try:
         case = stub.wait_for(lambda: cases_for(stub, "process:threads:threads"), 10)[0]
         assert case["level"] == "P4", case
         assert case["readings"]["threads"] == 9 and case["readings"]["threads_max"] == 5, case
+        case = stub.wait_for(lambda: cases_for(stub, "process:rss:rss"), 10)[0]
+        assert case["level"] == "P4" and case["readings"]["rss_bytes"] >= 64 << 20, case
+        assert case["readings"]["rss_max"] == 32 << 20, case
+        case = stub.wait_for(lambda: cases_for(stub, "process:fds:fds"), 10)[0]
+        assert case["level"] == "P4" and case["readings"]["fds"] >= 43, case
+        case = stub.wait_for(lambda: cases_for(stub, "process:cpu:cpu"), 10)[0]
+        assert case["level"] == "P4" and case["readings"]["cpu_percent"] >= 30, case
+        # each only over its own limit
+        keys = {c["fault_key"] for c in stub.cases()}
+        assert keys == {"process:threads:threads", "process:rss:rss", "process:fds:fds", "process:cpu:cpu"}, keys
     finally:
         assert a.stop() == 0, a.log()
 
 
+def test_zombie_leader_is_stuck_p3(tmp_path, stub, procs):
+    """A process whose main thread has ended while another thread runs: its
+    leader is a zombie (state Z) but the process has not exited, so no pidfd
+    wakes; the sampler finds it Z for longer than stuck= and reports it."""
+    script = tmp_path / "zleader.py"
+    go = tmp_path / "go"
+    # the main thread ends once the agent follows the process (a zombie
+    # leader is never picked up as a new process)
+    script.write_text("import ctypes, os, sys, threading, time\n"
+                      "threading.Thread(target=time.sleep, args=(1000,)).start()\n"
+                      "while not os.path.exists(sys.argv[1]):\n"
+                      "    time.sleep(0.05)\n"
+                      "ctypes.CDLL(None).pthread_exit(None)\n")
+    p = spawn(procs, [sys.executable, str(script), str(go)])
+    a = ProcAgent(tmp_path, stub, ["zl cmdline='* %s *' stuck=1s" % script], "  interval 200ms\n").start()
+    try:
+        assert wait_until(lambda: a.watch("zl").get("pid") == p.pid, 5), a.status()
+        go.write_text("")
+        case = stub.wait_for(lambda: cases_for(stub, "process:zl:stuck"), 10)[0]
+        assert case["level"] == "P3", case
+        rd = case["readings"]
+        assert rd["state"] == "Z" and rd["state_name"] == "zombie (Z)" and rd["stuck_seconds"] >= 1, rd
+        assert a.watch("zl")["state"] == "running", a.status()  # it has not exited
+    finally:
+        assert a.stop() == 0, a.log()
 
 
 def test_bad_watch_settings_are_reported_with_position(tmp_path):
