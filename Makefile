@@ -115,7 +115,7 @@ $(B)/bench/%: $(B)/obj/bench/%.o $(B)/libweibao-agent.a $(B)/libweibao-core.a
 DEB_BUILD = build-essential pkg-config clang clang-format debhelper dpkg-dev libsensors-dev libcurl4-openssl-dev \
             libcjson-dev libmicrohttpd-dev libgnutls28-dev libsqlite3-dev libsystemd-dev libcmocka-dev libsnmp-dev
 DEB_TEST  = python3 python3-pytest lm-sensors util-linux iproute2 procps curl openssl sqlite3 snmp systemd lintian groff-base \
-            debootstrap systemd-container
+            debootstrap systemd-container dbus-daemon python3-dbus python3-gi
 DEB_BENCH = collectd-core monit snmptrapd snmptt
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -148,6 +148,11 @@ $(B)/fuzz/fuzz_trap: tests/fuzz/fuzz_trap.c collectors/snmp_receiver.c collector
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(call pc_cflags,netsnmp) -DFUZZ_MIBDIR=\"$(CURDIR)/collectors/mibs\" -o $@ $< \
 		collectors/snmp_receiver.c collectors/trap_verdict.c $(LIB_SRC) $(RULES_SRC) $(call pc_libs,netsnmp libcjson libsystemd) -lm
+
+# The process collector's parsers (/proc files, proc connector, watch settings).
+$(B)/fuzz/fuzz_process: tests/fuzz/fuzz_process.c collectors/proc_parse.c collectors/proc_parse.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< collectors/proc_parse.c
 
 fuzz: $(FUZZ_BIN)
 

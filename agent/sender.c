@@ -42,7 +42,9 @@
 #define WEIBAO_LIBEXECDIR "/usr/libexec/weibao"
 #endif
 
-#define SENDER_IDLE_USEC 3000000ULL /* let the worker go after this long unused: long enough to carry a burst, short enough that a check-in a minute does not keep libcurl resident */
+/* Let the worker go after this long unused: long enough to carry a burst,
+ * short enough that a check-in a minute does not keep libcurl resident. */
+#define SENDER_IDLE_USEC 3000000ULL
 #define SENDER_IN_MAX (4 * 1024 * 1024)   /* cap on one answer line from the worker */
 #define SENDER_OUT_MAX (64 * 1024 * 1024) /* cap on requests queued for the worker */
 

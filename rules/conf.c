@@ -149,6 +149,25 @@ int conf_block_diag(const struct conf_block *b, const char *key, struct diag *d,
         return -EINVAL;
 }
 
+int conf_block_diag_nth(const struct conf_block *b, const char *key, size_t index, unsigned col_offset, struct diag *d,
+                        const char *fmt, ...)
+{
+        const struct conf_setting *s = NULL;
+        char msg[512];
+        unsigned col;
+        va_list ap;
+
+        for (size_t i = 0; key && i < b->n && !s; i++)
+                if (strcmp(b->settings[i].key, key) == 0 && index-- == 0)
+                        s = &b->settings[i];
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        col = s ? s->val.col + (s->val.type == TOK_STRING ? 1 : 0) + col_offset : b->col;
+        diag_add(d, b->file, s ? s->val.line : b->line, col, "collector %s: %s", b->name, msg);
+        return -EINVAL;
+}
+
 static int setting_error(const struct conf_block *b, const struct conf_setting *s, struct diag *d, const char *expected)
 {
         char got[96];

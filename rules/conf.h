@@ -62,6 +62,12 @@ int conf_block_get_bool(const struct conf_block *b, const char *key, bool *ret, 
  * collector finds after a getter accepted the value's type. Returns -EINVAL. */
 int conf_block_diag(const struct conf_block *b, const char *key, struct diag *d, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
+/* The same at the index-th occurrence (0-based) of a repeatable setting key,
+ * col_offset bytes into its value (a position inside a string value: the
+ * column counts the opening quote; escapes before the offset are not
+ * accounted for). Falls back to the block's position. Returns -EINVAL. */
+int conf_block_diag_nth(const struct conf_block *b, const char *key, size_t index, unsigned col_offset, struct diag *d,
+                        const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 /* Adds "unknown setting 'x' in collector NAME" for each setting no getter
  * asked for. Returns 0, or -EINVAL if any was reported. */
 int conf_block_check_unused(const struct conf_block *b, struct diag *d);

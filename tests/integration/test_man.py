@@ -404,6 +404,28 @@ def test_conf_snmptrap_settings_from_snmp_md():
         assert has_word(rep_text, name), name
 
 
+def test_conf_process_settings_from_process_md():
+    """Every row of docs/process.md's settings table is a .TP item of the
+    page's collector process section with its default, and nothing more."""
+    text = read_source("docs/process.md")
+    sec = re.search(r"^## Settings\n(.*?)^### ", text, re.S | re.M).group(1)
+    rows = re.findall(r"^\| `(\w+)` \| ([^|]*) \|", sec, re.M)
+    assert len(rows) >= 8 and {"watch", "grace", "crash_loop_window"} <= {r[0] for r in rows}, rows
+    src = read_page("weibao.conf.5")
+    sub = section(section(src, "COLLECTOR BLOCKS") + "\n.SH END", "collector process", "SS")
+    items = _conf_items(sub)
+    assert set(items) == {r[0] for r in rows}, sorted(items)
+    for name, default in rows:
+        default = default.strip().strip("`")
+        if default in ("—", "-"):
+            assert "repeatable" in items[name].lower(), name
+            continue
+        assert "Default:" in items[name], name
+        assert default.lower() in items[name].lower(), f"{name}: default {default!r} not in {items[name]!r}"
+    rep_text = plain(section(src, "Repeated settings", "SS"))
+    assert has_word(rep_text, "watch")
+
+
 def test_conf_sensors_settings_from_the_collector():
     header = read_source("collectors/sensors.c").split("*/", 1)[0]
     block = re.search(r"Settings, in \"collector sensors.*?\n((?: \*   .*\n| \*\s{4,}.*\n)+)", header).group(1)

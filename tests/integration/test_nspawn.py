@@ -3,8 +3,9 @@
 it with systemd-nspawn and check what an administrator relies on: the agent
 runs as its own user behind its socket unit, a trap to port 162 becomes a
 case on a stub outside, systemd restarts it after a kill and after a hung
-loop (watchdog), `systemctl reload` applies new rules, and `apt-get purge`
-leaves nothing behind.
+loop (watchdog), `systemctl reload` applies new rules, the process
+collector's unit watch sees a service systemd restarts after a SIGKILL (over
+the real system bus), and `apt-get purge` leaves nothing behind.
 
 The container shares the host's network (port 162 and the stub are on the
 host's loopback). Root only; the root filesystem comes from Debian's mirror
@@ -12,6 +13,7 @@ through debootstrap, the package from `make deb`."""
 
 import glob
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -173,7 +175,18 @@ def system(tmp_path_factory):
         f.write('agent {\n  rules "/etc/weibao/rules.d/*.rules"\n}\n'
                 'central {\n  url "%s"\n  token_file "/etc/weibao/token"\n  retry 1s\n}\n'
                 'collector sensors {\n  enabled no\n}\n'
-                'collector snmptrap {\n  community "public"\n  users_file "/etc/weibao/snmp-users"\n}\n' % stub.url)
+                'collector snmptrap {\n  community "public"\n  users_file "/etc/weibao/snmp-users"\n}\n'
+                'collector process {\n  watch "demo unit=demo-crash.service critical"\n  grace 30s\n}\n'
+                % stub.url)
+    # a service for the process collector's unit watch: systemd restarts it when it is killed
+    units = os.path.join(root, "etc/systemd/system")
+    with open(os.path.join(units, "demo-crash.service"), "w") as f:
+        f.write("[Unit]\nDescription=weibao test: a service that is killed\n[Service]\n"
+                "ExecStart=/bin/sleep infinity\nRestart=always\nRestartSec=500ms\n"
+                "[Install]\nWantedBy=multi-user.target\n")
+    os.makedirs(os.path.join(units, "multi-user.target.wants"), exist_ok=True)
+    os.symlink("/etc/systemd/system/demo-crash.service", os.path.join(units, "multi-user.target.wants",
+                                                                       "demo-crash.service"))
     token = os.path.join(root, "etc/weibao/token")
     st = os.stat(token)
     with open(token, "w") as f:
@@ -252,6 +265,35 @@ def test_reload_applies_new_rules(system):
                    env=SNMP_ENV, timeout=20)
     found = system.stub.wait_for(lambda: cases(system.stub, "nspawn:127.0.0.1"), 15)
     assert found and found[0]["level"] == "P1"
+
+
+def test_killed_unit_is_a_p1_case_with_systemds_result(system):
+    """The process collector's unit watch against the real systemd: sd-bus,
+    Subscribe, PropertiesChanged. systemd restarts the killed service; the
+    case carries its Result, the signal and NRestarts."""
+    def watch():
+        r = system.control("collector process")
+        try:
+            o = json.loads(r)
+        except ValueError:
+            return {}
+        o = o.get("collector", o)
+        return (o.get("watches") or [{}])[0]
+    pid = system.sh("systemctl show -p MainPID --value demo-crash.service").stdout.strip()
+    assert pid not in ("", "0"), system.sh("systemctl status demo-crash --no-pager").stdout
+    assert wait_until(lambda: str(watch().get("pid")) == pid, 20), \
+        (watch(), system.sh("journalctl -u weibao-agent --no-pager | tail -20").stdout)
+    system.sh("systemctl kill -s KILL demo-crash.service")
+    found = system.stub.wait_for(lambda: cases(system.stub, "process:demo:restart"), 20)
+    case = found[0]
+    assert case["level"] == "P1", case
+    rd = case["readings"]
+    assert rd["unit"] == "demo-crash.service" and rd["result"] == "success", rd  # after the restart
+    assert rd["signal"] == 9 and rd["signal_name"] == "SIGKILL", rd
+    assert rd["n_restarts"] >= 1 and str(rd["old_pid"]) == pid, rd
+    assert rd["cmdline"] == "/bin/sleep infinity", rd
+    log = system.sh("journalctl -u weibao-agent --no-pager").stdout
+    assert "demo: pid %s killed by signal 9 (SIGKILL)" % pid in log, log
 
 
 def test_purge_leaves_nothing_behind(system):

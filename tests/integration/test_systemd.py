@@ -44,7 +44,7 @@ def test_agent_unit_keeps_what_the_agent_needs():
     assert re.search(r"✓ CapabilityBoundingSet=~CAP_NET_\(BIND_SERVICE", report), report
     with open(os.path.join(UNITS, "weibao-agent.service")) as f:
         unit = f.read()
-    for line in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "User=weibao", "ProtectSystem=strict",
+    for line in ("AF_NETLINK", "Type=notify", "WatchdogSec=", "Restart=on-failure", "User=weibao", "ProtectSystem=strict",
                  "Sockets=weibao-agent.socket", "StateDirectory=weibao", "RuntimeDirectory=weibao"):
         assert line in unit, line
     with open(os.path.join(UNITS, "weibao-agent.socket")) as f:
