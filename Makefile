@@ -13,7 +13,7 @@ SYSTEMDUNITDIR ?= /lib/systemd/system
 MANDIR   ?= $(PREFIX)/share/man
 PYTHON   ?= /usr/bin/python3
 
-PKGS_AGENT = libcjson libsystemd
+PKGS_AGENT = libcjson libsystemd nettle
 PKGS_SENDER = libcurl libcjson libsystemd
 PKGS_STUB  = libmicrohttpd sqlite3 libcjson libsystemd
 PKGS_CTL   = libcjson libsystemd
@@ -113,9 +113,9 @@ $(B)/bench/%: $(B)/obj/bench/%.o $(B)/libweibao-agent.a $(B)/libweibao-core.a
 
 # ---- dependencies (Debian packages only) ----
 DEB_BUILD = build-essential pkg-config clang clang-format debhelper dpkg-dev libsensors-dev libcurl4-openssl-dev \
-            libcjson-dev libmicrohttpd-dev libsqlite3-dev libsystemd-dev libcmocka-dev libsnmp-dev
+            libcjson-dev libmicrohttpd-dev libsqlite3-dev libsystemd-dev libcmocka-dev libsnmp-dev nettle-dev
 DEB_TEST  = python3 python3-pytest lm-sensors util-linux iproute2 procps curl sqlite3 snmp systemd lintian groff-base \
-            debootstrap systemd-container
+            debootstrap systemd-container nftables
 DEB_BENCH = collectd-core monit snmptrapd snmptt
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -420,7 +420,7 @@ def test_collector_setting_out_of_range_has_position(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2
     assert "%s:9:12: collector sensors: interval must be between 100ms and 1d" % conf in r.stderr, r.stderr
-    assert "%s:11:1: collector fans: unknown collector (built in: sensors, snmptrap)" % conf in r.stderr, r.stderr
+    assert "%s:11:1: collector fans: unknown collector (built in: sensors, snmptrap, heartbeat)" % conf in r.stderr, r.stderr
 
 
 def test_check_accepts_example_config():
