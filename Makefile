@@ -149,6 +149,11 @@ $(B)/fuzz/fuzz_trap: tests/fuzz/fuzz_trap.c collectors/snmp_receiver.c collector
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(call pc_cflags,netsnmp) -DFUZZ_MIBDIR=\"$(CURDIR)/collectors/mibs\" -o $@ $< \
 		collectors/snmp_receiver.c collectors/trap_verdict.c $(LIB_SRC) $(RULES_SRC) $(call pc_libs,netsnmp libcjson libsystemd) -lm
 
+# The heartbeat packet parser and verifier (HMAC from nettle).
+$(B)/fuzz/fuzz_heartbeat: tests/fuzz/fuzz_heartbeat.c collectors/hbwire.c collectors/hbwire.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(call pc_cflags,nettle) -o $@ $< collectors/hbwire.c $(call pc_libs,nettle)
+
 fuzz: $(FUZZ_BIN)
 
 # A short run of every fuzz target over its seed corpus; `make fuzz` plus

@@ -159,6 +159,7 @@ class Net:
         self.prefix = "wbhb%d" % os.getpid()
         self.a, self.b, self.m, self.f = (self.prefix + s for s in ("a", "b", "m", "f"))
         self.created = []
+        self.pad = False
 
     def up(self):
         for ns in (self.a, self.b, self.m, self.f):
@@ -166,6 +167,11 @@ class Net:
             self.created.append(ns)
         for ns in (self.a, self.b, self.m, self.f):
             sh("ip", "-n", ns, "link", "set", "lo", "up")
+        if self.pad:
+            # bench: B's interfaces get other ifindexes than A's, so that a
+            # veth's carrier change counts as urgent for the kernel's
+            # linkwatch (ifindex != peer's) and is announced at once
+            sh("ip", "-n", self.b, "link", "add", "pad0", "type", "veth", "peer", "name", "pad1")
         for i in (0, 1):
             sh("ip", "link", "add", "hb%d" % i, "netns", self.a, "type", "veth", "peer", "name", "hb%d" % i,
                "netns", self.b)
