@@ -14,6 +14,7 @@
 # links, as in tests/integration/test_heartbeat.py, whose topology code it
 # reuses. bench/README.md explains the method. Prints
 #   bench: heartbeat.{carrier,hbloss}_{p50,p99,max} VALUE ms
+#   bench: heartbeat.{rss,pss} VALUE MiB   (one agent while heartbeating)
 # or "bench: heartbeat unavailable" with the reason on stderr. Needs root.
 # Everything it creates (namespaces, temporary directory, processes) is
 # removed on exit.
@@ -154,6 +155,19 @@ try:
     if not wait(lambda: all(x.hb().get("verdict") == "ok" for x in agents), 15):
         raise RuntimeError("the agents did not see each other: %s" % A.hb())
     key = "hb:hb-b"
+
+    # memory of an agent heartbeating on two links and a management path
+    # (the two agents share the binary's pages, so PSS splits those between
+    # them; RSS counts them whole)
+    time.sleep(2)
+    mem = {}
+    with open("/proc/%d/smaps_rollup" % A.proc.pid) as f:
+        for line in f:
+            parts = line.split()
+            if parts and parts[0] in ("Rss:", "Pss:"):
+                mem[parts[0][:-1].lower()] = int(parts[1]) / 1024.0
+    print("bench: heartbeat.rss %.2f MiB" % mem.get("rss", 0), flush=True)
+    print("bench: heartbeat.pss %.2f MiB" % mem.get("pss", 0), flush=True)
 
     carrier = []
     for i in range(trials):

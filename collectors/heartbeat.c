@@ -36,8 +36,8 @@
  *                 a link that went down flap_count times within flap_window
  *                 is flapping; it counts as down until it has stayed up for
  *                 flap_window;
- *   corosync      bool, default yes: show corosync's own link status beside
- *                 ours where corosync runs.
+ *   corosync      bool, default yes: where corosync runs, show its own knet
+ *                 link status (corosync-cfgtool -s) beside ours.
  *
  * Events (source "heartbeat"; docs/heartbeat.md lists every field):
  *   link   object the interface, on every state change and every
@@ -57,6 +57,8 @@
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
+#include <signal.h>
+#include <spawn.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +66,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../agent/loop.h"
@@ -90,6 +93,8 @@
 #define NL_BUF 65536 /* one netlink read; a larger message is counted and a dump is redone */
 #define DGRAM_BUF 512
 #define RX_PER_WAKEUP 64
+#define COROSYNC_TEXT_MAX 4096
+#define COROSYNC_EVERY_USEC (10 * 1000000ull)
 #define MIN_LOSS_SLOTS 8 /* below this the loss figure is not reported */
 /* RFC 2863 operstates and FLAG_LOWER_UP as <linux/if.h> has them (that
  * header cannot be included beside <net/if.h>). */
@@ -178,6 +183,18 @@ struct hb_state {
         uint64_t started_mono;
         uint64_t nl_messages, nl_overruns, nl_errors;
         char verdict[32];
+
+        /* corosync's view (corosync-cfgtool -s) */
+        bool coro_running;
+        pid_t coro_pid;
+        int coro_fd, coro_exit;
+        struct loop_source *coro_io;
+        uint64_t coro_last_mono;
+        int64_t coro_wall;
+        size_t coro_len;
+        bool coro_truncated;
+        char coro_buf[COROSYNC_TEXT_MAX];
+        char coro_text[COROSYNC_TEXT_MAX];
 };
 
 static size_t all_links(const struct hb_state *st)
@@ -324,6 +341,7 @@ static int hb_new(const struct conf_block *b, const struct collector_context *ct
         if (!st)
                 return -ENOMEM;
         st->nl_fd = -1;
+        st->coro_fd = -1;
         st->port = DEFAULT_PORT;
         st->interval_usec = DEFAULT_INTERVAL_USEC;
         st->window_usec = DEFAULT_WINDOW_USEC;
@@ -1087,6 +1105,8 @@ static int open_netlink(void)
 
 /* ---- reports ---- */
 
+static void corosync_start(struct hb_state *st, uint64_t now);
+
 static uint64_t on_report(struct loop_source *s, uint64_t now, void *userdata)
 {
         struct hb_state *st = userdata;
@@ -1109,6 +1129,8 @@ static uint64_t on_report(struct loop_source *s, uint64_t now, void *userdata)
         for (size_t i = 0; i < all_links(st); i++)
                 emit_link(st, &st->links[i], now);
         emit_group(st, NULL);
+        if (st->corosync)
+                corosync_start(st, now);
         return st->report_usec;
 }
 
@@ -1138,6 +1160,17 @@ static void hb_stop(void *userdata)
         st->nl_fd = -1;
         free(st->nl_buf);
         st->nl_buf = NULL;
+        loop_remove(st->coro_io);
+        st->coro_io = NULL;
+        if (st->coro_fd >= 0)
+                close(st->coro_fd);
+        st->coro_fd = -1;
+        if (st->coro_pid > 0) {
+                /* the tool is short-lived; do not leave a zombie behind */
+                kill(st->coro_pid, SIGTERM);
+                waitpid(st->coro_pid, NULL, 0);
+                st->coro_pid = 0;
+        }
         st->started = false;
 }
 
@@ -1212,10 +1245,15 @@ fail:
         return r;
 }
 
-/* corosync, where it runs: its own view of the links, shown beside ours.
- * Reading it takes `corosync-cfgtool -s`, which needs privileges the agent
- * does not have under its unit; so the status shows whether corosync runs
- * and, when the agent may, the tool's link lines. */
+/* corosync, where it runs: its own view of the links (knet, per node),
+ * shown beside ours. It comes from `corosync-cfgtool -s`, started from the
+ * report timer at most every COROSYNC_EVERY_USEC while corosync runs, its
+ * output read on the loop (never waited for) and capped; the tool needs
+ * root or the haclient group, so a sandboxed agent may only show its error.
+ * The alternative, libcfg, would put corosync's libraries in every agent's
+ * memory for the few hosts that run it. */
+extern char **environ;
+
 static bool corosync_running(void)
 {
         FILE *f = fopen("/run/corosync.pid", "re");
@@ -1237,18 +1275,155 @@ static bool corosync_running(void)
         return access(path, F_OK) == 0;
 }
 
-static cJSON *corosync_status(void)
+static void corosync_reap(struct hb_state *st)
+{
+        int status;
+
+        if (st->coro_pid > 0 && st->coro_fd < 0 && waitpid(st->coro_pid, &status, WNOHANG) == st->coro_pid) {
+                st->coro_exit = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+                st->coro_pid = 0;
+        }
+}
+
+static void corosync_readable(struct loop_source *s, int fd, uint32_t events, void *userdata)
+{
+        struct hb_state *st = userdata;
+        ssize_t n;
+
+        (void)s;
+        (void)events;
+        for (;;) {
+                char tmp[1024];
+                n = read(fd, tmp, sizeof tmp);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                        return;
+                if (n <= 0)
+                        break;
+                if (st->coro_len + (size_t)n >= sizeof st->coro_buf) {
+                        st->coro_truncated = true; /* the rest is read and dropped */
+                        n = (ssize_t)(sizeof st->coro_buf - 1 - st->coro_len);
+                }
+                memcpy(st->coro_buf + st->coro_len, tmp, (size_t)n);
+                st->coro_len += (size_t)n;
+        }
+        st->coro_buf[st->coro_len] = '\0';
+        memcpy(st->coro_text, st->coro_buf, st->coro_len + 1);
+        st->coro_wall = time_wall_usec();
+        loop_remove(st->coro_io);
+        st->coro_io = NULL;
+        close(st->coro_fd);
+        st->coro_fd = -1;
+        corosync_reap(st);
+}
+
+static void corosync_start(struct hb_state *st, uint64_t now)
+{
+        posix_spawn_file_actions_t fa;
+        char *const argv[] = {(char *)"corosync-cfgtool", (char *)"-s", NULL};
+        int p[2], r;
+
+        corosync_reap(st);
+        if (st->coro_pid > 0 || now - st->coro_last_mono < COROSYNC_EVERY_USEC)
+                return;
+        st->coro_last_mono = now;
+        st->coro_running = corosync_running();
+        if (!st->coro_running || pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+                return;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+        posix_spawn_file_actions_adddup2(&fa, p[1], 2);
+        r = posix_spawnp(&st->coro_pid, argv[0], &fa, NULL, argv, environ);
+        posix_spawn_file_actions_destroy(&fa);
+        close(p[1]);
+        if (r != 0) {
+                close(p[0]);
+                st->coro_pid = 0;
+                snprintf(st->coro_text, sizeof st->coro_text, "cannot run corosync-cfgtool: %s", strerror(r));
+                st->coro_exit = 127;
+                return;
+        }
+        st->coro_fd = p[0];
+        st->coro_len = 0;
+        st->coro_truncated = false;
+        if (loop_add_io(st->loop, st->coro_fd, EPOLLIN, "heartbeat-corosync", corosync_readable, st, &st->coro_io) <
+            0) {
+                close(st->coro_fd);
+                st->coro_fd = -1;
+        }
+}
+
+/* corosync-cfgtool -s prints, per link,
+ *   LINK ID 0 udp
+ *           addr    = 10.0.0.1
+ *           status:
+ *                   nodeid:          1:    localhost
+ *                   nodeid:          2:    connected
+ * Anything else is kept only in the raw text. */
+static cJSON *corosync_links(const char *text)
+{
+        cJSON *links = cJSON_CreateArray(), *cur = NULL, *nodes = NULL;
+        char line[256];
+
+        if (!links)
+                return NULL;
+        while (*text) {
+                size_t n = strcspn(text, "\n");
+                const char *p = line;
+                unsigned long id;
+                char word[64];
+
+                snprintf(line, sizeof line, "%.*s", (int)(n < sizeof line ? n : sizeof line - 1), text);
+                text += n + (text[n] == '\n');
+                while (*p == ' ' || *p == '\t')
+                        p++;
+                if (sscanf(p, "LINK ID %lu", &id) == 1) {
+                        cur = cJSON_CreateObject();
+                        if (!cur || !cJSON_AddItemToArray(links, cur)) {
+                                cJSON_Delete(cur);
+                                break;
+                        }
+                        cJSON_AddNumberToObject(cur, "link", (double)id);
+                        nodes = cJSON_AddArrayToObject(cur, "nodes");
+                } else if (cur && sscanf(p, "addr = %63s", word) == 1) {
+                        cJSON_AddStringToObject(cur, "addr", word);
+                } else if (nodes && sscanf(p, "nodeid: %lu: %63s", &id, word) == 2) {
+                        cJSON *node = cJSON_CreateObject();
+                        if (!node || !cJSON_AddItemToArray(nodes, node)) {
+                                cJSON_Delete(node);
+                                break;
+                        }
+                        cJSON_AddNumberToObject(node, "nodeid", (double)id);
+                        cJSON_AddStringToObject(node, "status", word);
+                }
+        }
+        return links;
+}
+
+static cJSON *corosync_status(const struct hb_state *st)
 {
         cJSON *o = cJSON_CreateObject();
+        char ts[40];
 
         if (!o)
                 return NULL;
-        if (!corosync_running()) {
+        if (!st->coro_running) {
                 cJSON_AddStringToObject(o, "state", "not running");
                 return o;
         }
         cJSON_AddStringToObject(o, "state", "running");
-        cJSON_AddStringToObject(o, "links", "see corosync-cfgtool -s (needs root)");
+        if (!st->coro_wall && !st->coro_text[0]) {
+                cJSON_AddStringToObject(o, "links", "not read yet");
+                return o;
+        }
+        if (st->coro_wall)
+                cJSON_AddStringToObject(o, "read_at", time_format_rfc3339(st->coro_wall, ts, sizeof ts));
+        cJSON_AddNumberToObject(o, "exit_status", st->coro_exit);
+        if (st->coro_exit == 0)
+                json_add(o, "links", corosync_links(st->coro_text));
+        cJSON_AddStringToObject(o, "output", st->coro_text);
+        cJSON_AddBoolToObject(o, "output_truncated", st->coro_truncated);
         return o;
 }
 
@@ -1343,7 +1518,7 @@ static cJSON *hb_status(void *userdata, bool verbose)
                 cJSON_AddNumberToObject(x, "errors", (double)st->nl_errors);
         }
         if (st->corosync)
-                json_add(o, "corosync", corosync_status());
+                json_add(o, "corosync", corosync_status(st));
         return o;
 }
 

@@ -367,6 +367,7 @@ def test_forged_replayed_and_garbage_heartbeats_are_rejected_and_counted(pair):
     assert wait_until(lambda: all(delta()[k] >= v for k, v in want.items()), 5), (delta(), b.log()[-2000:])
     d = delta()
     assert d["source"] == 0, d
+    assert b.hb()["corosync"] == {"state": "not running"}  # no corosync here: no error either
     assert b.proc.poll() is None
     assert b.hb()["verdict"] == "ok"
     assert b.link("hb0")["state"] == "up"
@@ -374,3 +375,81 @@ def test_forged_replayed_and_garbage_heartbeats_are_rejected_and_counted(pair):
     # status shows the totals by reason
     r = b.ctl("status")
     assert r.returncode == 0
+
+
+def test_flapping_link_is_one_fault_not_a_case_per_flap(pair):
+    net, stub, a, b = pair
+    for _ in range(5):
+        sh("ip", "-n", net.a, "link", "set", "dev", "hb0", "down")
+        time.sleep(0.3)
+        sh("ip", "-n", net.a, "link", "set", "dev", "hb0", "up")
+        time.sleep(0.6)
+    flap = stub.wait_for(lambda: cases_of(stub, a, "hb-flap:hb-b/hb0"), timeout=5)
+    assert len(flap) == 1, flap
+    assert flap[0]["level"] == "P3" and "flapping" in flap[0]["title"], flap[0]
+    assert a.link("hb0")["flapping"] is True, a.link("hb0")
+    # the group's case stayed one case through every flap, and the link still
+    # counts as down while it flaps
+    time.sleep(1.5)
+    group = cases_of(stub, a, "hb:hb-b")
+    assert len(group) == 1, group
+    assert group[0]["fault_active"], group[0]
+    assert "hb0 (flapping)" in a.ctl("--json", "faults").stdout
+    assert a.hb()["verdict"] == "partial"
+
+
+FAKE_CFGTOOL = """#!/bin/sh
+[ "$1" = "-s" ] || exit 2
+cat <<'OUT'
+Local node ID 1, transport knet
+LINK ID 0 udp
+	addr	= 10.201.1.1
+	status:
+		nodeid:          1:	localhost
+		nodeid:          2:	connected
+LINK ID 1 udp
+	addr	= 10.201.2.1
+	status:
+		nodeid:          1:	localhost
+		nodeid:          2:	disconnected
+OUT
+"""
+
+
+def test_corosync_view_beside_our_own(net, tmp_path, stub):
+    """Where corosync runs (its pid file names a live process), the status
+    shows its knet links per node beside ours; without it, "not running".
+    The pid file lives in a tmpfs over /run in a private mount namespace and
+    corosync-cfgtool is a stand-in printing what corosync 3 prints."""
+    require_tool("unshare", "util-linux")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "corosync-cfgtool").write_text(FAKE_CFGTOOL)
+    os.chmod(bindir / "corosync-cfgtool", 0o755)
+    key_file = str(tmp_path / "hb.key")
+    with open(key_file, "wb") as f:
+        f.write(KEY)
+    os.chmod(key_file, 0o600)
+    t = tmp_path / "agent"
+    t.mkdir()
+    a = NsAgent(str(t), None, "hb-c", "hb-d", ["nosuch0 10.250.0.1 10.250.0.2"], "10.250.1.2", stub, key_file)
+    # the agent runs in the mount namespace; the pid file names a live
+    # process there: the agent itself ($$ is the shell the agent replaces)
+    script = ("mount -t tmpfs none /run && echo $$ > /run/corosync.pid && "
+              "exec env PATH=%s:$PATH %s --config %s" % (bindir, os.path.join(BUILD, "weibao-agent"), a.conf))
+    a.logf = open(a.log_path, "ab")
+    a.proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                              stdout=a.logf, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+    try:
+        assert wait_until(lambda: (a.hb().get("corosync") or {}).get("links") not in (None, "not read yet"), 15), \
+            (a.hb(), a.log()[-2000:])
+        c = a.hb()["corosync"]
+        assert c["state"] == "running" and c["exit_status"] == 0, c
+        assert [l["link"] for l in c["links"]] == [0, 1], c
+        assert c["links"][0]["addr"] == "10.201.1.1"
+        assert c["links"][1]["nodes"] == [{"nodeid": 1, "status": "localhost"},
+                                          {"nodeid": 2, "status": "disconnected"}], c
+        # our own view of the same group is right beside it
+        assert a.link("nosuch0")["kernel"] == "absent"
+    finally:
+        a.stop()
