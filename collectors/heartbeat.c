@@ -362,7 +362,7 @@ static int hb_new(const struct conf_block *b, const struct collector_context *ct
                 if (!(st->peer = xstrdup(s)))
                         r = -ENOMEM;
         } else if (q == -ENOENT)
-                r = conf_block_diag(b, NULL, d, "collector heartbeat needs 'peer' (the HA peer's name)");
+                r = conf_block_diag(b, NULL, d, "needs 'peer' (the HA peer's name)");
         else
                 r = q;
         if ((q = conf_block_get_string(b, "group", &s, d)) == 0) {
@@ -375,8 +375,7 @@ static int hb_new(const struct conf_block *b, const struct collector_context *ct
 
         q = conf_block_get_strings(b, "link", &specs, &n_specs, d);
         if (q == -ENOENT || (q == 0 && n_specs == 0))
-                r = conf_block_diag(b, NULL, d,
-                                    "collector heartbeat needs at least one 'link \"INTERFACE LOCAL PEER\"'");
+                r = conf_block_diag(b, NULL, d, "needs at least one 'link \"INTERFACE LOCAL PEER\"'");
         else if (q < 0)
                 r = q;
         else if (n_specs > LINKS_MAX)
@@ -435,9 +434,12 @@ static int hb_new(const struct conf_block *b, const struct collector_context *ct
         if ((q = get_duration(b, "interval", &st->interval_usec, MIN_INTERVAL_USEC, MAX_INTERVAL_USEC, d)) < 0)
                 r = q;
         st->timeout_usec = 3 * st->interval_usec;
-        timeout_set = conf_block_get_duration(b, "timeout", &st->timeout_usec, d) == 0;
-        if (timeout_set && st->timeout_usec <= st->interval_usec)
-                r = conf_block_diag(b, "timeout", d, "timeout must be longer than interval");
+        q = conf_block_get_duration(b, "timeout", &st->timeout_usec, d);
+        timeout_set = q == 0;
+        if (q == -EINVAL)
+                r = q;
+        else if (timeout_set && (st->timeout_usec <= st->interval_usec || st->timeout_usec > 3600ull * 1000000))
+                r = conf_block_diag(b, "timeout", d, "timeout must be longer than interval and at most 1h");
         if ((q = get_duration(b, "window", &st->window_usec, 100000, 3600ull * 1000000, d)) < 0)
                 r = q;
         if ((q = get_duration(b, "startup_grace", &st->grace_usec, 0, 3600ull * 1000000, d)) < 0)
@@ -462,7 +464,7 @@ static int hb_new(const struct conf_block *b, const struct collector_context *ct
                 else if ((q = read_key(st, b, d)) < 0)
                         r = q;
         } else if (q == -ENOENT)
-                r = conf_block_diag(b, NULL, d, "collector heartbeat needs 'key_file' (the shared heartbeat key)");
+                r = conf_block_diag(b, NULL, d, "needs 'key_file' (the shared heartbeat key)");
         else
                 r = q;
         if ((q = conf_block_check_unused(b, d)) < 0)

@@ -453,3 +453,39 @@ def test_corosync_view_beside_our_own(net, tmp_path, stub):
         assert a.link("nosuch0")["kernel"] == "absent"
     finally:
         a.stop()
+
+
+def test_configuration_errors_have_positions(tmp_path, stub):
+    """--check names every bad heartbeat setting at its position; the key
+    file is refused when group or others may read it, as the token file."""
+    key_file = str(tmp_path / "hb.key")
+    with open(key_file, "wb") as f:
+        f.write(KEY)
+    os.chmod(key_file, 0o644)
+    conf = tmp_path / "agent.conf"
+    conf.write_text(
+        'agent {\n  id "x"\n  state_dir "%s"\n  control_socket "%s"\n  rules "%s"\n}\n'
+        'central {\n  url "%s"\n  token_file "%s"\n}\n'
+        'collector heartbeat {\n'
+        '  link "hb0 10.0.0.1"\n'
+        '  link "hb1 10.0.1.1 10.0.1.2"\n'
+        '  interval 5ms\n'
+        '  timeout 100ms\n'
+        '  key_file "%s"\n'
+        '}\n' % (tmp_path / "state", tmp_path / "sock", os.path.join(ROOT, "rules", "default", "*.rules"),
+                  stub.url, stub.token_file, key_file))
+    r = subprocess.run([os.path.join(BUILD, "weibao-agent"), "--check", "--config", str(conf)],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2, r
+    err = r.stderr
+    assert "%s:11:1: collector heartbeat: needs 'peer'" % conf in err, err
+    assert "%s:12:8: collector heartbeat: link 'hb0 10.0.0.1': expected" % conf in err, err
+    assert "%s:14:12: collector heartbeat: interval must be between 10ms and 10s" % conf in err, err
+    assert "%s:16:12: collector heartbeat: %s holds the heartbeat key but group or others may read it (mode 0644)" % (conf, key_file) \
+        in err, err
+    os.chmod(key_file, 0o600)
+    with open(key_file, "wb") as f:
+        f.write(b"short\n")
+    r = subprocess.run([os.path.join(BUILD, "weibao-agent"), "--check", "--config", str(conf)],
+                       capture_output=True, text=True, timeout=10)
+    assert "the key must be at least 16 bytes" in r.stderr, r.stderr
