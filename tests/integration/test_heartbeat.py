@@ -489,3 +489,17 @@ def test_configuration_errors_have_positions(tmp_path, stub):
     r = subprocess.run([os.path.join(BUILD, "weibao-agent"), "--check", "--config", str(conf)],
                        capture_output=True, text=True, timeout=10)
     assert "the key must be at least 16 bytes" in r.stderr, r.stderr
+
+
+def test_address_removal_is_seen_at_once(pair):
+    net, stub, a, b = pair
+    t0 = time.monotonic()
+    sh("ip", "-n", net.a, "addr", "del", "10.201.2.1/24", "dev", "hb1")
+    c = stub.wait_for(lambda: cases_of(stub, a, "hb:hb-b"), timeout=1.0)[0]
+    assert time.monotonic() - t0 <= 1.0
+    assert "hb1 (no-address)" in c["title"], c["title"]
+    assert a.link("hb1")["kernel"] == "no-address"
+    sh("ip", "-n", net.a, "addr", "add", "10.201.2.1/24", "dev", "hb1")
+    # the socket stays bound (IP_FREEBIND): heartbeats flow again by themselves
+    assert wait_until(lambda: a.link("hb1").get("state") == "up", 5), a.link("hb1")
+    assert wait_until(lambda: not cases_of(stub, a, "hb:hb-b")[0]["fault_active"], 10), cases_of(stub, a, "hb:hb-b")
