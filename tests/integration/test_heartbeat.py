@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -353,7 +354,7 @@ def test_forged_replayed_and_garbage_heartbeats_are_rejected_and_counted(pair):
             p[15] ^= 1  # seq changed after signing
             s.sendto(bytes(p), ("10.201.1.2", PORT))
             s.sendto(os.urandom(72), ("10.201.1.2", PORT))
-            s.sendto(b"WBHB" + os.urandom(68), ("10.201.1.2", PORT))
+            s.sendto(b"WBHB\x02" + os.urandom(67), ("10.201.1.2", PORT))  # a version we do not speak
             s.sendto(b"", ("10.201.1.2", PORT))
 
     in_netns(net.f, send_from_f)
@@ -372,9 +373,12 @@ def test_forged_replayed_and_garbage_heartbeats_are_rejected_and_counted(pair):
     assert b.hb()["verdict"] == "ok"
     assert b.link("hb0")["state"] == "up"
     assert cases_of(stub, b, "hb:hb-a") == []
-    # status shows the totals by reason
-    r = b.ctl("status")
-    assert r.returncode == 0
+    # weibaoctl shows the totals by reason and each link's view
+    r = b.ctl("collector", "heartbeat")
+    assert r.returncode == 0, r
+    assert re.search(r"^\s+bad-mac\s+2$", r.stdout, re.M), r.stdout
+    assert re.search(r"^\s+replay\s+1$", r.stdout, re.M), r.stdout
+    assert re.search(r"link=hb0 .*state=up .*kernel=up .*heartbeat=alive", r.stdout), r.stdout
 
 
 def test_flapping_link_is_one_fault_not_a_case_per_flap(pair):
