@@ -13,7 +13,7 @@ SYSTEMDUNITDIR ?= /lib/systemd/system
 MANDIR   ?= $(PREFIX)/share/man
 PYTHON   ?= /usr/bin/python3
 
-PKGS_AGENT = libcjson libsystemd sqlite3
+PKGS_AGENT = libcjson libsystemd sqlite3 nettle
 PKGS_SENDER = libcurl libcjson libsystemd
 PKGS_STUB  = libmicrohttpd gnutls sqlite3 libcjson libsystemd
 PKGS_CTL   = libcjson libsystemd
@@ -113,9 +113,9 @@ $(B)/bench/%: $(B)/obj/bench/%.o $(B)/libweibao-agent.a $(B)/libweibao-core.a
 
 # ---- dependencies (Debian packages only) ----
 DEB_BUILD = build-essential pkg-config clang clang-format debhelper dpkg-dev libsensors-dev libcurl4-openssl-dev \
-            libcjson-dev libmicrohttpd-dev libgnutls28-dev libsqlite3-dev libsystemd-dev libcmocka-dev libsnmp-dev
+            libcjson-dev libmicrohttpd-dev libgnutls28-dev libsqlite3-dev libsystemd-dev libcmocka-dev libsnmp-dev nettle-dev
 DEB_TEST  = python3 python3-pytest lm-sensors util-linux iproute2 procps curl openssl sqlite3 snmp systemd lintian groff-base \
-            debootstrap systemd-container dbus-daemon python3-dbus python3-gi
+            debootstrap systemd-container dbus-daemon python3-dbus python3-gi nftables
 DEB_BENCH = collectd-core monit snmptrapd snmptt
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -153,6 +153,11 @@ $(B)/fuzz/fuzz_trap: tests/fuzz/fuzz_trap.c collectors/snmp_receiver.c collector
 $(B)/fuzz/fuzz_process: tests/fuzz/fuzz_process.c collectors/proc_parse.c collectors/proc_parse.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< collectors/proc_parse.c
+
+# The heartbeat packet parser and verifier (HMAC from nettle).
+$(B)/fuzz/fuzz_heartbeat: tests/fuzz/fuzz_heartbeat.c collectors/hbwire.c collectors/hbwire.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(call pc_cflags,nettle) -o $@ $< collectors/hbwire.c $(call pc_libs,nettle)
 
 fuzz: $(FUZZ_BIN)
 

@@ -199,6 +199,26 @@ static void print_collector(const cJSON *c)
                         printf("  %s:\n", x->string);
                         cJSON_ArrayForEach(y, x) if (cJSON_IsNumber(y))
                                 printf("    %-20s %.0f\n", y->string, y->valuedouble);
+                } else if (cJSON_IsArray(x) && strcmp(x->string, "recent") != 0) {
+                        /* a list of objects (the heartbeat links): one line each, its plain fields */
+                        printf("  %s:\n", x->string);
+                        cJSON_ArrayForEach(y, x)
+                        {
+                                const cJSON *z;
+                                if (!cJSON_IsObject(y))
+                                        continue;
+                                printf("   ");
+                                cJSON_ArrayForEach(z, y)
+                                {
+                                        if (cJSON_IsString(z))
+                                                printf(" %s=%s", z->string, z->valuestring);
+                                        else if (cJSON_IsNumber(z))
+                                                printf(" %s=%g", z->string, z->valuedouble);
+                                        else if (cJSON_IsBool(z))
+                                                printf(" %s=%s", z->string, cJSON_IsTrue(z) ? "yes" : "no");
+                                }
+                                printf("\n");
+                        }
                 }
         }
         if ((x = cJSON_GetObjectItemCaseSensitive(c, "recent"))) {

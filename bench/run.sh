@@ -1,7 +1,7 @@
 #!/bin/bash
 # bench/run.sh: the driver behind `make bench`. Runs every build/bench/bench_*
 # binary in name order, then bench/idle.sh, bench/traps.sh (which drives
-# build/bench/trapgen), bench/delivery.py and bench/process.sh. Each part prints its own
+# build/bench/trapgen), bench/delivery.py, bench/heartbeat.sh and bench/process.sh. Each part prints its own
 # "bench: NAME VALUE UNIT" lines on stdout; they are passed through as they
 # come. A part that fails does not stop the others; the exit status is 1 if
 # any part failed (the failed parts are listed on stderr), else 0.
@@ -32,6 +32,7 @@ run_part bench/idle.sh
 run_part bench/traps.sh
 run_part bench/delivery.py
 run_part bench/process.sh
+run_part bench/heartbeat.sh
 
 if [ "${#failed[@]}" -gt 0 ]; then
         echo "bench/run.sh: failed: ${failed[*]}" >&2
