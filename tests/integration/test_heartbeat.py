@@ -125,7 +125,8 @@ class NsAgent(AgentProcess):
             f.write('agent {\n  id "%s"\n  state_dir "%s"\n  control_socket "%s"\n  log_level debug\n'
                     '  rules "%s"\n}\n'
                     'central {\n  url "%s"\n  token_file "%s"\n  timeout 2s\n  retry 1s\n'
-                    '  occurrence_interval 1s\n}\n'
+                    '  occurrence_interval 1s\n'
+                    '  insecure_http yes\n}\n'  # the stub is on the test's own management network
                     'collector sensors {\n  enabled no\n}\n'
                     'collector snmptrap {\n  enabled no\n}\n'
                     'collector heartbeat {\n  peer "%s"\n%s  peer_address "%s"\n  key_file "%s"\n'
