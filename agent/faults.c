@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "../lib/event.h"
+#include "../lib/hash.h"
 #include "../lib/json.h"
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
@@ -121,17 +122,6 @@ static const char *const fault_state_names[FAULT_STATE_MAX] = {"firing", "cleare
 const char *fault_state_to_string(enum fault_state s)
 {
         return s < FAULT_STATE_MAX ? fault_state_names[s] : "unknown";
-}
-
-static uint64_t hash_str(const char *s)
-{
-        uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-
-        for (; *s; s++) {
-                h ^= (unsigned char)*s;
-                h *= 1099511628211ULL;
-        }
-        return h;
 }
 
 /* ---- JSON of events ---- */
@@ -412,7 +402,7 @@ static void fs_done(struct store *st, bool committed, void *userdata)
 
 static struct fault *fault_find(struct faults *fs, const char *key)
 {
-        struct fault *f = fs->buckets[hash_str(key) % FAULT_BUCKETS];
+        struct fault *f = fs->buckets[hash_fnv_str(key) % FAULT_BUCKETS];
 
         for (; f; f = f->next)
                 if (strcmp(f->key, key) == 0)
@@ -446,7 +436,7 @@ static void fault_free(struct fault *f)
 static struct fault *fault_create(struct faults *fs, const char *key)
 {
         struct fault *f;
-        size_t b = hash_str(key) % FAULT_BUCKETS;
+        size_t b = hash_fnv_str(key) % FAULT_BUCKETS;
 
         if (fs->n_faults >= fs->set.max_faults) {
                 fs->stats.shed++;
@@ -559,7 +549,8 @@ static void open_case(struct faults *fs, struct fault *f, const char *why_late)
                 f->prev_case_id = xstrdup(f->case_id);
         /* the old record still exists: the outbox names its id once known */
         body = build_open_body(fs, f, why_late);
-        idem = xasprintf("%016" PRIx64 "-%" PRId64, hash_str(fs->id->agent_id) ^ hash_str(f->key), f->first_seen);
+        idem = xasprintf("%016" PRIx64 "-%" PRId64, hash_fnv_str(fs->id->agent_id) ^ hash_fnv_str(f->key),
+                         f->first_seen);
         ref = body && idem ? outbox_open_case(fs->ob, f->key, body, idem, old) : -ENOMEM;
         free(body);
         free(idem);

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "../lib/event.h"
+#include "../lib/hash.h"
 #include "../lib/json.h"
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
@@ -100,17 +101,6 @@ struct outbox {
         struct outbox_stats stats;
 };
 
-static uint64_t hash_str(const char *s)
-{
-        uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-
-        for (; *s; s++) {
-                h ^= (unsigned char)*s;
-                h *= 1099511628211ULL;
-        }
-        return h;
-}
-
 static struct rec *rec_find(const struct outbox *ob, int64_t ref)
 {
         struct rec *r = ob->by_ref[(uint64_t)ref % REF_BUCKETS];
@@ -122,7 +112,7 @@ static struct rec *rec_find(const struct outbox *ob, int64_t ref)
 
 static struct key_slot **key_slot_find(struct outbox *ob, const char *key)
 {
-        struct key_slot **pp = &ob->by_key[hash_str(key) % KEY_BUCKETS];
+        struct key_slot **pp = &ob->by_key[hash_fnv_str(key) % KEY_BUCKETS];
 
         while (*pp && strcmp((*pp)->newest->fault_key, key) != 0)
                 pp = &(*pp)->next;

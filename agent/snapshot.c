@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "../lib/event.h"
+#include "../lib/hash.h"
 #include "../lib/json.h"
 #include "../rules/conf.h"
 #include "faults.h"
@@ -24,23 +25,12 @@
 
 #define FILE_DIGEST_MAX (16 << 20)
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-        const unsigned char *c = p;
-
-        for (size_t i = 0; i < n; i++) {
-                h ^= c[i];
-                h *= 1099511628211ULL;
-        }
-        return h;
-}
-
 /* Digest of a file's contents into out (at least 26 bytes); "unreadable" when it cannot be read. */
 static uint64_t file_digest(const char *path, char *out, size_t size, uint64_t *acc)
 {
         FILE *f = fopen(path, "re");
         char buf[8192];
-        uint64_t h = 1469598103934665603ULL;
+        uint64_t h = HASH_FNV_INIT;
         size_t n, total = 0;
 
         if (!f) {
@@ -48,9 +38,9 @@ static uint64_t file_digest(const char *path, char *out, size_t size, uint64_t *
                 return 0;
         }
         while ((n = fread(buf, 1, sizeof buf, f)) > 0 && total < FILE_DIGEST_MAX) {
-                h = fnv(h, buf, n);
+                h = hash_fnv_mem(h, buf, n);
                 if (acc)
-                        *acc = fnv(*acc, buf, n);
+                        *acc = hash_fnv_mem(*acc, buf, n);
                 total += n;
         }
         fclose(f);
@@ -62,7 +52,7 @@ static cJSON *config_json(const struct config *c)
 {
         cJSON *o = cJSON_CreateObject(), *files;
         char d[40];
-        uint64_t all = 1469598103934665603ULL;
+        uint64_t all = HASH_FNV_INIT;
 
         if (!o)
                 return NULL;
@@ -78,7 +68,7 @@ static cJSON *config_json(const struct config *c)
                         cJSON *x = cJSON_CreateObject();
                         if (!x)
                                 break;
-                        all = fnv(all, g.gl_pathv[j], strlen(g.gl_pathv[j]) + 1);
+                        all = hash_fnv_mem(all, g.gl_pathv[j], strlen(g.gl_pathv[j]) + 1);
                         file_digest(g.gl_pathv[j], d, sizeof d, &all);
                         cJSON_AddStringToObject(x, "path", g.gl_pathv[j]);
                         cJSON_AddStringToObject(x, "digest", d);
