@@ -1389,6 +1389,7 @@ void faults_free(struct faults *fs)
 {
         if (!fs)
                 return;
+        store_remove_writer(fs->st, fs);
         loop_remove(fs->timer);
         for (size_t b = 0; b < FAULT_BUCKETS; b++)
                 while (fs->buckets[b]) {

@@ -398,6 +398,7 @@ void history_free(struct history *h)
 {
         if (!h)
                 return;
+        store_remove_writer(h->st, h);
         loop_remove(h->timer);
         for (size_t b = 0; b < SERIES_BUCKETS; b++)
                 while (h->buckets[b]) {

@@ -141,6 +141,7 @@ void ledger_free(struct ledger *l)
 {
         if (!l)
                 return;
+        store_remove_writer(l->st, l);
         loop_remove(l->timer);
         free(l);
 }

@@ -195,6 +195,7 @@ void maintenance_free(struct maintenance *m)
 {
         if (!m)
                 return;
+        store_remove_writer(m->st, m);
         loop_remove(m->timer);
         for (size_t i = 0; i < m->n; i++)
                 free(m->w[i].reason);

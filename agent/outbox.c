@@ -815,6 +815,7 @@ void outbox_free(struct outbox *ob)
 {
         if (!ob)
                 return;
+        store_remove_writer(ob->st, ob);
         loop_remove(ob->timer);
         while (ob->head) {
                 struct rec *r = ob->head;

@@ -251,6 +251,18 @@ int store_add_writer(struct store *st, const struct store_writer *w)
         return 0;
 }
 
+void store_remove_writer(struct store *st, void *userdata)
+{
+        size_t j = 0;
+
+        if (!st)
+                return;
+        for (size_t i = 0; i < st->n_writers; i++)
+                if (st->writers[i].userdata != userdata)
+                        st->writers[j++] = st->writers[i];
+        st->n_writers = j;
+}
+
 void store_mark_dirty(struct store *st)
 {
         if (st->dirty)

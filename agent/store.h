@@ -54,6 +54,9 @@ struct store_writer {
 /* Registers w (copied). At most STORE_WRITERS_MAX. Returns 0 or -E2BIG. */
 #define STORE_WRITERS_MAX 8
 int store_add_writer(struct store *st, const struct store_writer *w);
+/* Unregisters the writer(s) registered with userdata; a module's free calls
+ * it, so the store never calls into freed state. NULL st does nothing. */
+void store_remove_writer(struct store *st, void *userdata);
 /* Schedules a commit at the end of this loop round. */
 void store_mark_dirty(struct store *st);
 /* Runs the commit now (tests, shutdown). Returns 0 or negative errno. */

@@ -26,7 +26,8 @@ import pytest
 from conftest import BUILD, ROOT, StubProcess, _die_with_parent, require_root, require_tool, wait_until
 
 CACHE = os.path.join(BUILD, "nspawn")
-INCLUDE = "systemd,systemd-sysv,dbus,adduser,libcjson1,libcurl4,libsensors5,libsnmp40,ca-certificates"
+INCLUDE = ("systemd,systemd-sysv,dbus,adduser,procps,libcjson1,libcurl4,libsensors5,libsnmp40,libsqlite3-0,libnettle8,"
+           "ca-certificates")
 LINK_DOWN = "1.3.6.1.6.3.1.1.5.3"
 SNMP_ENV = dict(os.environ, MIBS="", SNMPCONFPATH="/nonexistent")
 
