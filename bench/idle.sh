@@ -5,7 +5,7 @@
 # processes. bench/README.md explains the method and the goals.
 #
 # Prints, on stdout, only lines of the form
-#   bench: idle.{rss,pss,cpu}[.8sensors][[peer]] VALUE UNIT
+#   bench: idle.{rss,pss,pss_mean,cpu}[.8sensors][[peer]] VALUE UNIT
 # or "bench: NAME unavailable" (reason on stderr). Everything else goes to
 # stderr. Exit status: 0 when the agent was measured, 1 when the agent or the
 # stub could not be run (a missing peer is reported, not a failure).
@@ -312,7 +312,7 @@ EOF
 # least lowered. CPU is scaled from the measured wall time to 60 s. Sets
 # status=1 when the agent (a label without "[peer]") could not be measured.
 measure() {
-        local label=$1 name=$2 pid t0 t1="" w0 w1 mem rss pss rss_max=0 pss_max=0 left=0 step others=""
+        local label=$1 name=$2 pid t0 t1="" w0 w1 mem rss pss rss_max=0 pss_max=0 pss_sum=0 n=0 left=0 step others=""
         pid=pid_$name
         pid=${!pid}
         nap "$settle"
@@ -327,6 +327,8 @@ measure() {
                         read -r rss pss <<<"$mem"
                         ((rss > rss_max)) && rss_max=$rss
                         ((pss > pss_max)) && pss_max=$pss
+                        pss_sum=$((pss_sum + pss))
+                        n=$((n + 1))
                         others+=$(other_copies "$pid")
                 done
                 t1=$(cpu_ticks "$pid") || t1=
@@ -351,10 +353,11 @@ measure() {
                 pss_breakdown "$pid"
                 ;;
         esac
-        awk -v l="$label" -v r="$rss_max" -v p="$pss_max" -v d="$((t1 - t0))" \
+        awk -v l="$label" -v r="$rss_max" -v p="$pss_max" -v d="$((t1 - t0))" -v ps="$pss_sum" -v n="$n" \
                 -v hz="$hz" -v w0="$w0" -v w1="$w1" 'BEGIN {
                 printf "bench: idle.rss%s %.2f MiB\n", l, r / 1024
                 printf "bench: idle.pss%s %.2f MiB\n", l, p / 1024
+                if (n > 0) printf "bench: idle.pss_mean%s %.2f MiB\n", l, ps / n / 1024
                 printf "bench: idle.cpu%s %.3f s/60s\n", l, d / hz * 60 / (w1 - w0)
         }'
 }
