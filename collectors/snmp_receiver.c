@@ -323,37 +323,69 @@ static const char *arena_put(struct snmp_receiver *r, const char *s, size_t n)
         return p;
 }
 
-static const char *arena_printf(struct snmp_receiver *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static const char *arena_printf(struct snmp_receiver *r, const char *fmt, ...)
+/* Strings of a pieces joined into buf, cut to size as snprintf cuts;
+ * returns the length the whole would have. Every trap names a dozen OIDs
+ * and keys: printf's machinery was half of the agent's time per trap. */
+static size_t join3(char *buf, size_t size, const char *a, const char *b, const char *c)
 {
-        size_t room = sizeof r->arena - r->arena_used;
-        va_list ap;
-        int n;
+        const char *parts[3] = {a, b, c};
+        size_t used = 0, total = 0;
+
+        for (int i = 0; i < 3; i++) {
+                size_t n = strlen(parts[i]);
+                if (used + 1 < size) {
+                        size_t k = n < size - 1 - used ? n : size - 1 - used;
+                        memcpy(buf + used, parts[i], k);
+                        used += k;
+                }
+                total += n;
+        }
+        if (size)
+                buf[used] = '\0';
+        return total;
+}
+
+/* "1.3.6.1..." into buf; a sub-identifier that does not fit ends it there. */
+/* "varbind[NAME]" in the arena, or NULL when it is full. */
+static const char *arena_key(struct snmp_receiver *r, const char *name)
+{
+        size_t room = sizeof r->arena - r->arena_used, n;
 
         if (room == 0)
                 return NULL;
-        va_start(ap, fmt);
-        n = vsnprintf(r->arena + r->arena_used, room, fmt, ap);
-        va_end(ap);
-        if (n < 0 || (size_t)n >= room)
+        n = join3(r->arena + r->arena_used, room, "varbind[", name, "]");
+        if (n >= room)
                 return NULL;
-        r->arena_used += (size_t)n + 1;
-        return r->arena + r->arena_used - (size_t)n - 1;
+        r->arena_used += n + 1;
+        return r->arena + r->arena_used - n - 1;
 }
 
 static void oid_numeric(const oid *o, size_t len, char *buf, size_t size)
 {
         size_t used = 0;
 
+        if (size == 0)
+                return;
         buf[0] = '\0';
-        for (size_t i = 0; i < len && used < size; i++) {
-                int n = snprintf(buf + used, size - used, i ? ".%lu" : "%lu", (unsigned long)o[i]);
-                if (n < 0 || (size_t)n >= size - used) {
+        for (size_t i = 0; i < len; i++) {
+                char t[24];
+                size_t n = 0;
+                unsigned long v = (unsigned long)o[i];
+
+                do {
+                        t[n++] = (char)('0' + v % 10);
+                        v /= 10;
+                } while (v);
+                if (used + (i ? 1 : 0) + n >= size) {
                         buf[used] = '\0';
                         return;
                 }
-                used += (size_t)n;
+                if (i)
+                        buf[used++] = '.';
+                while (n)
+                        buf[used++] = t[--n];
         }
+        buf[used] = '\0';
 }
 
 /* The MIB node that names o: the deepest node of the tree on its path, and
@@ -399,8 +431,8 @@ static void oid_name(const oid *o, size_t len, bool with_rest, char *buf, size_t
                 return;
         }
         module_name(tp->modid, mod);
-        n = snprintf(buf, size, "%s::%s", mod, tp->label);
-        if (n < 0 || (size_t)n >= size)
+        n = (int)join3(buf, size, mod, "::", tp->label);
+        if ((size_t)n >= size)
                 return;
         if (with_rest && depth < len) {
                 buf[n] = '.';
@@ -438,7 +470,7 @@ static bool add_varbind(struct snmp_receiver *r, struct event *e, const netsnmp_
          * without its instance. A variable no MIB names down to its object
          * keeps only its numeric OID, so two variables never share a key. */
         if (!tp || tp->type < TYPE_OBJID || tp->type > TYPE_SIMPLE_LAST)
-                snprintf(name, sizeof name, "%s", num);
+                join3(name, sizeof name, num, "", "");
 
         switch (v->type) {
         case ASN_INTEGER:
@@ -492,8 +524,8 @@ static bool add_varbind(struct snmp_receiver *r, struct event *e, const netsnmp_
                 break;
         }
         /* all strings first: a varbind is added whole or counted as dropped */
-        kname = arena_printf(r, "varbind[%s]", name);
-        knum = strcmp(name, num) != 0 ? arena_printf(r, "varbind[%s]", num) : NULL;
+        kname = arena_key(r, name);
+        knum = strcmp(name, num) != 0 ? arena_key(r, num) : NULL;
         sv = is_num ? (label ? arena_put(r, label, strlen(label)) : NULL) : arena_put(r, sval, strlen(sval));
         if (!kname || (strcmp(name, num) != 0 && !knum) || (!is_num && !sv) || (label && !sv))
                 return false;
