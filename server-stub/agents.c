@@ -65,7 +65,7 @@ void agents_checkin(struct store *store, const struct http_call *call, struct ht
                 http_reply_error(reply, STATUS_BAD_REQUEST, "%s", err);
                 goto out;
         }
-        r = store_agent_checkin(store, id, &c, body, &deadman);
+        r = store_agent_checkin(store, id, &c, &deadman);
         if (r < 0) {
                 cases_reply_store_error(reply, store, "recording a check-in", r);
                 goto out;

@@ -972,8 +972,7 @@ static int command_full(struct store *s, sqlite3_stmt *st, cJSON **ret)
         return command_from_row(st, true, ret);
 }
 
-int store_agent_checkin(struct store *s, const char *agent_id, const struct body_checkin *c, const cJSON *body,
-                        int64_t *ret_deadman_case)
+int store_agent_checkin(struct store *s, const char *agent_id, const struct body_checkin *c, int64_t *ret_deadman_case)
 {
         /* Identity, interval and status keep their last value when a check-in
          * leaves them out; the host name falls back to the agent id. */
@@ -990,7 +989,6 @@ int store_agent_checkin(struct store *s, const char *agent_id, const struct body
         char now[32];
         int r;
 
-        (void)body;
         s->err[0] = '\0';
         if ((c->agent && !(identity = cJSON_PrintUnformatted(c->agent))) ||
             (c->status && !(status = cJSON_PrintUnformatted(c->status)))) {
@@ -1393,8 +1391,13 @@ static int inspection_from_row(struct store *s, sqlite3_stmt *row, cJSON **ret)
                         ok = x && cJSON_AddItemToArray(per, x);
                         if (x && !ok)
                                 cJSON_Delete(x);
-                        ok = ok &&
-                             cJSON_AddItemToArray(agents, cJSON_CreateString((const char *)sqlite3_column_text(st, 0)));
+                        if (ok) {
+                                cJSON *name = cJSON_CreateString((const char *)sqlite3_column_text(st, 0));
+
+                                ok = name && cJSON_AddItemToArray(agents, name);
+                                if (name && !ok)
+                                        cJSON_Delete(name);
+                        }
                         ok = ok && add_text(x, "agent_id", st, 0);
                         ok = ok && cJSON_AddBoolToObject(x, "known", sqlite3_column_int(st, 6) != 0);
                         ok = ok && cJSON_AddStringToObject(x, "command", cmd);
@@ -1476,7 +1479,6 @@ int store_snapshot_put(struct store *s, const char *agent_id, const char *reques
 {
         sqlite3_stmt *st = NULL;
         cJSON *v = NULL;
-        int64_t ignored;
         char now[32];
         int r, created = 0;
 
@@ -1496,7 +1498,6 @@ int store_snapshot_put(struct store *s, const char *agent_id, const char *reques
         }
         sqlite3_finalize(st);
         st = NULL;
-        (void)ignored;
         if (r == 0)
                 r = prepare(s,
                             "INSERT INTO snapshots (agent_id, request, body, bytes, received_at, updated_at)"

@@ -83,8 +83,7 @@ int store_update_get(struct store *s, int64_t id, cJSON **ret);
  * this agent as done. Returns 0 and *ret_deadman_case, the id of the open
  * "not reporting" case of this agent (0 for none: the caller clears it and
  * then calls store_agent_clear_deadman), or -ENOMEM / -EIO. */
-int store_agent_checkin(struct store *s, const char *agent_id, const struct body_checkin *c, const cJSON *body,
-                        int64_t *ret_deadman_case);
+int store_agent_checkin(struct store *s, const char *agent_id, const struct body_checkin *c, int64_t *ret_deadman_case);
 /* Forgets the agent's "not reporting" case (after it was cleared). */
 int store_agent_clear_deadman(struct store *s, const char *agent_id);
 /* Links the agent to its freshly opened "not reporting" case. */

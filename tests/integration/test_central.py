@@ -600,3 +600,36 @@ def test_central_state_survives_restart(tmp_path):
         assert reached(s, c["id"]) == ["Manager1 / senior engineer"]
     finally:
         assert s.stop() == 0
+
+
+def test_version_1_database_is_upgraded(tmp_path):
+    import sqlite3
+    s = StubProcess(tmp_path)
+    s.start()
+    try:
+        c = open_case(s)
+        s.stop()
+        db = sqlite3.connect(s.db)
+        for t in ("agents", "commands", "inspections", "snapshots", "escalations"):
+            db.execute(f"DROP TABLE {t}")
+        db.execute("PRAGMA user_version = 1")
+        db.commit()
+        db.close()
+        s.start()
+        assert s.case(c["id"])["escalation"]["level"] == "P1"
+        assert checkin(s, "a1").status == 200
+        assert [a["id"] for a in s.get("/api/v1/agents").json["agents"]] == ["a1"]
+        db = sqlite3.connect(s.db)
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        db.close()
+    finally:
+        s.stop()
+
+
+def test_wrong_methods_on_the_new_paths_are_405(stub):
+    r = stub.get("/api/v1/agents/a1/checkin")
+    assert_error(r, 405)
+    assert r.headers.get("allow") == "POST"
+    r = stub.request("POST", "/api/v1/agents/a1/snapshots/r1", {"version": 1}, headers={"Idempotency-Key": "k"})
+    assert_error(r, 405)
+    assert set(r.headers.get("allow").split(", ")) == {"PUT", "GET"}
