@@ -66,7 +66,7 @@ static void usage(FILE *f)
                    "  --tls-client-ca FILE require client certificates signed by this PEM CA (mTLS)\n"
                    "  --deadman-intervals N  an agent silent for more than N of its check-in intervals gets a\n"
                    "                       P1 \"not reporting\" case (1..1000, default 3)\n"
-                   "  --escalation FILE    JSON file of the escalation matrix (docs/api.md); default: the agreement's\n"
+                   "  --escalation FILE    escalation matrix, a JSON file (docs/api.md; default: the agreement's)\n"
                    "  --test-control       serve /api/v1/_test/inject and /api/v1/_test/clock (tests only)\n"
                    "  --verbose            log at debug level\n"
                    "  --help               show this help\n"
