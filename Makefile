@@ -142,6 +142,10 @@ $(B)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(RULES_SRC)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(LIB_SRC) $(RULES_SRC) $(call pc_libs,libcjson libsystemd) -lm
 
+# The stub's body fuzzer includes the stub's pure validators (body.c,
+# inject.c, escalation.c) by source.
+$(B)/fuzz/fuzz_stub_body: $(wildcard server-stub/*.c server-stub/*.h)
+
 # The SNMP notification decoder also needs net-snmp and the shipped MIBs
 # (found by absolute path, whatever directory the fuzzer runs in).
 $(B)/fuzz/fuzz_trap: tests/fuzz/fuzz_trap.c collectors/snmp_receiver.c collectors/trap_verdict.c collectors/snmp_receiver.h $(LIB_SRC) $(RULES_SRC)

@@ -22,7 +22,7 @@ enum {
 };
 
 /* Answers a store failure: 500 for storage errors (logged here, once). */
-static void reply_store_error(struct http_reply *reply, struct store *store, const char *what, int r)
+void cases_reply_store_error(struct http_reply *reply, struct store *store, const char *what, int r)
 {
         if (r == -ENOMEM) {
                 log_err("%s: out of memory", what);
@@ -35,7 +35,7 @@ static void reply_store_error(struct http_reply *reply, struct store *store, con
 
 /* Parses a case id path segment: decimal digits only, 1 .. 2^53-1.
  * Returns 0 or -EINVAL. */
-static int parse_id(const char *s, int64_t *ret)
+int cases_parse_id(const char *s, int64_t *ret)
 {
         int64_t v = 0;
         size_t n = 0;
@@ -95,7 +95,7 @@ void cases_list(struct store *store, const struct http_call *call, struct http_r
         }
         r = store_case_list(store, &f, &arr);
         if (r < 0) {
-                reply_store_error(reply, store, "listing cases", r);
+                cases_reply_store_error(reply, store, "listing cases", r);
                 return;
         }
         obj = cJSON_CreateObject();
@@ -146,7 +146,7 @@ void cases_create(struct store *store, const struct http_call *call, struct http
         }
         r = store_case_create(store, key, &c, body, &id);
         if (r < 0) {
-                reply_store_error(reply, store, "creating case", r);
+                cases_reply_store_error(reply, store, "creating case", r);
                 goto out;
         }
         created = r;
@@ -157,7 +157,7 @@ void cases_create(struct store *store, const struct http_call *call, struct http
                 log_debug("case %lld: Idempotency-Key %s seen before, not duplicated", (long long)id, key);
         r = store_case_get(store, id, false, &view);
         if (r < 0) {
-                reply_store_error(reply, store, "reading case", r);
+                cases_reply_store_error(reply, store, "reading case", r);
                 goto out;
         }
         http_reply_json(reply, created ? STATUS_CREATED : STATUS_OK, view);
@@ -171,7 +171,7 @@ void cases_get(struct store *store, const struct http_call *call, struct http_re
         int64_t id;
         int r;
 
-        if (parse_id(call->params[0], &id) < 0) {
+        if (cases_parse_id(call->params[0], &id) < 0) {
                 http_reply_error(reply, STATUS_NOT_FOUND, "no case with id %s", call->params[0]);
                 return;
         }
@@ -181,7 +181,7 @@ void cases_get(struct store *store, const struct http_call *call, struct http_re
                 return;
         }
         if (r < 0) {
-                reply_store_error(reply, store, "reading case", r);
+                cases_reply_store_error(reply, store, "reading case", r);
                 return;
         }
         http_reply_json(reply, STATUS_OK, view);
@@ -196,7 +196,7 @@ void cases_update(struct store *store, const struct http_call *call, struct http
         int64_t case_id, id;
         int r, created;
 
-        if (parse_id(call->params[0], &case_id) < 0) {
+        if (cases_parse_id(call->params[0], &case_id) < 0) {
                 http_reply_error(reply, STATUS_NOT_FOUND, "no case with id %s", call->params[0]);
                 return;
         }
@@ -212,7 +212,7 @@ void cases_update(struct store *store, const struct http_call *call, struct http
                 goto out;
         }
         if (r < 0) {
-                reply_store_error(reply, store, "adding update", r);
+                cases_reply_store_error(reply, store, "adding update", r);
                 goto out;
         }
         created = r;
@@ -224,7 +224,7 @@ void cases_update(struct store *store, const struct http_call *call, struct http
                           key);
         r = store_update_get(store, id, &view);
         if (r < 0) {
-                reply_store_error(reply, store, "reading update", r);
+                cases_reply_store_error(reply, store, "reading update", r);
                 goto out;
         }
         http_reply_json(reply, created ? STATUS_CREATED : STATUS_OK, view);

@@ -13,3 +13,9 @@ void cases_create(struct store *store, const struct http_call *call, struct http
 void cases_get(struct store *store, const struct http_call *call, struct http_reply *reply);
 /* POST /api/v1/cases/{id}/updates */
 void cases_update(struct store *store, const struct http_call *call, struct http_reply *reply);
+
+/* Answers a store failure r with 500, logging it once with what ("creating
+ * case"); shared by the other handler modules. */
+void cases_reply_store_error(struct http_reply *reply, struct store *store, const char *what, int r);
+/* Parses a positive decimal id path segment (1 .. 2^53-1). Returns 0 or -EINVAL. */
+int cases_parse_id(const char *s, int64_t *ret);

@@ -40,9 +40,12 @@
 
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
+#include "agents.h"
 #include "body.h"
 #include "cases.h"
+#include "central.h"
 #include "inject.h"
+#include "inspections.h"
 
 #define HTTP_DRAIN_MAX (64u * 1024 * 1024) /* body bytes read and discarded for a refused request */
 #define HTTP_PATH_MAX 1024                 /* longer paths are a 404 */
@@ -71,6 +74,9 @@ struct http_server {
         struct store *store;
         struct inject_queue *inject;
         struct delayer delayer;
+        /* Held by every handler call and by http_server_locked (the central
+         * clock on the main thread): the store sees one caller at a time. */
+        pthread_mutex_t lock;
 };
 
 struct route {
@@ -79,6 +85,7 @@ struct route {
         bool auth;
         bool test_only; /* exists only with --test-control */
         http_handler_fn handler;
+        size_t max_body; /* 0: BODY_MAX_BYTES */
 };
 
 static void handle_health(struct store *store, const struct http_call *call, struct http_reply *reply);
@@ -86,19 +93,28 @@ static void handle_inject_add(struct store *store, const struct http_call *call,
 static void handle_inject_list(struct store *store, const struct http_call *call, struct http_reply *reply);
 static void handle_inject_clear(struct store *store, const struct http_call *call, struct http_reply *reply);
 
-/* The whole API. Later endpoints go here, e.g.
- *   POST /api/v1/agents/{id}/checkin
- *   PUT  /api/v1/agents/{id}/snapshots/{request}
- *   GET  /api/v1/agents, /api/v1/inspections */
+/* The whole API. */
 static const struct route routes[] = {
-        {"GET", "/api/v1/health", false, false, handle_health},
-        {"GET", "/api/v1/cases", true, false, cases_list},
-        {"POST", "/api/v1/cases", true, false, cases_create},
-        {"GET", "/api/v1/cases/{id}", true, false, cases_get},
-        {"POST", "/api/v1/cases/{id}/updates", true, false, cases_update},
-        {"POST", "/api/v1/_test/inject", true, true, handle_inject_add},
-        {"GET", "/api/v1/_test/inject", true, true, handle_inject_list},
-        {"DELETE", "/api/v1/_test/inject", true, true, handle_inject_clear},
+        {"GET", "/api/v1/health", false, false, handle_health, 0},
+        {"GET", "/api/v1/cases", true, false, cases_list, 0},
+        {"POST", "/api/v1/cases", true, false, cases_create, 0},
+        {"GET", "/api/v1/cases/{id}", true, false, cases_get, 0},
+        {"POST", "/api/v1/cases/{id}/updates", true, false, cases_update, 0},
+        {"GET", "/api/v1/agents", true, false, agents_list, 0},
+        {"GET", "/api/v1/agents/{agent_id}", true, false, agents_get, 0},
+        {"POST", "/api/v1/agents/{agent_id}/checkin", true, false, agents_checkin, 0},
+        {"POST", "/api/v1/agents/{agent_id}/commands", true, false, agents_command_add, 0},
+        {"PUT", "/api/v1/agents/{agent_id}/snapshots/{request}", true, false, agents_snapshot_put,
+         BODY_MAX_SNAPSHOT_BYTES},
+        {"GET", "/api/v1/agents/{agent_id}/snapshots/{request}", true, false, agents_snapshot_get, 0},
+        {"GET", "/api/v1/inspections", true, false, inspections_list, 0},
+        {"POST", "/api/v1/inspections", true, false, inspections_create, 0},
+        {"GET", "/api/v1/inspections/{id}", true, false, inspections_get, 0},
+        {"POST", "/api/v1/_test/inject", true, true, handle_inject_add, 0},
+        {"GET", "/api/v1/_test/inject", true, true, handle_inject_list, 0},
+        {"DELETE", "/api/v1/_test/inject", true, true, handle_inject_clear, 0},
+        {"GET", "/api/v1/_test/clock", true, true, central_clock_get, 0},
+        {"POST", "/api/v1/_test/clock", true, true, central_clock_advance, 0},
 };
 
 /* Per-request state, from the first callback to request-completed. */
@@ -113,6 +129,7 @@ struct request {
         uint64_t received;
         bool injected;     /* inj holds the injection this request got */
         bool cert_refused; /* mTLS refused it: nothing but the 403, injections included */
+        size_t max_body;   /* the route's body cap */
         struct inject_spec inj;
         struct http_reply held; /* status 0: none; the answer a delay holds back */
 };
@@ -596,7 +613,10 @@ static enum MHD_Result request_begin(struct http_server *srv, struct MHD_Connect
                         return refuse_early(req, conn, method, url, length);
                 }
         }
+        req->max_body = BODY_MAX_BYTES;
         req->route = route_find(req, srv->test_control, method, url, &status, req->allow, sizeof req->allow);
+        if (req->route && req->route->max_body)
+                req->max_body = req->route->max_body;
         if (!req->route) {
                 if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
                         http_reply_error(&req->early, status, "method %s not allowed on %s (allowed: %s)", method, url,
@@ -609,8 +629,8 @@ static enum MHD_Result request_begin(struct http_server *srv, struct MHD_Connect
                 http_reply_error(&req->early, MHD_HTTP_UNAUTHORIZED, "missing or invalid bearer token");
                 return refuse_early(req, conn, method, url, length);
         }
-        if (length > BODY_MAX_BYTES) {
-                http_reply_error(&req->early, MHD_HTTP_CONTENT_TOO_LARGE, "body: larger than %d bytes", BODY_MAX_BYTES);
+        if (length > req->max_body) {
+                http_reply_error(&req->early, MHD_HTTP_CONTENT_TOO_LARGE, "body: larger than %zu bytes", req->max_body);
                 return refuse_early(req, conn, method, url, length);
         }
         return MHD_YES;
@@ -624,11 +644,11 @@ static enum MHD_Result request_body(struct request *req, const char *data, size_
                 return MHD_NO;
         if (req->early.status)
                 return MHD_YES;
-        if (req->body_len + size > BODY_MAX_BYTES) {
+        if (req->body_len + size > req->max_body) {
                 free(req->body);
                 req->body = NULL;
                 req->body_len = req->body_cap = 0;
-                http_reply_error(&req->early, MHD_HTTP_CONTENT_TOO_LARGE, "body: larger than %d bytes", BODY_MAX_BYTES);
+                http_reply_error(&req->early, MHD_HTTP_CONTENT_TOO_LARGE, "body: larger than %zu bytes", req->max_body);
                 return MHD_YES;
         }
         if (req->body_len + size > req->body_cap) {
@@ -637,8 +657,8 @@ static enum MHD_Result request_body(struct request *req, const char *data, size_
 
                 while (cap < req->body_len + size)
                         cap *= 2;
-                if (cap > BODY_MAX_BYTES)
-                        cap = BODY_MAX_BYTES;
+                if (cap > req->max_body)
+                        cap = req->max_body;
                 p = xrealloc(req->body, cap);
                 if (!p) {
                         http_reply_error(&req->early, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
@@ -704,8 +724,11 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_query, &call);
         if (call.n_query > HTTP_MAX_QUERY)
                 http_reply_error(&reply, MHD_HTTP_BAD_REQUEST, "query: more than %d arguments", HTTP_MAX_QUERY);
-        else
+        else {
+                pthread_mutex_lock(&srv->lock);
                 req->route->handler(srv->store, &call, &reply);
+                pthread_mutex_unlock(&srv->lock);
+        }
         if (reply.status == 0)
                 reply.status = MHD_HTTP_INTERNAL_SERVER_ERROR;
         if (req->injected && req->inj.when == INJECT_AFTER) {
@@ -807,6 +830,7 @@ int http_server_start(const struct sockaddr *addr, socklen_t addrlen, const stru
                 snprintf(err, errsize, "out of memory");
                 return -ENOMEM;
         }
+        pthread_mutex_init(&srv->lock, NULL);
         srv->token = opts->token;
         srv->test_control = opts->test_control;
         srv->store = store;
@@ -866,5 +890,13 @@ void http_server_stop(struct http_server *srv)
         if (srv->daemon)
                 MHD_stop_daemon(srv->daemon);
         inject_queue_free(srv->inject);
+        pthread_mutex_destroy(&srv->lock);
         free(srv);
+}
+
+void http_server_locked(struct http_server *srv, void (*fn)(struct store *store))
+{
+        pthread_mutex_lock(&srv->lock);
+        fn(srv->store);
+        pthread_mutex_unlock(&srv->lock);
 }

@@ -2,8 +2,9 @@
  * bearer-token check and the request-body cap.
  *
  * libmicrohttpd runs one internal polling thread; every handler runs on it,
- * one request at a time, so handlers, the store and the injection queue
- * need no locking. A delayed answer (fault injection) suspends its
+ * one request at a time, under one lock that http_server_locked also takes
+ * (the central clock ticks on the main thread), so handlers, the store and
+ * the injection queue need no locking of their own. A delayed answer (fault injection) suspends its
  * connection, and one timer thread resumes it: that thread touches nothing
  * but its own list. Handlers
  * see a plain call record (no libmicrohttpd types) and fill a reply with a
@@ -76,3 +77,7 @@ int http_server_start(const struct sockaddr *addr, socklen_t addrlen, const stru
                       struct store *store, struct http_server **ret, uint16_t *ret_port, char *err, size_t errsize);
 /* Stops serving (in-flight requests finish) and frees srv; NULL is a no-op. */
 void http_server_stop(struct http_server *srv);
+/* Calls fn with the server's store while no handler runs (handlers and fn
+ * exclude each other): for work on another thread, such as the central
+ * clock's tick. */
+void http_server_locked(struct http_server *srv, void (*fn)(struct store *store));

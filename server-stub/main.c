@@ -2,11 +2,12 @@
  * integration tests, the demo and as the executable statement of the API.
  *
  * main parses options, reads the token, opens the store, starts the HTTP
- * server and then only waits for SIGINT/SIGTERM; all requests run on
- * libmicrohttpd's single internal thread. The signals are blocked before that
- * thread exists so it inherits the mask and they are only ever taken by
- * sigwaitinfo() here. Exit codes: 0 clean stop, 1 cannot serve (bind,
- * libmicrohttpd), 2 usage or configuration (options, token, database). */
+ * server and then waits for SIGINT/SIGTERM, running the central clock
+ * (dead-man's switch, escalation: central.c) once a second in between; all
+ * requests run on libmicrohttpd's single internal thread, and the tick takes
+ * the server's lock. The signals are blocked before that thread exists so
+ * it inherits the mask and they are only ever taken by sigtimedwait() here. Exit codes: 0 clean stop, 1 cannot serve
+ * (bind, libmicrohttpd), 2 usage or configuration (options, token, database). */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -18,12 +19,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
 
 #include "../lib/log.h"
 #include "../lib/xalloc.h"
+#include "central.h"
+#include "escalation.h"
 #include "http.h"
 #include "store.h"
 
@@ -37,15 +41,19 @@ static struct options {
         const char *token_file;
         const char *token;
         const char *tls_cert, *tls_key, *tls_client_ca;
+        const char *escalation;
+        int deadman_intervals;
         bool test_control;
         bool verbose;
-} opts;
+} opts = {.deadman_intervals = 3};
+
+#define DEADMAN_INTERVALS_MAX 1000
 
 static void usage(FILE *f)
 {
         fprintf(f, "Usage: weibao-stub --listen HOST:PORT --db FILE (--token-file FILE | --token TOKEN)\n"
                    "                   [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--test-control]\n"
-                   "                   [--verbose]\n"
+                   "                   [--deadman-intervals N] [--escalation FILE] [--verbose]\n"
                    "\n"
                    "The reference central ticket API of weibao (docs/api.md).\n"
                    "\n"
@@ -56,7 +64,10 @@ static void usage(FILE *f)
                    "  --tls-cert FILE      serve HTTPS with this PEM certificate (chain)\n"
                    "  --tls-key FILE       the PEM private key of --tls-cert\n"
                    "  --tls-client-ca FILE require client certificates signed by this PEM CA (mTLS)\n"
-                   "  --test-control       serve /api/v1/_test/inject (fault injection; tests only)\n"
+                   "  --deadman-intervals N  an agent silent for more than N of its check-in intervals gets a\n"
+                   "                       P1 \"not reporting\" case (1..1000, default 3)\n"
+                   "  --escalation FILE    escalation matrix, a JSON file (docs/api.md; default: the agreement's)\n"
+                   "  --test-control       serve /api/v1/_test/inject and /api/v1/_test/clock (tests only)\n"
                    "  --verbose            log at debug level\n"
                    "  --help               show this help\n"
                    "\n"
@@ -76,6 +87,8 @@ static int parse_options(int argc, char **argv)
                 {"tls-key", required_argument, NULL, 'K'},
                 {"tls-client-ca", required_argument, NULL, 'A'},
                 {"test-control", no_argument, NULL, 'T'},
+                {"deadman-intervals", required_argument, NULL, 'N'},
+                {"escalation", required_argument, NULL, 'E'},
                 {"verbose", no_argument, NULL, 'v'},
                 {"help", no_argument, NULL, 'h'},
                 {NULL, 0, NULL, 0},
@@ -108,6 +121,23 @@ static int parse_options(int argc, char **argv)
                         break;
                 case 'T':
                         opts.test_control = true;
+                        break;
+                case 'N': {
+                        char *end;
+                        long v;
+
+                        errno = 0;
+                        v = strtol(optarg, &end, 10);
+                        if (errno || end == optarg || *end || v < 1 || v > DEADMAN_INTERVALS_MAX) {
+                                fprintf(stderr, "weibao-stub: --deadman-intervals: expected an integer 1..%d\n",
+                                        DEADMAN_INTERVALS_MAX);
+                                return -EINVAL;
+                        }
+                        opts.deadman_intervals = (int)v;
+                        break;
+                }
+                case 'E':
+                        opts.escalation = optarg;
                         break;
                 case 'v':
                         opts.verbose = true;
@@ -298,6 +328,52 @@ fail:
         return r;
 }
 
+/* Reads and parses the --escalation file into *ret. Returns 0, or a
+ * negative errno with a message in err. */
+static int read_escalation(const char *path, struct escalation_matrix *ret, char *err, size_t errsize)
+{
+        char *buf = NULL;
+        size_t len = 0;
+        ssize_t n;
+        int fd, r;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+                r = -errno;
+                snprintf(err, errsize, "%s", strerror(errno));
+                return r;
+        }
+        buf = xmalloc(ESCALATION_FILE_MAX + 1);
+        if (!buf) {
+                close(fd);
+                snprintf(err, errsize, "out of memory");
+                return -ENOMEM;
+        }
+        r = 0;
+        while (len <= ESCALATION_FILE_MAX && (n = read(fd, buf + len, ESCALATION_FILE_MAX + 1 - len)) != 0) {
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        snprintf(err, errsize, "%s", strerror(errno));
+                        goto out;
+                }
+                len += (size_t)n;
+        }
+        r = escalation_parse(buf, len, ret, err, errsize);
+        if (r == -ENOMEM)
+                snprintf(err, errsize, "out of memory");
+out:
+        close(fd);
+        free(buf);
+        return r;
+}
+
+static void tick(struct store *store)
+{
+        central_tick(store);
+}
+
 /* A token must be non-empty visible ASCII: it travels in an HTTP header. */
 static bool token_valid(const char *t)
 {
@@ -332,6 +408,8 @@ int main(int argc, char **argv)
         struct store *store = NULL;
         char *token = NULL, *cert = NULL, *key = NULL, *client_ca = NULL;
         struct http_options hopts = {0};
+        struct escalation_matrix matrix;
+        struct timespec second = {.tv_sec = 1};
         char err[512], url[128];
         sigset_t mask;
         uint16_t port;
@@ -382,10 +460,16 @@ int main(int argc, char **argv)
                                 goto out;
                         }
         }
+        escalation_default(&matrix);
+        if (opts.escalation && read_escalation(opts.escalation, &matrix, err, sizeof err) < 0) {
+                log_err("--escalation %s: %s", opts.escalation, err);
+                goto out;
+        }
         if (store_open(opts.db, &store, err, sizeof err) < 0) {
                 log_err("opening database %s: %s", opts.db, err);
                 goto out;
         }
+        store_set_central(store, &matrix, opts.deadman_intervals);
 
         sigemptyset(&mask);
         sigaddset(&mask, SIGINT);
@@ -411,9 +495,11 @@ int main(int argc, char **argv)
                  opts.test_control ? ", test control on" : "");
 
         for (;;) {
-                sig = sigwaitinfo(&mask, NULL);
+                sig = sigtimedwait(&mask, NULL, &second);
                 if (sig == SIGINT || sig == SIGTERM)
                         break;
+                if (sig < 0 && errno == EAGAIN)
+                        http_server_locked(srv, tick);
         }
         log_info("%s received, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
         ret = 0;

@@ -20,11 +20,15 @@
 #include "../lib/event.h"
 #include "../lib/xalloc.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 struct store {
         sqlite3 *db;
-        char err[256]; /* SQLite's message saved before a ROLLBACK replaces it; "" when none */
+        char err[256];         /* SQLite's message saved before a ROLLBACK replaces it; "" when none */
+        int64_t clock_offset;  /* microseconds added to the wall clock (test control) */
+        int64_t started_usec;  /* the wall clock when the store was opened */
+        int deadman_intervals; /* an agent silent for more check-in intervals is not reporting */
+        struct escalation_matrix matrix;
 };
 
 static const char schema_sql[] = "CREATE TABLE IF NOT EXISTS cases ("
@@ -59,7 +63,55 @@ static const char schema_sql[] = "CREATE TABLE IF NOT EXISTS cases ("
                                  " previous_level TEXT,"
                                  " body TEXT NOT NULL,"
                                  " UNIQUE(case_id, idempotency_key));"
-                                 "PRAGMA user_version = 1;";
+                                 /* version 2: the central side (agents, commands, inspections,
+                                  * snapshots, the escalation steps reached) */
+                                 "CREATE TABLE IF NOT EXISTS agents ("
+                                 " id TEXT PRIMARY KEY,"
+                                 " hostname TEXT NOT NULL,"
+                                 " identity TEXT NOT NULL,"
+                                 " first_seen TEXT NOT NULL,"
+                                 " last_checkin TEXT NOT NULL,"
+                                 " last_checkin_usec INTEGER NOT NULL,"
+                                 " agent_time TEXT,"
+                                 " interval_s INTEGER NOT NULL,"
+                                 " status TEXT NOT NULL,"
+                                 " checkins INTEGER NOT NULL,"
+                                 " deadman_case INTEGER REFERENCES cases(id));"
+                                 "CREATE TABLE IF NOT EXISTS inspections ("
+                                 " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                                 " idempotency_key TEXT NOT NULL UNIQUE,"
+                                 " all_agents INTEGER NOT NULL,"
+                                 " seconds INTEGER NOT NULL,"
+                                 " created_at TEXT NOT NULL);"
+                                 "CREATE TABLE IF NOT EXISTS commands ("
+                                 " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                                 " agent_id TEXT NOT NULL,"
+                                 " idempotency_key TEXT UNIQUE,"
+                                 " type TEXT NOT NULL,"
+                                 " seconds INTEGER,"
+                                 " reason TEXT,"
+                                 " request TEXT,"
+                                 " inspection_id INTEGER REFERENCES inspections(id),"
+                                 " created_at TEXT NOT NULL,"
+                                 " done_at TEXT);"
+                                 "CREATE INDEX IF NOT EXISTS commands_agent ON commands(agent_id, done_at);"
+                                 "CREATE INDEX IF NOT EXISTS commands_inspection ON commands(inspection_id);"
+                                 "CREATE TABLE IF NOT EXISTS snapshots ("
+                                 " agent_id TEXT NOT NULL,"
+                                 " request TEXT NOT NULL,"
+                                 " body TEXT NOT NULL,"
+                                 " bytes INTEGER NOT NULL,"
+                                 " received_at TEXT NOT NULL,"
+                                 " updated_at TEXT NOT NULL,"
+                                 " PRIMARY KEY(agent_id, request));"
+                                 "CREATE TABLE IF NOT EXISTS escalations ("
+                                 " case_id INTEGER NOT NULL REFERENCES cases(id),"
+                                 " level TEXT NOT NULL,"
+                                 " after_s INTEGER NOT NULL,"
+                                 " step TEXT NOT NULL,"
+                                 " reached_at TEXT NOT NULL,"
+                                 " PRIMARY KEY(case_id, level, after_s));"
+                                 "PRAGMA user_version = 2;";
 
 /* The columns every case view reads, in this order (see case_from_row). */
 #define CASE_COLUMNS                                                                                    \
@@ -124,6 +176,9 @@ int store_open(const char *path, struct store **ret, char *err, size_t errsize)
         rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
         if (rc != SQLITE_OK)
                 goto fail;
+        s->started_usec = time_wall_usec();
+        s->deadman_intervals = 3;
+        escalation_default(&s->matrix);
         sqlite3_extended_result_codes(s->db, 1);
         sqlite3_busy_timeout(s->db, 5000);
         /* The first statement that reads the file: a file that is not a
@@ -170,9 +225,40 @@ static char *print_or(const cJSON *j, const char *def)
         return j ? cJSON_PrintUnformatted(j) : xstrdup(def);
 }
 
-static void now_rfc3339(char *buf, size_t size)
+int64_t store_now_usec(const struct store *s)
 {
-        time_format_rfc3339(time_wall_usec(), buf, size);
+        return time_wall_usec() + s->clock_offset;
+}
+
+int64_t store_clock_offset_usec(const struct store *s)
+{
+        return s->clock_offset;
+}
+
+void store_clock_advance(struct store *s, int64_t usec)
+{
+        s->clock_offset += usec;
+}
+
+void store_set_central(struct store *s, const struct escalation_matrix *m, int deadman_intervals)
+{
+        s->matrix = *m;
+        s->deadman_intervals = deadman_intervals;
+}
+
+const struct escalation_matrix *store_matrix(const struct store *s)
+{
+        return &s->matrix;
+}
+
+int store_deadman_intervals(const struct store *s)
+{
+        return s->deadman_intervals;
+}
+
+static void now_rfc3339(struct store *s, char *buf, size_t size)
+{
+        time_format_rfc3339(store_now_usec(s), buf, size);
 }
 
 static int begin(struct store *s)
@@ -247,7 +333,7 @@ int store_case_create(struct store *s, const char *key, const struct body_case *
                 r = -ENOMEM;
                 goto out;
         }
-        now_rfc3339(now, sizeof now);
+        now_rfc3339(s, now, sizeof now);
 
         r = begin(s);
         if (r < 0)
@@ -356,8 +442,83 @@ static int add_extra(cJSON *obj, sqlite3_stmt *st, int col)
         return 0;
 }
 
+/* Adds the case's "escalation" object (docs/api.md, "Escalation clock"):
+ * the steps of its current level, due from created_at, with the time the
+ * clock recorded each as reached. */
+static int add_escalation(struct store *s, cJSON *c, sqlite3_stmt *row)
+{
+        const char *level_text = (const char *)sqlite3_column_text(row, 5);
+        const char *created = (const char *)sqlite3_column_text(row, 14);
+        const char *status = (const char *)sqlite3_column_text(row, 9);
+        bool active = sqlite3_column_int(row, 10) != 0;
+        int64_t case_id = sqlite3_column_int64(row, 0), created_usec = 0;
+        const struct escalation_step *steps = NULL;
+        enum rule_level level;
+        sqlite3_stmt *st = NULL;
+        cJSON *esc, *arr, *d;
+        bool running, ok = true;
+        const char *next = NULL;
+        char due[32], next_buf[32];
+        size_t n = 0;
+        int rc, r = 0;
+
+        if (!level_text || rule_level_from_string(level_text, &level) < 0 || !created ||
+            body_rfc3339_to_usec(created, &created_usec) < 0)
+                return -EIO;
+        n = s->matrix.n[level];
+        steps = s->matrix.steps[level];
+        running = active && status && strcmp(status, "open") == 0 && n > 0;
+        esc = cJSON_AddObjectToObject(c, "escalation");
+        if (!esc || !cJSON_AddStringToObject(esc, "level", level_text) ||
+            !cJSON_AddBoolToObject(esc, "running", running) || !(arr = cJSON_AddArrayToObject(esc, "deadlines")))
+                return -ENOMEM;
+        rc = sqlite3_prepare_v2(s->db,
+                                "SELECT reached_at FROM escalations WHERE case_id = ?1 AND level = ?2 AND after_s = ?3",
+                                -1, &st, NULL);
+        if (rc != SQLITE_OK)
+                return errno_from_sqlite(rc);
+        for (size_t i = 0; i < n && r == 0; i++) {
+                const char *reached = NULL;
+
+                sqlite3_reset(st);
+                sqlite3_bind_int64(st, 1, case_id);
+                sqlite3_bind_text(st, 2, level_text, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(st, 3, steps[i].after_s);
+                rc = sqlite3_step(st);
+                if (rc == SQLITE_ROW)
+                        reached = (const char *)sqlite3_column_text(st, 0);
+                else if (rc != SQLITE_DONE) {
+                        r = errno_from_sqlite(rc);
+                        break;
+                }
+                time_format_rfc3339(created_usec + steps[i].after_s * 1000000, due, sizeof due);
+                d = cJSON_CreateObject();
+                if (!d || !cJSON_AddItemToArray(arr, d)) {
+                        cJSON_Delete(d);
+                        r = -ENOMEM;
+                        break;
+                }
+                ok = ok && cJSON_AddNumberToObject(d, "after_s", (double)steps[i].after_s);
+                ok = ok && cJSON_AddStringToObject(d, "step", steps[i].step);
+                ok = ok && cJSON_AddStringToObject(d, "due_at", due);
+                ok = ok && (reached ? cJSON_AddStringToObject(d, "reached_at", reached) != NULL
+                                    : cJSON_AddNullToObject(d, "reached_at") != NULL);
+                if (!ok)
+                        r = -ENOMEM;
+                if (!reached && !next && running) {
+                        snprintf(next_buf, sizeof next_buf, "%s", due);
+                        next = next_buf;
+                }
+        }
+        sqlite3_finalize(st);
+        if (r == 0 &&
+            !(next ? cJSON_AddStringToObject(esc, "next_due_at", next) : cJSON_AddNullToObject(esc, "next_due_at")))
+                r = -ENOMEM;
+        return r;
+}
+
 /* Builds a case object from a row of CASE_COLUMNS. */
-static int case_from_row(sqlite3_stmt *st, cJSON **ret)
+static int case_from_row(struct store *s, sqlite3_stmt *st, cJSON **ret)
 {
         cJSON *c;
         bool ok = true;
@@ -393,6 +554,8 @@ static int case_from_row(sqlite3_stmt *st, cJSON **ret)
                 r = add_json(c, "evidence", st, 19);
         if (r == 0)
                 r = add_extra(c, st, 20);
+        if (r == 0)
+                r = add_escalation(s, c, st);
         if (r < 0) {
                 cJSON_Delete(c);
                 return r;
@@ -486,7 +649,7 @@ int store_case_get(struct store *s, int64_t id, bool with_updates, cJSON **ret)
         sqlite3_bind_int64(st, 1, id);
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW)
-                r = case_from_row(st, &c);
+                r = case_from_row(s, st, &c);
         else
                 r = rc == SQLITE_DONE ? -ENOENT : errno_from_sqlite(rc);
         sqlite3_finalize(st);
@@ -529,7 +692,7 @@ int store_case_list(struct store *s, const struct store_filter *f, cJSON **ret)
         if (f->fault_active >= 0)
                 sqlite3_bind_int(st, 4, f->fault_active);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                r = case_from_row(st, &c);
+                r = case_from_row(s, st, &c);
                 if (r < 0)
                         goto out;
                 cJSON_AddItemToArray(arr, c);
@@ -592,7 +755,7 @@ int store_update_add(struct store *s, int64_t case_id, const char *key, const st
         text = cJSON_PrintUnformatted(body);
         if (!text)
                 return -ENOMEM;
-        now_rfc3339(now, sizeof now);
+        now_rfc3339(s, now, sizeof now);
 
         r = begin(s);
         if (r < 0)
@@ -678,4 +841,793 @@ int store_update_get(struct store *s, int64_t id, cJSON **ret)
                 return r;
         *ret = u;
         return 0;
+}
+
+/* ---- the central side ---- */
+
+#define AGENT_COLUMNS                                                                                  \
+        "id, hostname, identity, first_seen, last_checkin, last_checkin_usec, agent_time, interval_s," \
+        " status, checkins, deadman_case"
+
+#define COMMAND_COLUMNS "id, agent_id, type, seconds, reason, request, inspection_id, created_at, done_at"
+
+static int prepare(struct store *s, const char *sql, sqlite3_stmt **ret)
+{
+        return errno_from_sqlite(sqlite3_prepare_v2(s->db, sql, -1, ret, NULL));
+}
+
+/* Runs a statement to its end (no rows expected). Returns 0 or -errno. */
+static int run(sqlite3_stmt *st)
+{
+        int rc = sqlite3_step(st);
+
+        return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : (errno_from_sqlite(rc) < 0 ? errno_from_sqlite(rc) : -EIO);
+}
+
+/* Builds an agent view from a row of AGENT_COLUMNS. */
+static int agent_from_row(struct store *s, sqlite3_stmt *st, cJSON **ret)
+{
+        int64_t last = sqlite3_column_int64(st, 5), interval = sqlite3_column_int64(st, 7);
+        int64_t since = last > s->started_usec ? last : s->started_usec;
+        bool deadman = sqlite3_column_type(st, 10) != SQLITE_NULL;
+        bool reporting = !deadman && store_now_usec(s) - since <= s->deadman_intervals * interval * 1000000;
+        cJSON *a;
+        bool ok = true;
+        int r = 0;
+
+        a = cJSON_CreateObject();
+        if (!a)
+                return -ENOMEM;
+        ok = ok && add_text(a, "id", st, 0);
+        ok = ok && add_text(a, "hostname", st, 1);
+        ok = ok && add_text(a, "first_seen", st, 3);
+        ok = ok && add_text(a, "last_checkin", st, 4);
+        ok = ok && add_text(a, "agent_time", st, 6);
+        ok = ok && cJSON_AddNumberToObject(a, "interval_s", (double)interval);
+        ok = ok && cJSON_AddNumberToObject(a, "checkins", (double)sqlite3_column_int64(st, 9));
+        ok = ok && cJSON_AddBoolToObject(a, "reporting", reporting);
+        if (ok && deadman)
+                ok = cJSON_AddNumberToObject(a, "not_reporting_case", (double)sqlite3_column_int64(st, 10));
+        else if (ok)
+                ok = cJSON_AddNullToObject(a, "not_reporting_case");
+        if (!ok)
+                r = -ENOMEM;
+        if (r == 0)
+                r = add_json(a, "agent", st, 2);
+        if (r == 0)
+                r = add_json(a, "status", st, 8);
+        if (r < 0) {
+                cJSON_Delete(a);
+                return r;
+        }
+        *ret = a;
+        return 0;
+}
+
+/* Builds a command from a row of COMMAND_COLUMNS: as the check-in answer
+ * lists it, or (full) with its agent, inspection and times too. */
+static int command_from_row(sqlite3_stmt *st, bool full, cJSON **ret)
+{
+        char id[24];
+        cJSON *c;
+        bool ok = true;
+
+        c = cJSON_CreateObject();
+        if (!c)
+                return -ENOMEM;
+        snprintf(id, sizeof id, "%lld", (long long)sqlite3_column_int64(st, 0));
+        ok = ok && cJSON_AddStringToObject(c, "id", id);
+        ok = ok && add_text(c, "type", st, 2);
+        if (ok && sqlite3_column_type(st, 5) != SQLITE_NULL)
+                ok = add_text(c, "request", st, 5);
+        if (ok && sqlite3_column_type(st, 3) != SQLITE_NULL)
+                ok = cJSON_AddNumberToObject(c, "seconds", (double)sqlite3_column_int64(st, 3));
+        if (ok && sqlite3_column_type(st, 4) != SQLITE_NULL)
+                ok = add_text(c, "reason", st, 4);
+        if (ok && full) {
+                ok = ok && add_text(c, "agent_id", st, 1);
+                if (sqlite3_column_type(st, 6) != SQLITE_NULL)
+                        ok = ok && cJSON_AddNumberToObject(c, "inspection", (double)sqlite3_column_int64(st, 6));
+                else
+                        ok = ok && cJSON_AddNullToObject(c, "inspection");
+                ok = ok && add_text(c, "created_at", st, 7);
+                ok = ok && add_text(c, "done_at", st, 8);
+        }
+        if (!ok) {
+                cJSON_Delete(c);
+                return -ENOMEM;
+        }
+        *ret = c;
+        return 0;
+}
+
+/* Appends every row of st (bound already) to arr through build. */
+static int rows_to_array(struct store *s, sqlite3_stmt *st, cJSON *arr,
+                         int (*build)(struct store *, sqlite3_stmt *, cJSON **))
+{
+        cJSON *x;
+        int rc, r;
+
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                r = build(s, st, &x);
+                if (r < 0)
+                        return r;
+                if (!cJSON_AddItemToArray(arr, x)) {
+                        cJSON_Delete(x);
+                        return -ENOMEM;
+                }
+        }
+        return rc == SQLITE_DONE ? 0 : errno_from_sqlite(rc);
+}
+
+static int command_short(struct store *s, sqlite3_stmt *st, cJSON **ret)
+{
+        (void)s;
+        return command_from_row(st, false, ret);
+}
+
+static int command_full(struct store *s, sqlite3_stmt *st, cJSON **ret)
+{
+        (void)s;
+        return command_from_row(st, true, ret);
+}
+
+int store_agent_checkin(struct store *s, const char *agent_id, const struct body_checkin *c, int64_t *ret_deadman_case)
+{
+        /* Identity, interval and status keep their last value when a check-in
+         * leaves them out; the host name falls back to the agent id. */
+        static const char upsert_sql[] =
+                "INSERT INTO agents (id, hostname, identity, first_seen, last_checkin, last_checkin_usec, agent_time,"
+                " interval_s, status, checkins) VALUES (?1, COALESCE(?2, ?1), COALESCE(?3, '{}'), ?4, ?4, ?5, ?6,"
+                " COALESCE(?7, 60), COALESCE(?8, '{}'), 1)"
+                " ON CONFLICT(id) DO UPDATE SET hostname = COALESCE(?2, hostname), identity = COALESCE(?3, identity),"
+                " last_checkin = ?4, last_checkin_usec = ?5, agent_time = ?6, interval_s = COALESCE(?7, interval_s),"
+                " status = COALESCE(?8, status), checkins = checkins + 1";
+        char *identity = NULL, *status = NULL;
+        sqlite3_stmt *st = NULL;
+        int64_t deadman = 0;
+        char now[32];
+        int r;
+
+        s->err[0] = '\0';
+        if ((c->agent && !(identity = cJSON_PrintUnformatted(c->agent))) ||
+            (c->status && !(status = cJSON_PrintUnformatted(c->status)))) {
+                r = -ENOMEM;
+                goto out;
+        }
+        now_rfc3339(s, now, sizeof now);
+        r = begin(s);
+        if (r < 0)
+                goto out;
+        r = prepare(s, upsert_sql, &st);
+        if (r == 0) {
+                sqlite3_bind_text(st, 1, agent_id, -1, SQLITE_STATIC);
+                if (c->hostname)
+                        sqlite3_bind_text(st, 2, c->hostname, -1, SQLITE_STATIC);
+                if (identity)
+                        sqlite3_bind_text(st, 3, identity, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(st, 5, store_now_usec(s));
+                if (c->time)
+                        sqlite3_bind_text(st, 6, c->time, -1, SQLITE_STATIC);
+                if (c->interval_s > 0)
+                        sqlite3_bind_int64(st, 7, c->interval_s);
+                if (status)
+                        sqlite3_bind_text(st, 8, status, -1, SQLITE_STATIC);
+                r = run(st);
+        }
+        sqlite3_finalize(st);
+        st = NULL;
+        if (r == 0 && c->n_done > 0) {
+                r = prepare(s, "UPDATE commands SET done_at = ?1 WHERE id = ?2 AND agent_id = ?3 AND done_at IS NULL",
+                            &st);
+                for (size_t i = 0; r == 0 && i < c->n_done; i++) {
+                        sqlite3_reset(st);
+                        sqlite3_bind_text(st, 1, now, -1, SQLITE_STATIC);
+                        sqlite3_bind_int64(st, 2, c->done[i]);
+                        sqlite3_bind_text(st, 3, agent_id, -1, SQLITE_STATIC);
+                        r = run(st);
+                }
+                sqlite3_finalize(st);
+                st = NULL;
+        }
+        if (r == 0) {
+                r = query_id(s, "SELECT deadman_case FROM agents WHERE id = ?2 AND deadman_case IS NOT NULL", 0,
+                             agent_id, &deadman);
+                r = r < 0 ? r : 0;
+        }
+        r = finish(s, r);
+out:
+        free(identity);
+        free(status);
+        if (r >= 0)
+                *ret_deadman_case = deadman;
+        return r;
+}
+
+static int agent_set_deadman(struct store *s, const char *agent_id, int64_t case_id)
+{
+        sqlite3_stmt *st = NULL;
+        int r;
+
+        s->err[0] = '\0';
+        r = prepare(s, "UPDATE agents SET deadman_case = ?1 WHERE id = ?2", &st);
+        if (r == 0) {
+                if (case_id > 0)
+                        sqlite3_bind_int64(st, 1, case_id);
+                sqlite3_bind_text(st, 2, agent_id, -1, SQLITE_STATIC);
+                r = run(st);
+        }
+        sqlite3_finalize(st);
+        return r;
+}
+
+int store_agent_clear_deadman(struct store *s, const char *agent_id)
+{
+        return agent_set_deadman(s, agent_id, 0);
+}
+
+int store_agent_set_deadman(struct store *s, const char *agent_id, int64_t case_id)
+{
+        return agent_set_deadman(s, agent_id, case_id);
+}
+
+int store_agent_pending(struct store *s, const char *agent_id, size_t max, cJSON **ret)
+{
+        sqlite3_stmt *st = NULL;
+        cJSON *arr;
+        int r;
+
+        s->err[0] = '\0';
+        arr = cJSON_CreateArray();
+        if (!arr)
+                return -ENOMEM;
+        r = prepare(s,
+                    "SELECT " COMMAND_COLUMNS " FROM commands WHERE agent_id = ?1 AND done_at IS NULL ORDER BY id"
+                    " LIMIT ?2",
+                    &st);
+        if (r == 0) {
+                sqlite3_bind_text(st, 1, agent_id, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(st, 2, (int64_t)max);
+                r = rows_to_array(s, st, arr, command_short);
+        }
+        sqlite3_finalize(st);
+        if (r < 0) {
+                cJSON_Delete(arr);
+                return r;
+        }
+        *ret = arr;
+        return 0;
+}
+
+/* Runs an agent query with ?1 bound to text p1 (when not NULL) and ?2..?4
+ * to now, the store's start and the deadman intervals (a statement uses
+ * those it needs; binding one it lacks is a harmless SQLITE_RANGE); returns
+ * the array of views. */
+static int agent_query(struct store *s, const char *sql, const char *p1, cJSON **ret)
+{
+        sqlite3_stmt *st = NULL;
+        cJSON *arr;
+        int r;
+
+        s->err[0] = '\0';
+        arr = cJSON_CreateArray();
+        if (!arr)
+                return -ENOMEM;
+        r = prepare(s, sql, &st);
+        if (r == 0) {
+                if (p1)
+                        sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(st, 2, store_now_usec(s));
+                sqlite3_bind_int64(st, 3, s->started_usec);
+                sqlite3_bind_int64(st, 4, s->deadman_intervals);
+                r = rows_to_array(s, st, arr, agent_from_row);
+        }
+        sqlite3_finalize(st);
+        if (r < 0) {
+                cJSON_Delete(arr);
+                return r;
+        }
+        *ret = arr;
+        return 0;
+}
+
+int store_agent_list(struct store *s, cJSON **ret)
+{
+        return agent_query(s, "SELECT " AGENT_COLUMNS " FROM agents ORDER BY id", NULL, ret);
+}
+
+int store_agent_overdue(struct store *s, cJSON **ret)
+{
+        return agent_query(s,
+                           "SELECT " AGENT_COLUMNS " FROM agents WHERE deadman_case IS NULL AND"
+                           " ?2 - MAX(last_checkin_usec, ?3) > ?4 * interval_s * 1000000 ORDER BY id",
+                           NULL, ret);
+}
+
+int store_agent_get(struct store *s, const char *agent_id, cJSON **ret)
+{
+        sqlite3_stmt *st = NULL;
+        cJSON *arr = NULL, *a = NULL, *sub;
+        int r;
+
+        r = agent_query(s, "SELECT " AGENT_COLUMNS " FROM agents WHERE id = ?1", agent_id, &arr);
+        if (r < 0)
+                return r;
+        if (!arr->child) {
+                cJSON_Delete(arr);
+                return -ENOENT;
+        }
+        a = cJSON_DetachItemViaPointer(arr, arr->child);
+        cJSON_Delete(arr);
+
+        sub = cJSON_AddArrayToObject(a, "commands");
+        r = sub ? prepare(s, "SELECT " COMMAND_COLUMNS " FROM commands WHERE agent_id = ?1 ORDER BY id", &st) : -ENOMEM;
+        if (r == 0) {
+                sqlite3_bind_text(st, 1, agent_id, -1, SQLITE_STATIC);
+                r = rows_to_array(s, st, sub, command_full);
+        }
+        sqlite3_finalize(st);
+        st = NULL;
+        if (r == 0) {
+                sub = cJSON_AddArrayToObject(a, "snapshots");
+                r = sub ? prepare(s,
+                                  "SELECT request, bytes, received_at, updated_at FROM snapshots WHERE agent_id = ?1"
+                                  " ORDER BY received_at, request",
+                                  &st)
+                        : -ENOMEM;
+        }
+        if (r == 0) {
+                int rc;
+
+                sqlite3_bind_text(st, 1, agent_id, -1, SQLITE_STATIC);
+                while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+                        cJSON *x = cJSON_CreateObject();
+                        bool ok = x && cJSON_AddItemToArray(sub, x);
+
+                        if (x && !ok)
+                                cJSON_Delete(x);
+                        ok = ok && add_text(x, "request", st, 0);
+                        ok = ok && cJSON_AddNumberToObject(x, "bytes", (double)sqlite3_column_int64(st, 1));
+                        ok = ok && add_text(x, "received_at", st, 2);
+                        ok = ok && add_text(x, "updated_at", st, 3);
+                        if (!ok)
+                                r = -ENOMEM;
+                }
+                if (r == 0 && rc != SQLITE_DONE)
+                        r = errno_from_sqlite(rc);
+        }
+        sqlite3_finalize(st);
+        if (r < 0) {
+                cJSON_Delete(a);
+                return r;
+        }
+        *ret = a;
+        return 0;
+}
+
+/* Inserts one command (inside the caller's transaction). */
+static int insert_command(struct store *s, const char *agent_id, const char *key, enum body_command_type type,
+                          int64_t seconds, const char *reason, const char *request, int64_t inspection_id,
+                          const char *now)
+{
+        sqlite3_stmt *st = NULL;
+        int r;
+
+        r = prepare(s,
+                    "INSERT INTO commands (agent_id, idempotency_key, type, seconds, reason, request, inspection_id,"
+                    " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    &st);
+        if (r == 0) {
+                sqlite3_bind_text(st, 1, agent_id, -1, SQLITE_STATIC);
+                if (key)
+                        sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 3, body_command_type_to_string(type), -1, SQLITE_STATIC);
+                if (seconds > 0)
+                        sqlite3_bind_int64(st, 4, seconds);
+                if (reason)
+                        sqlite3_bind_text(st, 5, reason, -1, SQLITE_STATIC);
+                if (request)
+                        sqlite3_bind_text(st, 6, request, -1, SQLITE_STATIC);
+                if (inspection_id > 0)
+                        sqlite3_bind_int64(st, 7, inspection_id);
+                sqlite3_bind_text(st, 8, now, -1, SQLITE_STATIC);
+                r = run(st);
+        }
+        sqlite3_finalize(st);
+        return r;
+}
+
+int store_command_add(struct store *s, const char *agent_id, const char *key, const struct body_command *c,
+                      int64_t *ret_id)
+{
+        char now[32];
+        int64_t id = 0;
+        int r;
+
+        s->err[0] = '\0';
+        now_rfc3339(s, now, sizeof now);
+        r = begin(s);
+        if (r < 0)
+                return r;
+        r = query_id(s, "SELECT id FROM commands WHERE idempotency_key = ?2", 0, key, &id);
+        if (r != 0) {
+                r = finish(s, r < 0 ? r : 0);
+                goto out;
+        }
+        r = insert_command(s, agent_id, key, c->type, c->seconds, c->reason, NULL, 0, now);
+        id = sqlite3_last_insert_rowid(s->db);
+        r = finish(s, r < 0 ? r : 1);
+out:
+        if (r >= 0)
+                *ret_id = id;
+        return r;
+}
+
+int store_command_get(struct store *s, int64_t id, cJSON **ret)
+{
+        sqlite3_stmt *st = NULL;
+        cJSON *arr;
+        int r;
+
+        s->err[0] = '\0';
+        arr = cJSON_CreateArray();
+        if (!arr)
+                return -ENOMEM;
+        r = prepare(s, "SELECT " COMMAND_COLUMNS " FROM commands WHERE id = ?1", &st);
+        if (r == 0) {
+                sqlite3_bind_int64(st, 1, id);
+                r = rows_to_array(s, st, arr, command_full);
+        }
+        sqlite3_finalize(st);
+        if (r == 0 && !arr->child)
+                r = -ENOENT;
+        if (r < 0) {
+                cJSON_Delete(arr);
+                return r;
+        }
+        *ret = cJSON_DetachItemViaPointer(arr, arr->child);
+        cJSON_Delete(arr);
+        return 0;
+}
+
+int store_inspection_create(struct store *s, const char *key, const struct body_inspection *in, int64_t *ret_id)
+{
+        sqlite3_stmt *st = NULL, *ids = NULL;
+        char now[32], request[24];
+        int64_t id = 0;
+        const cJSON *a;
+        int r, rc;
+
+        s->err[0] = '\0';
+        now_rfc3339(s, now, sizeof now);
+        r = begin(s);
+        if (r < 0)
+                return r;
+        r = query_id(s, "SELECT id FROM inspections WHERE idempotency_key = ?2", 0, key, &id);
+        if (r != 0) {
+                r = finish(s, r < 0 ? r : 0);
+                goto out;
+        }
+        r = prepare(
+                s, "INSERT INTO inspections (idempotency_key, all_agents, seconds, created_at) VALUES (?1, ?2, ?3, ?4)",
+                &st);
+        if (r == 0) {
+                sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+                sqlite3_bind_int(st, 2, in->all);
+                sqlite3_bind_int64(st, 3, in->seconds);
+                sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC);
+                r = run(st);
+        }
+        sqlite3_finalize(st);
+        if (r < 0)
+                goto fail;
+        id = sqlite3_last_insert_rowid(s->db);
+        snprintf(request, sizeof request, "%lld", (long long)id);
+        if (in->all) {
+                r = prepare(s, "SELECT id FROM agents ORDER BY id", &ids);
+                while (r == 0 && (rc = sqlite3_step(ids)) == SQLITE_ROW)
+                        r = insert_command(s, (const char *)sqlite3_column_text(ids, 0), NULL, BODY_COMMAND_INSPECT,
+                                           in->seconds, NULL, request, id, now);
+                if (r == 0 && rc != SQLITE_DONE)
+                        r = errno_from_sqlite(rc) < 0 ? errno_from_sqlite(rc) : -EIO;
+                sqlite3_finalize(ids);
+        } else {
+                cJSON_ArrayForEach(a, in->agents)
+                {
+                        r = insert_command(s, a->valuestring, NULL, BODY_COMMAND_INSPECT, in->seconds, NULL, request,
+                                           id, now);
+                        if (r < 0)
+                                break;
+                }
+        }
+fail:
+        r = finish(s, r < 0 ? r : 1);
+out:
+        if (r >= 0)
+                *ret_id = id;
+        return r;
+}
+
+/* Builds an inspection view from a row of (id, seconds, created_at, all_agents). */
+static int inspection_from_row(struct store *s, sqlite3_stmt *row, cJSON **ret)
+{
+        static const char per_agent_sql[] =
+                "SELECT c.agent_id, c.id, c.done_at, n.received_at, n.updated_at, n.bytes,"
+                " EXISTS(SELECT 1 FROM agents a WHERE a.id = c.agent_id)"
+                " FROM commands c LEFT JOIN snapshots n ON n.agent_id = c.agent_id AND n.request = c.request"
+                " WHERE c.inspection_id = ?1 ORDER BY c.id";
+        int64_t id = sqlite3_column_int64(row, 0);
+        sqlite3_stmt *st = NULL;
+        cJSON *v, *agents, *per, *x;
+        size_t n = 0, received = 0;
+        bool ok = true;
+        char cmd[24];
+        int rc, r;
+
+        v = cJSON_CreateObject();
+        if (!v)
+                return -ENOMEM;
+        ok = ok && cJSON_AddNumberToObject(v, "id", (double)id);
+        ok = ok && cJSON_AddNumberToObject(v, "seconds", (double)sqlite3_column_int64(row, 1));
+        ok = ok && add_text(v, "created_at", row, 2);
+        ok = ok && cJSON_AddBoolToObject(v, "all", sqlite3_column_int(row, 3) != 0);
+        ok = ok && (agents = cJSON_AddArrayToObject(v, "agents")) != NULL;
+        ok = ok && (per = cJSON_AddArrayToObject(v, "status")) != NULL;
+        if (!ok) {
+                cJSON_Delete(v);
+                return -ENOMEM;
+        }
+        r = prepare(s, per_agent_sql, &st);
+        if (r == 0) {
+                sqlite3_bind_int64(st, 1, id);
+                while (r == 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+                        bool got = sqlite3_column_type(st, 3) != SQLITE_NULL;
+
+                        n++;
+                        received += got;
+                        snprintf(cmd, sizeof cmd, "%lld", (long long)sqlite3_column_int64(st, 1));
+                        x = cJSON_CreateObject();
+                        ok = x && cJSON_AddItemToArray(per, x);
+                        if (x && !ok)
+                                cJSON_Delete(x);
+                        if (ok) {
+                                cJSON *name = cJSON_CreateString((const char *)sqlite3_column_text(st, 0));
+
+                                ok = name && cJSON_AddItemToArray(agents, name);
+                                if (name && !ok)
+                                        cJSON_Delete(name);
+                        }
+                        ok = ok && add_text(x, "agent_id", st, 0);
+                        ok = ok && cJSON_AddBoolToObject(x, "known", sqlite3_column_int(st, 6) != 0);
+                        ok = ok && cJSON_AddStringToObject(x, "command", cmd);
+                        ok = ok && add_text(x, "command_done_at", st, 2);
+                        ok = ok && cJSON_AddBoolToObject(x, "snapshot", got);
+                        ok = ok && add_text(x, "snapshot_at", st, 3);
+                        ok = ok && add_text(x, "snapshot_updated_at", st, 4);
+                        if (ok && got)
+                                ok = cJSON_AddNumberToObject(x, "snapshot_bytes", (double)sqlite3_column_int64(st, 5));
+                        else if (ok)
+                                ok = cJSON_AddNullToObject(x, "snapshot_bytes");
+                        if (!ok)
+                                r = -ENOMEM;
+                }
+                if (r == 0 && rc != SQLITE_DONE)
+                        r = errno_from_sqlite(rc);
+        }
+        sqlite3_finalize(st);
+        if (r == 0 && (!cJSON_AddNumberToObject(v, "snapshots_received", (double)received) ||
+                       !cJSON_AddBoolToObject(v, "complete", received == n)))
+                r = -ENOMEM;
+        if (r < 0) {
+                cJSON_Delete(v);
+                return r;
+        }
+        *ret = v;
+        return 0;
+}
+
+static int inspection_query(struct store *s, int64_t id, cJSON **ret)
+{
+        sqlite3_stmt *st = NULL;
+        cJSON *arr;
+        int r;
+
+        s->err[0] = '\0';
+        arr = cJSON_CreateArray();
+        if (!arr)
+                return -ENOMEM;
+        r = prepare(s,
+                    "SELECT id, seconds, created_at, all_agents FROM inspections WHERE ?1 = 0 OR id = ?1 ORDER BY id",
+                    &st);
+        if (r == 0) {
+                sqlite3_bind_int64(st, 1, id);
+                r = rows_to_array(s, st, arr, inspection_from_row);
+        }
+        sqlite3_finalize(st);
+        if (r < 0) {
+                cJSON_Delete(arr);
+                return r;
+        }
+        *ret = arr;
+        return 0;
+}
+
+int store_inspection_list(struct store *s, cJSON **ret)
+{
+        return inspection_query(s, 0, ret);
+}
+
+int store_inspection_get(struct store *s, int64_t id, cJSON **ret)
+{
+        cJSON *arr;
+        int r = inspection_query(s, id, &arr);
+
+        if (r < 0)
+                return r;
+        if (!arr->child) {
+                cJSON_Delete(arr);
+                return -ENOENT;
+        }
+        *ret = cJSON_DetachItemViaPointer(arr, arr->child);
+        cJSON_Delete(arr);
+        return 0;
+}
+
+int store_snapshot_put(struct store *s, const char *agent_id, const char *request, const char *text, size_t len,
+                       cJSON **ret)
+{
+        sqlite3_stmt *st = NULL;
+        cJSON *v = NULL;
+        char now[32];
+        int r, created = 0;
+
+        s->err[0] = '\0';
+        now_rfc3339(s, now, sizeof now);
+        r = begin(s);
+        if (r < 0)
+                return r;
+        r = prepare(s, "SELECT 1 FROM snapshots WHERE agent_id = ?1 AND request = ?2", &st);
+        if (r == 0) {
+                sqlite3_bind_text(st, 1, agent_id, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 2, request, -1, SQLITE_STATIC);
+                int rc = sqlite3_step(st);
+                created = rc == SQLITE_DONE;
+                if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+                        r = errno_from_sqlite(rc) < 0 ? errno_from_sqlite(rc) : -EIO;
+        }
+        sqlite3_finalize(st);
+        st = NULL;
+        if (r == 0)
+                r = prepare(s,
+                            "INSERT INTO snapshots (agent_id, request, body, bytes, received_at, updated_at)"
+                            " VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT(agent_id, request) DO UPDATE SET"
+                            " body = ?3, bytes = ?4, updated_at = ?5",
+                            &st);
+        if (r == 0) {
+                sqlite3_bind_text(st, 1, agent_id, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 2, request, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 3, text, (int)len, SQLITE_STATIC);
+                sqlite3_bind_int64(st, 4, (int64_t)len);
+                sqlite3_bind_text(st, 5, now, -1, SQLITE_STATIC);
+                r = run(st);
+        }
+        sqlite3_finalize(st);
+        st = NULL;
+        r = finish(s, r);
+        if (r < 0)
+                return r;
+        r = prepare(s,
+                    "SELECT agent_id, request, bytes, received_at, updated_at FROM snapshots WHERE agent_id = ?1 AND "
+                    "request = ?2",
+                    &st);
+        if (r == 0) {
+                sqlite3_bind_text(st, 1, agent_id, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 2, request, -1, SQLITE_STATIC);
+                if (sqlite3_step(st) != SQLITE_ROW)
+                        r = -EIO;
+        }
+        if (r == 0) {
+                bool ok = (v = cJSON_CreateObject()) != NULL;
+
+                ok = ok && add_text(v, "agent_id", st, 0);
+                ok = ok && add_text(v, "request", st, 1);
+                ok = ok && cJSON_AddNumberToObject(v, "bytes", (double)sqlite3_column_int64(st, 2));
+                ok = ok && add_text(v, "received_at", st, 3);
+                ok = ok && add_text(v, "updated_at", st, 4);
+                ok = ok && cJSON_AddBoolToObject(v, "replaced", !created);
+                if (!ok)
+                        r = -ENOMEM;
+        }
+        sqlite3_finalize(st);
+        if (r < 0) {
+                cJSON_Delete(v);
+                return r;
+        }
+        *ret = v;
+        return created;
+}
+
+int store_snapshot_get(struct store *s, const char *agent_id, const char *request, cJSON **ret)
+{
+        sqlite3_stmt *st = NULL;
+        cJSON *j = NULL;
+        int r, rc;
+
+        s->err[0] = '\0';
+        r = prepare(s, "SELECT body FROM snapshots WHERE agent_id = ?1 AND request = ?2", &st);
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(st, 1, agent_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, request, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+                const char *t = (const char *)sqlite3_column_text(st, 0);
+                int n = sqlite3_column_bytes(st, 0);
+
+                j = t ? cJSON_ParseWithLength(t, (size_t)n) : NULL;
+                r = j ? 0 : -EIO;
+        } else
+                r = rc == SQLITE_DONE ? -ENOENT : errno_from_sqlite(rc);
+        sqlite3_finalize(st);
+        if (r < 0)
+                return r;
+        *ret = j;
+        return 0;
+}
+
+int store_escalation_tick(struct store *s, store_reached_fn reached, void *arg)
+{
+        sqlite3_stmt *cases = NULL, *ins = NULL;
+        int64_t now = store_now_usec(s);
+        char now_text[32];
+        int r, rc, count = 0;
+
+        s->err[0] = '\0';
+        time_format_rfc3339(now, now_text, sizeof now_text);
+        r = begin(s);
+        if (r < 0)
+                return r;
+        r = prepare(s, "SELECT id, level, created_at, title FROM cases WHERE status = 'open' AND fault_active = 1",
+                    &cases);
+        if (r == 0)
+                r = prepare(s,
+                            "INSERT OR IGNORE INTO escalations (case_id, level, after_s, step, reached_at)"
+                            " VALUES (?1, ?2, ?3, ?4, ?5)",
+                            &ins);
+        while (r == 0 && (rc = sqlite3_step(cases)) == SQLITE_ROW) {
+                int64_t id = sqlite3_column_int64(cases, 0), created;
+                const char *level_text = (const char *)sqlite3_column_text(cases, 1);
+                const char *created_text = (const char *)sqlite3_column_text(cases, 2);
+                const char *title = (const char *)sqlite3_column_text(cases, 3);
+                enum rule_level level;
+
+                if (!level_text || rule_level_from_string(level_text, &level) < 0 || !created_text ||
+                    body_rfc3339_to_usec(created_text, &created) < 0)
+                        continue;
+                for (size_t i = 0; r == 0 && i < s->matrix.n[level]; i++) {
+                        const struct escalation_step *step = &s->matrix.steps[level][i];
+
+                        if (created + step->after_s * 1000000 > now)
+                                break;
+                        sqlite3_reset(ins);
+                        sqlite3_bind_int64(ins, 1, id);
+                        sqlite3_bind_text(ins, 2, level_text, -1, SQLITE_STATIC);
+                        sqlite3_bind_int64(ins, 3, step->after_s);
+                        sqlite3_bind_text(ins, 4, step->step, -1, SQLITE_STATIC);
+                        sqlite3_bind_text(ins, 5, now_text, -1, SQLITE_STATIC);
+                        r = run(ins);
+                        if (r == 0 && sqlite3_changes(s->db) > 0) {
+                                count++;
+                                if (reached)
+                                        reached(arg, id, level_text, step, title ? title : "");
+                        }
+                }
+        }
+        if (r == 0 && rc != SQLITE_DONE)
+                r = errno_from_sqlite(rc) < 0 ? errno_from_sqlite(rc) : -EIO;
+        sqlite3_finalize(cases);
+        sqlite3_finalize(ins);
+        r = finish(s, r);
+        return r < 0 ? r : count;
 }

@@ -1,5 +1,7 @@
-/* libFuzzer target: the stub's request-body validation (server-stub/body.c)
- * and its fault-injection bodies and queue (server-stub/inject.c).
+/* libFuzzer target: the stub's request-body validation (server-stub/body.c:
+ * cases, updates, check-ins, commands, inspections, snapshots), its
+ * fault-injection bodies and queue (server-stub/inject.c) and the
+ * --escalation matrix file (server-stub/escalation.c).
  * Any byte string must be accepted or refused with a message, without crash
  * or leak; whatever is accepted must honour the documented caps. The first
  * byte picks nothing: every input goes through both validators, the
@@ -9,6 +11,7 @@
 #include <string.h>
 
 #include "../../server-stub/body.c"
+#include "../../server-stub/escalation.c"
 #include "../../server-stub/inject.c"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -72,6 +75,99 @@ static void check_evidence(const cJSON *ev)
         }
 }
 
+/* The central side's bodies: whatever is accepted is within its caps. */
+static void check_central(const cJSON *root)
+{
+        struct body_checkin *ci;
+        struct body_command cmd;
+        struct body_inspection in;
+        char err[256] = "";
+
+        ci = malloc(sizeof *ci);
+        if (!ci)
+                return;
+        if (body_parse_checkin(root, "agent-1", ci, err, sizeof err) == 0) {
+                if (ci->n_done > BODY_MAX_DONE || ci->interval_s < 0 || ci->interval_s > BODY_MAX_INTERVAL_S ||
+                    (ci->agent_id && strcmp(ci->agent_id, "agent-1") != 0) ||
+                    (ci->time && !body_is_rfc3339(ci->time)) || (ci->status && !cJSON_IsObject(ci->status)) ||
+                    (ci->agent && !cJSON_IsObject(ci->agent)))
+                        abort();
+                for (size_t i = 0; i < ci->n_done; i++)
+                        if (ci->done[i] < 0)
+                                abort();
+                check_string(ci->hostname, BODY_MAX_ID, 0);
+        } else if (!err[0]) {
+                abort();
+        }
+        free(ci);
+        err[0] = '\0';
+        if (body_parse_command(root, &cmd, err, sizeof err) == 0) {
+                if (cmd.type == BODY_COMMAND_MAINTENANCE_START &&
+                    (cmd.seconds < 1 || cmd.seconds > BODY_MAX_MAINTENANCE_SECONDS || !cmd.reason))
+                        abort();
+                if (cmd.type == BODY_COMMAND_INSPECT || cmd.type >= BODY_COMMAND_TYPE_MAX)
+                        abort();
+                check_string(cmd.reason, BODY_MAX_REASON, cmd.type == BODY_COMMAND_MAINTENANCE_START);
+        } else if (!err[0]) {
+                abort();
+        }
+        err[0] = '\0';
+        if (body_parse_inspection(root, &in, err, sizeof err) == 0) {
+                const cJSON *a;
+                size_t n = 0;
+
+                if (in.seconds < 1 || in.seconds > BODY_MAX_INSPECT_SECONDS || (in.all == (in.agents != NULL)))
+                        abort();
+                if (in.agents) {
+                        cJSON_ArrayForEach(a, in.agents)
+                        {
+                                if (!cJSON_IsString(a) || !body_is_url_id(a->valuestring))
+                                        abort();
+                                n++;
+                        }
+                        if (n != in.n_agents || n < 1 || n > BODY_MAX_INSPECTION_AGENTS)
+                                abort();
+                }
+        } else if (!err[0]) {
+                abort();
+        }
+        err[0] = '\0';
+        if (body_check_snapshot(root, err, sizeof err) == 0) {
+                if (!cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(root, "version")))
+                        abort();
+        } else if (!err[0]) {
+                abort();
+        }
+}
+
+/* The same bytes as an --escalation file: accepted steps are in range and
+ * strictly increasing. */
+static void check_escalation(const uint8_t *data, size_t size)
+{
+        struct escalation_matrix *m = malloc(sizeof *m);
+        char err[256] = "";
+        cJSON *j;
+
+        if (!m)
+                return;
+        if (escalation_parse((const char *)data, size, m, err, sizeof err) == 0) {
+                for (int l = 0; l < RULE_LEVEL_MAX; l++) {
+                        if (m->n[l] > ESCALATION_MAX_STEPS)
+                                abort();
+                        for (size_t i = 0; i < m->n[l]; i++)
+                                if (m->steps[l][i].after_s < 1 || m->steps[l][i].after_s > ESCALATION_MAX_AFTER_S ||
+                                    !m->steps[l][i].step[0] ||
+                                    (i > 0 && m->steps[l][i].after_s <= m->steps[l][i - 1].after_s))
+                                        abort();
+                }
+                j = escalation_to_json(m);
+                cJSON_Delete(j);
+        } else if (!err[0]) {
+                abort();
+        }
+        free(m);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
         struct body_case c;
@@ -110,6 +206,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         abort();
                 }
                 check_inject(root);
+                check_central(root);
                 cJSON_Delete(root);
         } else if (!err[0]) {
                 abort();
@@ -122,7 +219,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(text, data, size);
         text[size] = '\0';
         (void)body_check_idempotency_key(text, err, sizeof err);
-        (void)body_is_rfc3339(text);
+        {
+                int64_t usec;
+
+                if (body_rfc3339_to_usec(text, &usec) == 0 && !body_is_rfc3339(text))
+                        abort();
+                if (body_is_url_id(text) && (strlen(text) > BODY_MAX_ID || strchr(text, '/')))
+                        abort();
+        }
+        check_escalation(data, size);
         free(text);
         return 0;
 }
