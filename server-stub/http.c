@@ -139,9 +139,22 @@ const char *http_call_header(const struct http_call *call, const char *name)
         return MHD_lookup_connection_value(call->conn, MHD_HEADER_KIND, name);
 }
 
+void http_reply_html(struct http_reply *reply, unsigned status, char *html)
+{
+        cJSON_Delete(reply->json);
+        reply->json = NULL;
+        free(reply->html);
+        reply->html = html;
+        reply->status = status;
+        if (!html)
+                http_reply_error(reply, 500, "out of memory");
+}
+
 void http_reply_json(struct http_reply *reply, unsigned status, cJSON *json)
 {
         cJSON_Delete(reply->json);
+        free(reply->html);
+        reply->html = NULL;
         reply->status = status;
         reply->json = json;
 }
@@ -356,9 +369,11 @@ static enum MHD_Result send_reply_ra(struct MHD_Connection *conn, const char *me
         struct MHD_Response *resp;
         unsigned status = reply->status;
         char shown[160];
-        char *text = reply->json ? cJSON_PrintUnformatted(reply->json) : NULL;
+        char *text = reply->html ? reply->html : reply->json ? cJSON_PrintUnformatted(reply->json) : NULL;
+        bool html = reply->html != NULL;
         enum MHD_Result ret;
 
+        reply->html = NULL; /* the response owns it now */
         if (text)
                 resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
         else {
@@ -371,7 +386,8 @@ static enum MHD_Result send_reply_ra(struct MHD_Connection *conn, const char *me
                             printable(path, shown, sizeof shown));
                 return MHD_NO;
         }
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                html && text ? "text/html; charset=utf-8" : "application/json");
         if (status == MHD_HTTP_UNAUTHORIZED)
                 MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
         if (status == MHD_HTTP_METHOD_NOT_ALLOWED && allow && allow[0])
@@ -701,6 +717,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
                         http_reply_error(&reply, req->inj.status, "injected");
                         ret = send_reply_ra(conn, method, url, &reply, NULL, req->inj.retry_after);
                         cJSON_Delete(reply.json);
+                        free(reply.html);
                         return ret;
                 }
                 if (req->inj.when == INJECT_BEFORE && req->inj.action == INJECT_DROP) {
@@ -737,9 +754,11 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
                         log_info("%s %s %u: answer dropped after processing (injected)", method,
                                  printable(url, shown, sizeof shown), reply.status);
                         cJSON_Delete(reply.json);
+                        free(reply.html);
                         return MHD_NO;
                 case INJECT_GARBAGE:
                         cJSON_Delete(reply.json);
+                        free(reply.html);
                         return send_garbage(conn, method, url);
                 case INJECT_DELAY:
                         req->held = reply;
@@ -753,6 +772,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         }
         ret = send_reply(conn, method, url, &reply, NULL);
         cJSON_Delete(reply.json);
+        free(reply.html);
         return ret;
 }
 
@@ -766,7 +786,9 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
         if (!req)
                 return;
         cJSON_Delete(req->early.json);
+        free(req->early.html);
         cJSON_Delete(req->held.json);
+        free(req->held.html);
         free(req->body);
         free(req);
         *con_cls = NULL;

@@ -48,6 +48,7 @@ struct http_call {
 struct http_reply {
         unsigned status;
         cJSON *json; /* owned by the reply; NULL after an allocation failure */
+        char *html;  /* owned; when set, the answer is this page (text/html) instead of json */
 };
 
 typedef void (*http_handler_fn)(struct store *store, const struct http_call *call, struct http_reply *reply);
@@ -57,6 +58,8 @@ const char *http_call_header(const struct http_call *call, const char *name);
 
 /* Sets reply to status with json (takes ownership of json). */
 void http_reply_json(struct http_reply *reply, unsigned status, cJSON *json);
+/* Sets reply to status with an HTML page (takes ownership of html, from malloc). */
+void http_reply_html(struct http_reply *reply, unsigned status, char *html);
 /* Sets reply to status with {"error": message}. */
 void http_reply_error(struct http_reply *reply, unsigned status, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
