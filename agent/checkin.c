@@ -83,7 +83,9 @@ static void on_done(const struct sender_result *res, void *userdata)
 
         c->in_flight = false;
         if (res->http_status != 200) {
-                if (res->http_status)
+                if (res->http_status == 401)
+                        snprintf(msg, sizeof msg, "central API refused the bearer token (HTTP 401); check token_file");
+                else if (res->http_status)
                         snprintf(msg, sizeof msg, "HTTP %ld: %s", res->http_status,
                                  answer_error_text(res->body, res->body_len, text, sizeof text));
                 else

@@ -270,8 +270,9 @@ def test_wrong_token_is_logged_clearly(stub, tmp_path):
     try:
         a.start()
         a.hw.set_temp("testcpu", 1, 97.0)
-        wait_until(lambda: "HTTP 401" in a.log(), 10)
-        assert "central API refused the bearer token (HTTP 401)" in a.log()
+        # the case's open, not only the check-in, is refused and says why
+        wait_until(lambda: "refused the bearer token (HTTP 401) on opening the case" in a.log(), 10)
+        assert "central API refused the bearer token (HTTP 401) on opening the case" in a.log()
         assert "not-the-token" not in a.log()
         assert cases_for(stub) == []
     finally:
