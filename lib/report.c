@@ -413,7 +413,7 @@ static void downtime_chart(struct out *o, const cJSON *snap, double t0, double t
         }
         chart_close(o);
         put(o, "<p class=\"legend\">");
-        putf(o, "%zu outages drawn (red: unclean, grey: clean stop). Downtime ", drawn);
+        putf(o, "Outages: %zu (red: unclean, grey: clean stop). Downtime ", drawn);
         put_duration(o, num_or(dt, "downtime_s", 0));
         put(o, ", unclean ");
         put_duration(o, num_or(dt, "unclean_s", 0));
@@ -447,8 +447,7 @@ static void faults_chart(struct out *o, const cJSON *snap, double t0, double t1)
         }
         chart_close(o);
         putf(o,
-             "<p class=\"legend\">%zu faults fired (red, upper half) and %zu cleared (green, lower half) "
-             "in the period.</p></div>\n",
+             "<p class=\"legend\">Faults fired: %zu (red, upper half); cleared: %zu (green, lower half).</p></div>\n",
              firing, cleared);
 }
 
@@ -523,11 +522,15 @@ static void summary_table(struct out *o, const cJSON *const *snaps, size_t n)
                 put(o, " / ");
                 put_duration(o, num_or(dt, "unclean_s", 0));
                 put(o, "</td><td>");
+                size_t nq = 0;
                 cJSON_ArrayForEach(q, get(dt, "quarters"))
                 {
                         esc(o, str(q, "quarter"));
                         putf(o, ": %.0f<br>", num_or(q, "warranty_days", 0));
+                        nq++;
                 }
+                if (nq == 0)
+                        put(o, "no downtime");
                 putf(o, "</td><td>%.0f</td></tr>\n", outbox_pending(snaps[i]));
         }
         put(o, "</table>\n");
@@ -606,6 +609,8 @@ static int host_section(struct out *o, const cJSON *snap, const cJSON *cases)
         esc(o, str(ag, "hw_vendor"));
         put(o, " ");
         esc(o, str(ag, "hw_model"));
+        if (!*str(ag, "hw_vendor") && !*str(ag, "hw_model"))
+                put(o, "not reported (no DMI data)");
         put(o, "</td></tr>\n<tr><th>CPU / memory</th><td>");
         putf(o, "%.0f &times; ", num_or(ag, "cpus", 0));
         esc(o, str(ag, "cpu_model"));

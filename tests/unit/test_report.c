@@ -161,6 +161,7 @@ static void test_page(void **state)
         assert_int_equal(count(html, "<line class=\"cleared\""), 1);
         /* Bounded: 2 lines of at most REPORT_CHART_POINTS points per series. */
         assert_true(count(html, ",") < (SERIES + 1) * 2 * (REPORT_CHART_POINTS + 1) + 200);
+        print_message("page of %d series over %d days: %zu bytes\n", SERIES + 1, DAYS, strlen(html));
         assert_true(strlen(html) < 1024 * 1024);
         free(html);
         cJSON_Delete(s);
