@@ -207,11 +207,16 @@ static double y_of(const struct axis *a, double v)
         return PAD_T + (1 - f) * (CHART_H - PAD_T - PAD_B);
 }
 
-static void chart_open(struct out *o, const char *caption_fixed, const char *caption_input, const struct axis *a)
+static void chart_open(struct out *o, const char *caption_fixed, const char *caption_input, const char *caption_more,
+                       const struct axis *a)
 {
         put(o, "<figure><figcaption>");
         put(o, caption_fixed);
         esc(o, caption_input);
+        if (*caption_more) {
+                put(o, " ");
+                esc(o, caption_more);
+        }
         putf(o,
              "</figcaption>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
              "viewBox=\"0 0 %.0f %.0f\" role=\"img\">\n",
@@ -354,7 +359,7 @@ static int series_charts(struct out *o, const cJSON *snap, const char *source, c
                 }
                 *any = true;
                 put(o, "<div class=\"chart\">");
-                chart_open(o, what, "", &a);
+                chart_open(o, what, str(s, "object"), str(s, "name"), &a);
                 putf(o, "<text class=\"tick\" x=\"%.0f\" y=\"%.0f\" text-anchor=\"end\">%.1f</text>", PAD_L - 4,
                      PAD_T + 8, a.hi);
                 putf(o, "<text class=\"tick\" x=\"%.0f\" y=\"%.0f\" text-anchor=\"end\">%.1f</text>\n", PAD_L - 4,
@@ -373,6 +378,10 @@ static int series_charts(struct out *o, const cJSON *snap, const char *source, c
                         polyline(o, "band", &a, &sp, 3);
                         polyline(o, "avg", &a, &sp, 2);
                 }
+                /* Few points make no visible line: mark each one as well. */
+                for (size_t i = 0; sp.n <= 48 && i < sp.n; i++)
+                        putf(o, "<circle class=\"pt\" cx=\"%.1f\" cy=\"%.1f\" r=\"2.5\"/>\n", x_of(&a, sp.p[i][0]),
+                             y_of(&a, sp.p[i][2]));
                 free(sp.p);
                 chart_close(o);
                 put(o, "<p class=\"legend\">");
@@ -398,7 +407,7 @@ static void downtime_chart(struct out *o, const cJSON *snap, double t0, double t
         size_t drawn = 0;
 
         put(o, "<div class=\"chart\">");
-        chart_open(o, "Restarts and outages of the agent", "", &a);
+        chart_open(o, "Restarts and outages of the agent", "", "", &a);
         cJSON_ArrayForEach(x, get(dt, "outages"))
         {
                 double s = parse_time(str(x, "start")), e = parse_time(str(x, "end"));
@@ -429,7 +438,7 @@ static void faults_chart(struct out *o, const cJSON *snap, double t0, double t1)
         size_t firing = 0, cleared = 0;
 
         put(o, "<div class=\"chart\">");
-        chart_open(o, "Faults over time", "", &a);
+        chart_open(o, "Faults over time", "", "", &a);
         cJSON_ArrayForEach(x, get(get(snap, "history"), "events"))
         {
                 const char *kind = str(x, "kind");
@@ -462,8 +471,9 @@ static const char style[] =
         "th{background:#eee}figure{margin:0.8em 0 0 0}figcaption{font-weight:bold}\n"
         ".legend{font-size:0.85em;margin:0.2em 0 0.8em 0}\n"
         "svg{border:0;background:#fff}.frame{fill:none;stroke:#888}.tick{font-size:10px;fill:#444}\n"
-        ".avg{fill:none;stroke:#1f5fa8;stroke-width:1.5}.band{fill:none;stroke:#9dbde0;stroke-width:1}\n"
-        ".max{stroke:#d08000;stroke-dasharray:6 3}.crit{stroke:#c00000;stroke-dasharray:6 3}\n"
+        ".avg{fill:none;stroke:#1f5fa8;stroke-width:1.5}.pt{fill:#1f5fa8}.band{fill:none;stroke:#9dbde0;stroke-width:1}"
+        "\n"
+        "line.max{stroke:#d08000;stroke-dasharray:6 3}line.crit{stroke:#c00000;stroke-dasharray:6 3}\n"
         "text.max{fill:#d08000}text.crit{fill:#c00000}\n"
         ".unclean{fill:#c00000}.clean{fill:#999}.firing{stroke:#c00000;stroke-width:2}"
         ".cleared{stroke:#2a8a2a;stroke-width:2}\n"
@@ -636,13 +646,13 @@ static int host_section(struct out *o, const cJSON *snap, const cJSON *cases)
         put(o, "</td></tr>\n</table>\n");
 
         put(o, "<h3>Temperatures</h3>\n");
-        if ((r = series_charts(o, snap, "sensor", "Temperature ", t0, t1, &any)) < 0)
+        if ((r = series_charts(o, snap, "sensor", "Temperature: ", t0, t1, &any)) < 0)
                 return r;
         if (!any)
                 put(o, "<p>No sensor readings in the period.</p>\n");
         any = false;
         put(o, "<h3>Heartbeat</h3>\n");
-        if ((r = series_charts(o, snap, "heartbeat", "Heartbeat ", t0, t1, &any)) < 0)
+        if ((r = series_charts(o, snap, "heartbeat", "Heartbeat: ", t0, t1, &any)) < 0)
                 return r;
         if (!any)
                 put(o, "<p>No heartbeat readings in the period.</p>\n");

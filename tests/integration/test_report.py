@@ -4,15 +4,17 @@ screenshot is kept as build/test-artifacts/report.png) and its DOM holds the
 host name, the charts and the fault's title. Chromium runs with no network:
 every flag that makes it call home is off, and the page loads nothing."""
 
+import json
 import os
 import re
 import socket
 import subprocess
 import tempfile
+import time
 
 import pytest
 
-from conftest import ROOT, require_tool
+from conftest import ROOT, require_root, require_tool, wait_until
 from test_snapshot import LedgerAgent
 from test_snmptrap import LINK_DOWN, link_key, link_varbinds, v2c_args
 
@@ -79,3 +81,36 @@ def test_report_of_a_host_with_a_fault_renders_in_chromium(ragent, stub, tmp_pat
     esc = title.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     assert esc in text, title
     assert cases[0]["title"] == title  # the same fault the central side holds as a case
+
+
+def test_report_charts_the_temperatures_of_a_sensor_host(stub, tmp_path):
+    require_root()
+    require_tool("chromium", "chromium")
+    from test_agent import Agent, LABEL  # the sensor agent on a fake hwmon tree
+
+    a = Agent(str(tmp_path / "agent"), stub.url, stub.token_file)
+    try:
+        a.start()
+        for c in (50.0, 58.0, 53.0):
+            a.hw.set_temp("testcpu", 1, c)
+            time.sleep(1.2)
+        wait_until(lambda: any(s["source"] == "sensor" for s in
+                               json.loads(a.ctl("snapshot", "--since", "1h").stdout)["history"]["series"]), 5)
+        r = a.ctl("report", "--since", "1h")
+        assert r.returncode == 0, r.stderr
+    finally:
+        a.stop()
+    page = tmp_path / "report.html"
+    page.write_text(r.stdout)
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    png = os.path.join(ARTIFACTS, "report-sensors.png")
+    if os.path.exists(png):
+        os.unlink(png)
+    chromium("--screenshot=" + png, "--window-size=1280,2400", "file://" + str(page))
+    with open(png, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    dom = chromium("--dump-dom", "file://" + str(page)).stdout
+    # a temperature chart with a line of readings, named after the sensor
+    assert "Temperature" in dom and LABEL in dom, dom[:3000]
+    assert re.search(r'<polyline class="avg" points="[0-9.]+,[0-9.]+', dom), dom[:3000]
+    assert len(re.findall(r"<svg\b", dom)) >= 3
