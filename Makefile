@@ -115,7 +115,7 @@ $(B)/bench/%: $(B)/obj/bench/%.o $(B)/libweibao-agent.a $(B)/libweibao-core.a
 DEB_BUILD = build-essential pkg-config clang clang-format debhelper dpkg-dev libsensors-dev libcurl4-openssl-dev \
             libcjson-dev libmicrohttpd-dev libgnutls28-dev libsqlite3-dev libsystemd-dev libcmocka-dev libsnmp-dev nettle-dev
 DEB_TEST  = python3 python3-pytest lm-sensors util-linux iproute2 procps curl openssl sqlite3 snmp systemd lintian groff-base \
-            debootstrap systemd-container dbus-daemon python3-dbus python3-gi nftables
+            debootstrap systemd-container dbus-daemon python3-dbus python3-gi nftables chromium
 DEB_BENCH = collectd-core monit snmptrapd snmptt
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -1,6 +1,6 @@
 /* weibaoctl: the command line for a running weibao-agent, over its Unix
  * control socket (agent/control.h has the protocol). Prints status and faults
- * for people, snapshot as JSON. Exit codes: 0 success, 1 the agent answered
+ * for people, snapshot as JSON, report as HTML. Exit codes: 0 success, 1 the agent answered
  * with an error or could not be reached, 2 invalid usage. */
 #include <errno.h>
 #include <getopt.h>
@@ -15,6 +15,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "../lib/report.h"
 #include "../lib/xalloc.h"
 
 #define DEFAULT_SOCKET "/run/weibao/control.sock"
@@ -34,6 +35,7 @@ static void usage(FILE *f)
                    "  outbox [retry]  requests not yet delivered and why; retry: try parked ones again\n"
                    "  maintenance [list|start|end]  maintenance windows (faults open no case during one)\n"
                    "  snapshot [--since D] [--minutes]  the health snapshot as JSON (docs/snapshot.md; D default 90d)\n"
+                   "  report [--since D]  the inspection report of this host as one HTML page (D default 90d)\n"
                    "  reload     re-read configuration and rules (like SIGHUP)\n"
                    "\n"
                    "Maintenance windows:\n"
@@ -450,7 +452,7 @@ int main(int argc, char **argv)
         char line[1024];
         for (size_t i = 0; i < sizeof one / sizeof one[0]; i++)
                 known |= strcmp(cmd, one[i]) == 0;
-        if (strcmp(cmd, "snapshot") == 0) {
+        if (strcmp(cmd, "snapshot") == 0 || strcmp(cmd, "report") == 0) {
                 unsigned long long secs = 90ULL * 86400;
                 bool minutes = false;
                 for (int i = optind + 1; i < argc; i++) {
@@ -461,10 +463,10 @@ int main(int argc, char **argv)
                                                 argv[i]);
                                         return 2;
                                 }
-                        } else if (strcmp(argv[i], "--minutes") == 0) {
+                        } else if (strcmp(argv[i], "--minutes") == 0 && strcmp(cmd, "snapshot") == 0) {
                                 minutes = true;
                         } else {
-                                fprintf(stderr, "weibaoctl: snapshot: unexpected '%s'\n", argv[i]);
+                                fprintf(stderr, "weibaoctl: %s: unexpected '%s'\n", cmd, argv[i]);
                                 return 2;
                         }
                 }
@@ -539,6 +541,17 @@ send:
                 if (s)
                         printf("%s\n", s);
                 free(s);
+        } else if (strcmp(cmd, "report") == 0) {
+                const cJSON *snap = cJSON_GetObjectItemCaseSensitive(o, "snapshot");
+                char *html = NULL;
+                r = cJSON_IsObject(snap) ? report_render_html(&snap, 1, NULL, NULL, &html) : -EBADMSG;
+                if (r < 0) {
+                        fprintf(stderr, "weibaoctl: rendering the report: %s\n", strerror(-r));
+                        rc = 1;
+                } else {
+                        fputs(html, stdout);
+                        free(html);
+                }
         } else {
                 printf("reloaded: %.0f rules\n", num(o, "rules"));
         }
