@@ -110,6 +110,7 @@ static const struct route routes[] = {
         {"GET", "/api/v1/inspections", true, false, inspections_list, 0},
         {"POST", "/api/v1/inspections", true, false, inspections_create, 0},
         {"GET", "/api/v1/inspections/{id}", true, false, inspections_get, 0},
+        {"GET", "/inspections/{id}/report.html", true, false, inspections_report, 0},
         {"POST", "/api/v1/_test/inject", true, true, handle_inject_add, 0},
         {"GET", "/api/v1/_test/inject", true, true, handle_inject_list, 0},
         {"DELETE", "/api/v1/_test/inject", true, true, handle_inject_clear, 0},

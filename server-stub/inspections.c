@@ -5,8 +5,11 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "../lib/log.h"
+#include "../lib/report.h"
+#include "../lib/xalloc.h"
 #include "body.h"
 #include "cases.h"
 #include "store.h"
@@ -95,4 +98,74 @@ void inspections_get(struct store *store, const struct http_call *call, struct h
                 return;
         }
         http_reply_json(reply, 200, view);
+}
+
+void inspections_report(struct store *store, const struct http_call *call, struct http_reply *reply)
+{
+        cJSON *view = NULL, *cases = NULL, *all = NULL;
+        const cJSON *st, *e;
+        cJSON **snaps = NULL;
+        size_t n = 0, cap;
+        char title[96], req[32], *html = NULL;
+        int64_t id;
+        int r;
+
+        if (cases_parse_id(call->params[0], &id) < 0) {
+                http_reply_error(reply, 404, "no inspection with id %s", call->params[0]);
+                return;
+        }
+        r = store_inspection_get(store, id, &view);
+        if (r == -ENOENT) {
+                http_reply_error(reply, 404, "no inspection with id %lld", (long long)id);
+                return;
+        }
+        if (r < 0) {
+                cases_reply_store_error(reply, store, "reading an inspection", r);
+                return;
+        }
+        st = cJSON_GetObjectItemCaseSensitive(view, "status");
+        cap = (size_t)cJSON_GetArraySize(st);
+        snaps = xcalloc(cap ? cap : 1, sizeof *snaps);
+        cases = cJSON_CreateArray();
+        if (!snaps || !cases) {
+                r = -ENOMEM;
+                goto out;
+        }
+        snprintf(req, sizeof req, "%lld", (long long)id);
+        /* every host whose snapshot arrived, with its open cases */
+        cJSON_ArrayForEach(e, st)
+        {
+                const cJSON *agent = cJSON_GetObjectItemCaseSensitive(e, "agent_id");
+                if (!cJSON_IsString(agent) || !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "snapshot")))
+                        continue;
+                cJSON *snap = NULL;
+                if ((r = store_snapshot_get(store, agent->valuestring, req, &snap)) == -ENOENT)
+                        continue;
+                if (r < 0)
+                        goto out;
+                snaps[n++] = snap;
+                struct store_filter f = {.agent_id = agent->valuestring, .status = "open", .fault_active = -1};
+                if ((r = store_case_list(store, &f, &all)) < 0)
+                        goto out;
+                cJSON *c;
+                while ((c = cJSON_DetachItemFromArray(all, 0)))
+                        cJSON_AddItemToArray(cases, c);
+                cJSON_Delete(all);
+                all = NULL;
+        }
+        snprintf(title, sizeof title, "Inspection %lld", (long long)id);
+        r = report_render_html((const cJSON *const *)snaps, n, cases, title, &html);
+out:
+        if (r == -EFBIG)
+                http_reply_error(reply, 500, "the report would be larger than %u bytes", REPORT_HTML_MAX);
+        else if (r < 0)
+                cases_reply_store_error(reply, store, "building the report", r);
+        else
+                http_reply_html(reply, 200, html);
+        for (size_t i = 0; i < n; i++)
+                cJSON_Delete(snaps[i]);
+        free(snaps);
+        cJSON_Delete(cases);
+        cJSON_Delete(all);
+        cJSON_Delete(view);
 }

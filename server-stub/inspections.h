@@ -9,5 +9,8 @@
 void inspections_create(struct store *store, const struct http_call *call, struct http_reply *reply);
 /* GET /api/v1/inspections */
 void inspections_list(struct store *store, const struct http_call *call, struct http_reply *reply);
+/* GET /inspections/{id}/report.html: the inspection report of every host
+ * whose snapshot arrived, with their open cases (lib/report.h), as one page. */
+void inspections_report(struct store *store, const struct http_call *call, struct http_reply *reply);
 /* GET /api/v1/inspections/{id} */
 void inspections_get(struct store *store, const struct http_call *call, struct http_reply *reply);

@@ -137,3 +137,47 @@ def test_the_central_side_starts_a_maintenance_window(cstub, tmp_path):
         assert wait_until(lambda: not a.status()["cases"]["maintenance"], 5)
     finally:
         a.stop()
+
+
+def test_the_inspection_report_page_shows_both_hosts_and_their_open_cases(cstub, tmp_path):
+    require_tool("snmptrap", "snmp")
+    require_tool("chromium", "chromium")
+    from test_report import ARTIFACTS, chromium
+    from test_snmptrap import LINK_DOWN, link_varbinds, v2c_args
+
+    a1 = CheckinAgent(str(tmp_path / "a1"), cstub, "rep-one")
+    a2 = CheckinAgent(str(tmp_path / "a2"), cstub, "rep-two")
+    try:
+        a1.start()
+        a2.start()
+        a1.trap(*v2c_args(), ["", LINK_DOWN, *link_varbinds(6, descr="<b>uplink</b>")])
+        cstub.wait_for(lambda: cstub.cases(), 10)
+        assert wait_until(lambda: {"rep-one", "rep-two"} <= set(agents_of(cstub)), 10)
+        r = cstub.post("/api/v1/inspections", json={"agents": ["rep-one", "rep-two"]},
+                       headers={"Idempotency-Key": "insp-rep"})
+        assert r.status == 201, r
+        req = r.json["id"]
+        assert wait_until(lambda: cstub.get("/api/v1/inspections/%s" % req).json["snapshots_received"] == 2, 10)
+        page = cstub.get("/inspections/%s/report.html" % req)
+        assert page.status == 200, page
+        assert page.headers["content-type"].startswith("text/html")
+        html = page.body.decode()
+        assert "<script" not in html
+        assert "&lt;b&gt;uplink&lt;/b&gt;" in html or "&lt;b&gt;uplink" in html  # the device's text, escaped
+        path = tmp_path / "inspection.html"
+        path.write_text(html)
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        shot = os.path.join(ARTIFACTS, "inspection-report.png")
+        r = chromium("--screenshot=" + shot, "--window-size=1280,3000", "file://" + str(path))
+        assert r.returncode == 0 and os.path.getsize(shot) > 10000, r.stderr[-2000:]
+        dom = chromium("--dump-dom", "file://" + str(path)).stdout
+        assert "rep-one" in dom and "rep-two" in dom
+        assert dom.count("<svg") >= 4
+        case = cstub.cases()[0]
+        assert case["title"].split(":")[0] in dom  # the open case is listed
+        # no token, no page
+        assert cstub.get("/inspections/%s/report.html" % req, auth=False).status == 401
+        assert cstub.get("/inspections/999/report.html").status == 404
+    finally:
+        a1.stop()
+        a2.stop()
