@@ -48,6 +48,11 @@ struct rstate {
         uint64_t since;
         char *title, *desc; /* texts of the last event, for transitions made by time */
         size_t title_cap, desc_cap;
+        /* pending: a copy of the last event whose when held, so a firing that
+         * time makes still reports its readings (strings in last_buf) */
+        struct event *last;
+        char *last_buf;
+        size_t last_cap;
         size_t key_len;
         char key[];
 };
@@ -378,7 +383,70 @@ static void rstate_free(struct rstate *s)
 {
         free(s->title);
         free(s->desc);
+        free(s->last);
+        free(s->last_buf);
         free(s);
+}
+
+static void forget_event(struct rstate *s)
+{
+        free(s->last);
+        free(s->last_buf);
+        s->last = NULL;
+        s->last_buf = NULL;
+        s->last_cap = 0;
+}
+
+static size_t str_room(const char *p)
+{
+        return p ? strlen(p) + 1 : 0;
+}
+
+static const char *str_copy(char **at, const char *p)
+{
+        size_t n;
+        char *r;
+
+        if (!p)
+                return NULL;
+        n = strlen(p) + 1;
+        r = *at;
+        memcpy(r, p, n);
+        *at += n;
+        return r;
+}
+
+/* Keeps a copy of e in s (on allocation failure the older copy, or none). */
+static void save_event(struct rstate *s, const struct event *e)
+{
+        size_t need = str_room(e->source) + str_room(e->name) + str_room(e->object) + str_room(e->unit);
+        char *at;
+
+        for (size_t i = 0; i < e->n_attrs; i++)
+                need += str_room(e->attrs[i].key) +
+                        (e->attrs[i].type == EVENT_ATTR_STRING ? str_room(e->attrs[i].str) : 0);
+        if (!s->last && !(s->last = xcalloc(1, sizeof *s->last)))
+                return;
+        if (need > s->last_cap) {
+                char *nb = xrealloc(s->last_buf, need);
+                if (!nb) {
+                        forget_event(s);
+                        return;
+                }
+                s->last_buf = nb;
+                s->last_cap = need;
+        }
+        at = s->last_buf;
+        *s->last = *e;
+        s->last->source = str_copy(&at, e->source);
+        s->last->name = str_copy(&at, e->name);
+        s->last->object = str_copy(&at, e->object);
+        s->last->unit = str_copy(&at, e->unit);
+        for (size_t i = 0; i < e->n_attrs; i++) {
+                s->last->attrs[i].key = str_copy(&at, e->attrs[i].key);
+                if (e->attrs[i].type == EVENT_ATTR_STRING)
+                        s->last->attrs[i].str = str_copy(&at, e->attrs[i].str);
+        }
 }
 
 void rule_engine_free(struct rule_engine *re)
@@ -707,6 +775,7 @@ static void start_state(struct rule_engine *re, const struct rule *r, const stru
                 return;
         render_texts(re, r, c);
         save_texts(re, s);
+        save_event(s, c->e);
 }
 
 static struct ncache *ncache_entry(struct ncache *tab, size_t size, const char *p)
@@ -843,7 +912,8 @@ static bool eval_rule(struct rule_engine *re, const struct rule *r, const struct
                 uint64_t at = s->since + r->for_usec;
 
                 state_set(re, s, RS_FIRING, at);
-                emit(RULE_FIRING, s, s->title, s->desc, NULL, at, fn, userdata);
+                emit(RULE_FIRING, s, s->title, s->desc, s->last, at, fn, userdata);
+                forget_event(s);
                 /* and its "clear after" may have passed since, too */
         }
         if (s->kind == RS_FIRING && r->has_clear_after && elapsed(now, s->since, r->clear_after_usec)) {
@@ -870,6 +940,7 @@ static bool eval_rule(struct rule_engine *re, const struct rule *r, const struct
                 if (w) {
                         render_texts(re, r, c);
                         save_texts(re, s);
+                        save_event(s, e);
                 } else {
                         state_remove(re, pp);
                 }
@@ -988,7 +1059,8 @@ void rule_engine_tick(struct rule_engine *re, uint64_t now, rule_hit_fn fn, void
 
                         if (s->kind == RS_PENDING && elapsed(now, s->since, r->for_usec)) {
                                 state_set(re, s, RS_FIRING, s->since + r->for_usec);
-                                emit(RULE_FIRING, s, s->title, s->desc, NULL, s->since, fn, userdata);
+                                emit(RULE_FIRING, s, s->title, s->desc, s->last, s->since, fn, userdata);
+                                forget_event(s);
                         }
                         if (s->kind == RS_FIRING && r->has_clear_after && elapsed(now, s->since, r->clear_after_usec)) {
                                 emit(RULE_CLEARED, s, s->title, s->desc, NULL, s->since + r->clear_after_usec, fn,

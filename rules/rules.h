@@ -68,11 +68,14 @@ struct rule_hit {
         enum rule_transition transition;
         const struct rule *rule;
         enum rule_level level;
-        const char *key;           /* rendered key template */
-        const char *title;         /* rendered from the triggering event */
-        const char *description;   /* rendered; "" when the rule has none */
-        const struct event *event; /* the triggering event; NULL when it came from rule_engine_tick() */
-        uint64_t mono_usec;        /* when the transition happened */
+        const char *key;         /* rendered key template */
+        const char *title;       /* rendered from the triggering event */
+        const char *description; /* rendered; "" when the rule has none */
+        /* the triggering event; for a firing that time made (the "for" ran
+         * out between events), the last event whose when held; NULL for
+         * other transitions time made (clears, "clear after") */
+        const struct event *event;
+        uint64_t mono_usec; /* when the transition happened */
 };
 
 typedef void (*rule_hit_fn)(const struct rule_hit *hit, void *userdata);

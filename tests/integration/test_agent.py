@@ -291,6 +291,9 @@ def test_default_rules_open_p3_case(stub, tmp_path):
         c = [c for c in cases_for(stub) if c["level"] == "P3"]
         assert len(c) == 1
         assert c[0]["rule"] == "temperature-critical"
+        # the "for 10s" ran out between two readings, yet the case carries them
+        full = stub.case(c[0]["id"])
+        assert full["readings"]["value"] == 99.0 and full["readings"]["crit"] == 95.0, full["readings"]
     finally:
         a.stop()
 

@@ -26,6 +26,8 @@ struct hits {
                 char rule[64], key[300], title[600], desc[300];
                 enum rule_level level;
                 bool has_event;
+                double value;    /* the event's value, when it has one */
+                char object[64]; /* the event's object (a copy: the event may be the engine's) */
                 uint64_t mono;
         } h[64];
 };
@@ -42,6 +44,9 @@ static void record(const struct rule_hit *hit, void *userdata)
         snprintf(hs->h[hs->n].desc, sizeof hs->h[0].desc, "%s", hit->description);
         hs->h[hs->n].level = hit->level;
         hs->h[hs->n].has_event = hit->event != NULL;
+        hs->h[hs->n].value = hit->event && hit->event->has_value ? hit->event->value : -1;
+        snprintf(hs->h[hs->n].object, sizeof hs->h[0].object, "%s",
+                 hit->event && hit->event->object ? hit->event->object : "");
         hs->h[hs->n].mono = hit->mono_usec;
         hs->n++;
 }
@@ -314,7 +319,11 @@ static void test_tick_and_late_events(void **state)
         rule_engine_tick(re, 110 * SEC, record, &hs);
         assert_int_equal(hs.n, 1);
         assert_int_equal(hs.h[0].t, RULE_FIRING);
-        assert_false(hs.h[0].has_event);
+        /* a firing time made reports the last event whose condition held, so
+         * the case still carries its readings */
+        assert_true(hs.h[0].has_event);
+        assert_true(hs.h[0].value == 85);
+        assert_string_equal(hs.h[0].object, "l");
         assert_string_equal(hs.h[0].title, "high 85"); /* the saved text of the last event */
         assert_string_equal(hs.h[0].key, "temp:c/l");
         temp_event(&e, "c", "l", 60, 120);
@@ -338,7 +347,8 @@ static void test_tick_and_late_events(void **state)
         assert_int_equal(hs.n, 1);
         assert_int_equal(hs.h[0].t, RULE_FIRING);
         assert_int_equal(hs.h[0].mono, 310 * SEC);
-        assert_false(hs.h[0].has_event);
+        assert_true(hs.h[0].has_event); /* the event at 300, not the one at 320 */
+        assert_true(hs.h[0].value == 85);
         /* a late event after the clear period: cleared (at 380), then the
          * event's own true condition starts a new pending state */
         temp_event(&e, "c", "l", 85, 400);
