@@ -147,6 +147,10 @@ try:
         conf = conf.replace(os.path.join(root, "rules", "default", "*.rules"), os.path.join(rules, "*.rules"))
         conf = conf.replace("log_level debug", "log_level notice")
         conf = conf.replace("  interval 50ms\n  timeout 1s\n", "  interval 200ms\n  timeout 600ms\n  flap_count 32\n  flap_window 1s\n")
+        # every trial a new firing period: the fault table's reopen window,
+        # flapping and storm limits are out of the way (the figure is detection)
+        conf += ("cases {\n  reopen_window 0s\n  flap_count 0\n  storm_keys 0\n  case_rate 1000000\n"
+                 "  case_burst 1000000\n}\n")
         with open(a.conf, "w") as f:
             f.write(conf)
         agents.append(a)

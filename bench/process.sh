@@ -92,6 +92,15 @@ collector process {
         watch "bench pidfile=$tmp/bench.pid"
         grace 1h
 }
+# every trial is a new firing period: no reopen window, no flapping, no
+# storm limits (the figure is detection, not the lifecycle)
+cases {
+        reopen_window 0s
+        flap_count 0
+        storm_keys 0
+        case_rate 1000000
+        case_burst 1000000
+}
 EOF
 "$agent_bin" --config "$tmp/agent.conf" >"$tmp/agent.log" 2>&1 &
 started+=($!)
