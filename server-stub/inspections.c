@@ -78,26 +78,36 @@ void inspections_list(struct store *store, const struct http_call *call, struct 
         http_reply_json(reply, 200, obj);
 }
 
+/* The inspection the path names, as its view (caller frees with
+ * cJSON_Delete); false after answering 404 or the storage error. */
+static bool inspection_of_path(struct store *store, const struct http_call *call, struct http_reply *reply,
+                               int64_t *ret_id, cJSON **ret_view)
+{
+        int r;
+
+        if (cases_parse_id(call->params[0], ret_id) < 0) {
+                http_reply_error(reply, 404, "no inspection with id %s", call->params[0]);
+                return false;
+        }
+        r = store_inspection_get(store, *ret_id, ret_view);
+        if (r == -ENOENT) {
+                http_reply_error(reply, 404, "no inspection with id %lld", (long long)*ret_id);
+                return false;
+        }
+        if (r < 0) {
+                cases_reply_store_error(reply, store, "reading an inspection", r);
+                return false;
+        }
+        return true;
+}
+
 void inspections_get(struct store *store, const struct http_call *call, struct http_reply *reply)
 {
         cJSON *view;
         int64_t id;
-        int r;
 
-        if (cases_parse_id(call->params[0], &id) < 0) {
-                http_reply_error(reply, 404, "no inspection with id %s", call->params[0]);
-                return;
-        }
-        r = store_inspection_get(store, id, &view);
-        if (r == -ENOENT) {
-                http_reply_error(reply, 404, "no inspection with id %lld", (long long)id);
-                return;
-        }
-        if (r < 0) {
-                cases_reply_store_error(reply, store, "reading an inspection", r);
-                return;
-        }
-        http_reply_json(reply, 200, view);
+        if (inspection_of_path(store, call, reply, &id, &view))
+                http_reply_json(reply, 200, view);
 }
 
 void inspections_report(struct store *store, const struct http_call *call, struct http_reply *reply)
@@ -110,19 +120,8 @@ void inspections_report(struct store *store, const struct http_call *call, struc
         int64_t id;
         int r;
 
-        if (cases_parse_id(call->params[0], &id) < 0) {
-                http_reply_error(reply, 404, "no inspection with id %s", call->params[0]);
+        if (!inspection_of_path(store, call, reply, &id, &view))
                 return;
-        }
-        r = store_inspection_get(store, id, &view);
-        if (r == -ENOENT) {
-                http_reply_error(reply, 404, "no inspection with id %lld", (long long)id);
-                return;
-        }
-        if (r < 0) {
-                cases_reply_store_error(reply, store, "reading an inspection", r);
-                return;
-        }
         st = cJSON_GetObjectItemCaseSensitive(view, "status");
         cap = (size_t)cJSON_GetArraySize(st);
         snaps = xcalloc(cap ? cap : 1, sizeof *snaps);
