@@ -29,11 +29,13 @@
  * - Exit: each watched process has a pidfd on the loop; it becomes readable
  *   the moment the process has exited. The exit status of a process that
  *   is not our child is only told by the proc connector (NETLINK_CONNECTOR,
- *   CN_IDX_PROC: needs CAP_NET_ADMIN in the initial user namespace). Its
- *   exit message is queued before the pidfd wakes us (the kernel sends it
- *   in do_exit before exit_notify), so on a pidfd wakeup the connector
- *   socket is drained first. Without the connector the status says why and
- *   events carry "exit status unknown".
+ *   CN_IDX_PROC: needs CAP_NET_ADMIN in the initial user namespace). The
+ *   kernel queues that message just after it wakes pidfd pollers (do_exit
+ *   calls exit_notify, then proc_exit_connector), so on another CPU the
+ *   pidfd can win: a pidfd wakeup drains the connector socket, and if the
+ *   status is not there yet the exit waits for it, at most EXIT_WAIT_USEC,
+ *   before it is reported with the status unknown. Without the connector
+ *   the status says why and events carry "exit status unknown".
  * - New process of the same watch: for pidfile watches, inotify on the
  *   pidfile's directory (a supervisor writing the new PID wakes us at
  *   once); for pattern watches, the connector's exec events (the new
@@ -82,6 +84,10 @@
 #define CMDLINE_MAX 4096 /* bytes of /proc/PID/cmdline read; the rest is cut with "..." */
 #define PROCFILE_MAX 8192
 #define EXITS_MAX 64 /* exit statuses from the connector waiting for their pidfd */
+/* How long an exit seen through its pidfd waits for the connector's status
+ * message (normally microseconds behind; a preempted exiting task or an
+ * overrun connector makes it later or never). */
+#define EXIT_WAIT_USEC (100 * 1000)
 #define RESCAN_FIRST_USEC 10000ull
 #define HISTORY_SHOWN 10
 #define SEC 1000000ull
@@ -95,6 +101,8 @@ struct watch {
 
         /* the process followed, while running */
         bool running;
+        bool exit_pending; /* pidfd said it ended; waiting for its status */
+        uint64_t exit_seen_mono;
         pid_t pid;
         uint64_t starttime;
         int pidfd;
@@ -157,7 +165,7 @@ struct process_state {
         struct loop *loop;
         collector_emit_fn emit;
         void *userdata;
-        struct loop_source *sample_timer, *rescan_timer;
+        struct loop_source *sample_timer, *rescan_timer, *exit_wait_timer;
         uint64_t rescan_delay;
         int cn_fd;
         struct loop_source *cn_src;
@@ -176,7 +184,8 @@ struct process_state {
         char bus_status[200];
         size_t n_units;
 
-        uint64_t n_exits, n_exits_known, n_restarts, n_scans, cn_messages, cn_bad, cn_overruns, fds_denied;
+        uint64_t n_exits, n_exits_known, n_status_late, n_restarts, n_scans, cn_messages, cn_bad, cn_overruns,
+                fds_denied;
 };
 
 /* ---- settings ---- */
@@ -551,6 +560,7 @@ static void detach(struct watch *w)
                 close(w->pidfd);
         w->pidfd = -1;
         w->running = false;
+        w->exit_pending = false;
         w->has_sample = false;
         w->stuck_since_mono = 0;
         w->stuck_reported = false;
@@ -651,7 +661,7 @@ static bool look(struct process_state *st, struct watch *w)
         char cmdline[CMDLINE_MAX];
         pid_t pid = 0;
 
-        if (w->running || w->spec.kind == PROC_WATCH_UNIT)
+        if (w->running || w->exit_pending || w->spec.kind == PROC_WATCH_UNIT)
                 return w->running; /* units: systemd tells */
         if (find_process(st, w, &pid, &ps, cmdline, sizeof cmdline) == 0)
                 attach(st, w, pid, &ps, cmdline);
@@ -669,27 +679,78 @@ static void cn_drain(struct process_state *st);
 
 static void now_exited(struct process_state *st, struct watch *w, int status);
 
+/* Takes the connector's status for pid out of the ring: the wait status,
+ * or -1 when it has not arrived. */
+static int take_exit(struct process_state *st, pid_t pid)
+{
+        for (size_t i = 0; i < EXITS_MAX; i++)
+                if (st->exits[i].pid == pid) {
+                        st->exits[i].pid = 0;
+                        return st->exits[i].status;
+                }
+        return -1;
+}
+
+/* Reports w's exit and looks for its successor at once: the new process
+ * may already be there (a pidfile written before the old one died);
+ * otherwise the rescan looks again soon. */
+static void finish_exit(struct process_state *st, struct watch *w, int status)
+{
+        now_exited(st, w, status);
+        if (!look(st, w))
+                arm_rescan(st, RESCAN_FIRST_USEC);
+}
+
 static void on_pidfd(struct loop_source *s, int fd, uint32_t events, void *userdata)
 {
         struct watch *w = userdata;
         struct process_state *st = w->st;
-        int status = -1;
+        int status;
 
         (void)s;
         (void)fd;
         (void)events;
         cn_drain(st);
-        for (size_t i = 0; i < EXITS_MAX; i++)
-                if (st->exits[i].pid == w->pid) {
-                        status = st->exits[i].status;
-                        st->exits[i].pid = 0;
-                        break;
-                }
-        now_exited(st, w, status);
-        /* The new process may already be there (a pidfile written before the
-         * old one died); otherwise look again soon. */
-        if (!look(st, w))
-                arm_rescan(st, RESCAN_FIRST_USEC);
+        status = take_exit(st, w->pid);
+        if (status < 0 && st->cn_listening) {
+                /* The status is a moment behind the pidfd. Stop polling the
+                 * pidfd (it stays readable) and wait for it. */
+                loop_remove(w->src);
+                w->src = NULL;
+                close(w->pidfd);
+                w->pidfd = -1;
+                w->exit_pending = true;
+                w->exit_seen_mono = time_mono_usec();
+                loop_timer_set(st->exit_wait_timer, EXIT_WAIT_USEC);
+                return;
+        }
+        finish_exit(st, w, status);
+}
+
+/* Exits whose status did not come within EXIT_WAIT_USEC are reported
+ * without it. */
+static uint64_t on_exit_wait(struct loop_source *s, uint64_t now, void *userdata)
+{
+        struct process_state *st = userdata;
+        uint64_t next = 0;
+
+        (void)s;
+        (void)now;
+        cn_drain(st); /* may finish some */
+        now = time_mono_usec();
+        for (size_t i = 0; i < st->n_watches; i++) {
+                struct watch *w = &st->watches[i];
+                uint64_t due = w->exit_seen_mono + EXIT_WAIT_USEC;
+
+                if (!w->exit_pending)
+                        continue;
+                if (now >= due) {
+                        st->n_status_late++;
+                        finish_exit(st, w, -1);
+                } else if (next == 0 || due - now < next)
+                        next = due - now;
+        }
+        return next;
 }
 
 /* w's process ended with status (wait status, -1 unknown): "exited". */
@@ -745,6 +806,8 @@ static uint64_t on_rescan(struct loop_source *s, uint64_t now, void *userdata)
                 struct watch *w = &st->watches[i];
                 uint64_t due;
 
+                if (w->exit_pending)
+                        continue; /* on_exit_wait reports it */
                 if (look(st, w) || (w->spec.kind == PROC_WATCH_UNIT && !w->unit_known))
                         continue;
                 now = time_mono_usec();
@@ -907,11 +970,19 @@ static void cn_event(const struct proc_cn_event *ev, void *userdata)
                 snprintf(st->cn_status, sizeof st->cn_status, "listening");
                 if (ev->pid != ev->tid)
                         break; /* another thread; the leader's exit carries the group's status */
-                for (size_t i = 0; i < st->n_watches; i++)
-                        if (st->watches[i].running && st->watches[i].pid == ev->pid) {
+                for (size_t i = 0; i < st->n_watches; i++) {
+                        struct watch *w = &st->watches[i];
+
+                        if (w->pid != ev->pid)
+                                continue;
+                        if (w->exit_pending)
+                                finish_exit(st, w, ev->wait_status);
+                        else if (w->running)
                                 remember_exit(st, ev->pid, ev->wait_status);
-                                break;
-                        }
+                        else
+                                continue;
+                        break;
+                }
                 break;
         case PROC_CN_EXEC:
                 for (size_t i = 0; i < st->n_watches; i++) {
@@ -927,7 +998,7 @@ static void cn_event(const struct proc_cn_event *ev, void *userdata)
                                 (void)read_cmdline(w->pid, w->cmdline, sizeof w->cmdline);
                                 continue;
                         }
-                        if (w->running || w->spec.kind != PROC_WATCH_PATTERN)
+                        if (w->running || w->exit_pending || w->spec.kind != PROC_WATCH_PATTERN)
                                 continue;
                         if (candidate(st, w, ev->pid, &ps, cmdline, sizeof cmdline))
                                 attach(st, w, ev->pid, &ps, cmdline);
@@ -1393,9 +1464,10 @@ static void process_stop(void *userdata)
         bus_close(st, NULL);
         loop_remove(st->sample_timer);
         loop_remove(st->rescan_timer);
+        loop_remove(st->exit_wait_timer);
         loop_remove(st->cn_src);
         loop_remove(st->in_src);
-        st->sample_timer = st->rescan_timer = st->cn_src = st->in_src = NULL;
+        st->sample_timer = st->rescan_timer = st->exit_wait_timer = st->cn_src = st->in_src = NULL;
         if (st->cn_fd >= 0)
                 close(st->cn_fd);
         if (st->in_fd >= 0)
@@ -1427,6 +1499,10 @@ static int process_start(void *userdata, struct loop *loop, collector_emit_fn em
         if (r < 0)
                 goto fail;
         loop_timer_set(st->rescan_timer, 0);
+        r = loop_add_timer(loop, 0, 0, "process-exit-status", on_exit_wait, st, &st->exit_wait_timer);
+        if (r < 0)
+                goto fail;
+        loop_timer_set(st->exit_wait_timer, 0);
         r = loop_add_timer(loop, st->interval_usec, st->interval_usec / 20, "process-sample", on_sample, st,
                            &st->sample_timer);
         if (r < 0)
@@ -1552,6 +1628,7 @@ static cJSON *process_status(void *userdata, bool verbose)
         cJSON_AddNumberToObject(o, "rescan_sec", (double)st->rescan_usec / 1e6);
         cJSON_AddNumberToObject(o, "exits", (double)st->n_exits);
         cJSON_AddNumberToObject(o, "exits_with_status", (double)st->n_exits_known);
+        cJSON_AddNumberToObject(o, "exits_status_late", (double)st->n_status_late);
         cJSON_AddNumberToObject(o, "restarts", (double)st->n_restarts);
         cJSON_AddNumberToObject(o, "scans", (double)st->n_scans);
         cJSON_AddNumberToObject(o, "connector_messages", (double)st->cn_messages);
