@@ -51,10 +51,15 @@ def _die_with_parent():
 
 
 def binary(name):
-    """Path of a built program; skips the test with a reason if missing."""
+    """Path of a built program; skips the test with a reason if missing,
+    and under CI=true fails instead (CI builds everything first, so a missing
+    program there means the build is broken, not that the test may skip)."""
     path = os.path.join(BUILD, name)
     if not os.access(path, os.X_OK):
-        pytest.skip(f"{path} not built (run: make {os.path.relpath(path, ROOT)})")
+        msg = f"{path} not built (run: make {os.path.relpath(path, ROOT)})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg + " (CI=true: a skip is a failure)")
+        pytest.skip(msg)
     return path
 
 
