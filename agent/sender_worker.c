@@ -22,6 +22,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,8 +35,13 @@
 #include "identity.h"
 #include "retry_after.h"
 
-#define LINE_MAX_BYTES (40 * 1024 * 1024) /* a request line: a 16 MiB snapshot upload, escaped */
-#define ANSWER_MAX (1024 * 1024)
+#define MIB (1024 * 1024)
+#define LINE_MAX_MIB 40 /* a request line: a 16 MiB snapshot upload, escaped */
+#define LINE_MAX_BYTES (LINE_MAX_MIB * MIB)
+#define ANSWER_MAX_MIB 1
+#define ANSWER_MAX (ANSWER_MAX_MIB * MIB)
+#define STR(x) #x
+#define XSTR(x) STR(x)
 
 struct job {
         double id;
@@ -57,10 +63,23 @@ static void fail(const char *what)
         exit(1);
 }
 
+/* Writes an answer line whole. stdout is the same socket as stdin
+ * (agent/sender.c dup2()s one end of a socketpair to both), so it shares
+ * stdin's O_NONBLOCK: EAGAIN means the agent has not read for a while (a
+ * burst of answers, or its loop sits in an fsync), not that it went away;
+ * wait for room. Transfers stall meanwhile, which is the back-pressure we
+ * want: the alternative, an output queue, would grow without bound while
+ * the agent does not read. The agent going away shows as an error or EOF. */
 static void write_all(const char *s, size_t n)
 {
         while (n > 0) {
                 ssize_t w = write(1, s, n);
+                if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                        struct pollfd p = {.fd = 1, .events = POLLOUT};
+                        if (poll(&p, 1, -1) < 0 && errno != EINTR)
+                                exit(0);
+                        continue;
+                }
                 if (w < 0 && errno == EINTR)
                         continue;
                 if (w <= 0)
@@ -274,7 +293,7 @@ static void finish_jobs(CURLM *multi)
                         answer(j->id, status, j->answer, NULL, retry_after_of(j->easy));
                 } else {
                         answer(j->id, 0, NULL,
-                               j->too_big     ? "answer larger than 1 MiB"
+                               j->too_big     ? "answer larger than " XSTR(ANSWER_MAX_MIB) " MiB"
                                : j->errbuf[0] ? j->errbuf
                                               : curl_easy_strerror(msg->data.result),
                                0);
@@ -317,7 +336,7 @@ int main(void)
                         len -= l + 1;
                 }
                 if (len == LINE_MAX_BYTES)
-                        fail("request line longer than 8 MiB");
+                        fail("request line longer than " XSTR(LINE_MAX_MIB) " MiB");
                 curl_multi_perform(multi, &running);
                 finish_jobs(multi);
         }
