@@ -69,6 +69,7 @@
 #include <sys/inotify.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <systemd/sd-bus.h>
 #include <unistd.h>
@@ -92,6 +93,12 @@
 #define HISTORY_SHOWN 10
 #define SEC 1000000ull
 #define CN_RCVBUF (4 << 20) /* bytes of connector receive buffer: ~80,000 events */
+
+struct pidfile_id {
+        dev_t dev;
+        ino_t ino;
+        struct timespec mtime;
+};
 
 struct watch {
         struct proc_watch_spec spec;
@@ -145,6 +152,9 @@ struct watch {
         uint32_t main_pid, n_restarts;
         char exec_start[CMDLINE_MAX]; /* systemd's ExecStart argv, joined; "" unknown */
         char pidfile_base[256];
+        pid_t stale_pid;           /* the pidfile still names the ended process's pid, now reused */
+        struct pidfile_id pidfile; /* as read when the process was found */
+        bool pidfile_known;
 };
 
 struct pending_exit {
@@ -415,6 +425,35 @@ static bool candidate(struct process_state *st, struct watch *w, pid_t pid, stru
         return proc_watch_matches(&w->spec, ps->comm, cmdline);
 }
 
+/* The pidfile's identity, to tell a pidfile rewritten since from one left
+ * behind. Returns false when it cannot be read. */
+static bool pidfile_id(const char *path, struct pidfile_id *ret)
+{
+        struct stat sb;
+
+        if (stat(path, &sb) < 0)
+                return false;
+        ret->dev = sb.st_dev;
+        ret->ino = sb.st_ino;
+        ret->mtime = sb.st_mtim;
+        return true;
+}
+
+/* Whether pid, read from w's pidfile, is the pid of the process w saw end,
+ * in the very pidfile it was read from then: the daemon died without
+ * removing it and another program has the pid now. (A clock comparison of
+ * the pidfile's mtime with the process's start would also catch a pidfile
+ * already stale when the agent starts, but a wall clock stepped forward
+ * since, as at boot before NTP, would make live daemons look stale.) */
+static bool pidfile_left_behind(const struct watch *w, pid_t pid)
+{
+        struct pidfile_id now;
+
+        return w->exited && pid == w->last_pid && w->pidfile_known && pidfile_id(w->spec.pidfile, &now) &&
+               now.dev == w->pidfile.dev && now.ino == w->pidfile.ino && now.mtime.tv_sec == w->pidfile.mtime.tv_sec &&
+               now.mtime.tv_nsec == w->pidfile.mtime.tv_nsec;
+}
+
 /* Finds w's process: 0 and the pid, or -ENOENT. */
 static int find_process(struct process_state *st, struct watch *w, pid_t *ret_pid, struct proc_stat *ret_stat,
                         char *cmdline, size_t size)
@@ -426,8 +465,14 @@ static int find_process(struct process_state *st, struct watch *w, pid_t *ret_pi
 
         if (w->spec.kind == PROC_WATCH_PIDFILE) {
                 pid_t pid = read_pidfile(w->spec.pidfile);
+                w->stale_pid = 0;
                 if (pid <= 0 || !candidate(st, w, pid, &ps, cmdline, size))
                         return -ENOENT;
+                if (pidfile_left_behind(w, pid)) {
+                        w->stale_pid = pid;
+                        return -ENOENT;
+                }
+                w->pidfile_known = pidfile_id(w->spec.pidfile, &w->pidfile);
                 *ret_pid = pid;
                 *ret_stat = ps;
                 return 0;
@@ -528,6 +573,11 @@ static void emit_not_running(struct process_state *st, struct watch *w)
         if (w->spec.kind == PROC_WATCH_UNIT)
                 snprintf(reason, sizeof reason, "unit %s is %s (%s), result %s", w->spec.unit, w->active_state,
                          w->sub_state, w->result);
+        else if (w->spec.kind == PROC_WATCH_PIDFILE && w->stale_pid)
+                snprintf(reason, sizeof reason,
+                         "exited and not back within %.3gs; the pidfile is stale: it still names pid %d, "
+                         "another program's now",
+                         (double)st->grace_usec / 1e6, (int)w->stale_pid);
         else if (w->exited)
                 snprintf(reason, sizeof reason, "exited and not back within %.3gs", (double)st->grace_usec / 1e6);
         else if (w->spec.kind == PROC_WATCH_PIDFILE)

@@ -393,3 +393,45 @@ def test_systemd_unit_killed_and_restarted_over_sd_bus(tmp_path, stub, procs):
     finally:
         fake.stdin.close()
         assert a.stop() == 0, a.log()
+
+
+def spawn_with_pid(pid, args, tries=50):
+    """Starts args as process pid (the kernel's ns_last_pid, root only), or
+    returns None when other processes keep taking that pid first."""
+    for _ in range(tries):
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write("%d" % (pid - 1))
+        p = subprocess.Popen(args, preexec_fn=_die_with_parent)
+        if p.pid == pid:
+            return p
+        p.kill()
+        p.wait()
+    return None
+
+
+def test_pidfile_left_behind_with_its_pid_reused_is_not_running(tmp_path, stub):
+    require_root("reusing a given pid needs /proc/sys/kernel/ns_last_pid (CAP_SYS_ADMIN)")
+    pidfile = tmp_path / "daemon.pid"
+    daemon = subprocess.Popen(["sleep", "1000"], preexec_fn=_die_with_parent)
+    pidfile.write_text("%d\n" % daemon.pid)
+    a = ProcAgent(tmp_path, stub, ["daemon pidfile=%s" % pidfile], "  grace 1s\n").start()
+    other = None
+    try:
+        assert wait_until(lambda: a.watch("daemon").get("pid") == daemon.pid, 5), a.status()
+        # The daemon dies without removing its pidfile; another program
+        # gets its pid.
+        daemon.kill()
+        daemon.wait()
+        other = spawn_with_pid(daemon.pid, ["sleep", "1000"])
+        assert other is not None, "could not start a process as pid %d" % daemon.pid
+        case = stub.wait_for(lambda: cases_for(stub, "process:daemon:down"), 10)[0]
+        assert "the pidfile is stale: it still names pid %d" % daemon.pid in case["title"], case
+        assert a.watch("daemon")["state"] == "not running", a.status()
+        # Not taken for a restart of the daemon.
+        assert not cases_for(stub, "process:daemon:restart"), stub.cases()
+        assert a.watch("daemon").get("pid") != other.pid, a.status()
+    finally:
+        if other:
+            other.kill()
+            other.wait()
+        assert a.stop() == 0, a.log()
