@@ -176,11 +176,18 @@ golden: $(B)/weibao-agent
 golden-update: $(B)/weibao-agent
 	@tests/run-golden.sh --update $(B)/weibao-agent
 
-integration: all $(B)/bench/trapgen
+# Programs the integration tests run (tests/helpers/*.c).
+HELPER_BIN := $(patsubst tests/helpers/%.c,$(B)/tests/helpers/%,$(wildcard tests/helpers/*.c))
+
+$(B)/tests/helpers/%: tests/helpers/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $<
+
+integration: all $(B)/bench/trapgen $(HELPER_BIN)
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
 # The full suite; prints one closing "N passed, N failed" line.
-test: all $(B)/bench/trapgen
+test: all $(B)/bench/trapgen $(HELPER_BIN)
 	@tests/run-all.sh
 
 bench: all $(BENCH_BIN)
@@ -210,7 +217,12 @@ install: all
 	install -d $(DESTDIR)$(MIBDIR) $(DESTDIR)$(SYSCONFDIR)/weibao/rules.d $(DESTDIR)$(SYSTEMDUNITDIR) \
 		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
 	install -m 0644 collectors/mibs/*.txt $(DESTDIR)$(MIBDIR)/
-	install -m 0644 packaging/systemd/*.service packaging/systemd/*.socket $(DESTDIR)$(SYSTEMDUNITDIR)/
+	# the units name the programs and configuration where this install puts them
+	for u in packaging/systemd/*.service packaging/systemd/*.socket; do \
+		sed -e 's|/usr/sbin/weibao|$(PREFIX)/sbin/weibao|g' -e 's|/etc/weibao/|$(SYSCONFDIR)/weibao/|g' $$u \
+			>$(DESTDIR)$(SYSTEMDUNITDIR)/$${u##*/} && \
+		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$${u##*/} || exit 1; \
+	done
 	for f in rules/default/*.rules; do \
 		[ -e $(DESTDIR)$(SYSCONFDIR)/weibao/rules.d/$$(basename $$f) ] || \
 			install -m 0644 $$f $(DESTDIR)$(SYSCONFDIR)/weibao/rules.d/; \
@@ -218,8 +230,8 @@ install: all
 	[ -e $(DESTDIR)$(SYSCONFDIR)/weibao/agent.conf ] || \
 		install -m 0644 packaging/agent.conf $(DESTDIR)$(SYSCONFDIR)/weibao/agent.conf
 	for m in packaging/man/*.[58]; do \
-		[ -e "$$m" ] && install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/; \
-	done; true
+		install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/ || exit 1; \
+	done
 
 # The Debian packages, built from a copy of the tree with packaging/debian
 # as debian/; the .deb files land in $(B)/deb/.

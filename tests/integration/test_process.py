@@ -290,6 +290,29 @@ def test_zombie_leader_is_stuck_p3(tmp_path, stub, procs):
         assert a.stop() == 0, a.log()
 
 
+def test_uninterruptible_sleep_is_stuck_p3(tmp_path, stub, procs):
+    """A process in state D (a vfork parent waiting for its child) for longer
+    than stuck= is reported with its state, and clears when it leaves D."""
+    helper = os.path.join(BUILD, "tests", "helpers", "dstate")
+    assert os.access(helper, os.X_OK), "missing %s (make builds it with the integration tests)" % helper
+    p = spawn(procs, [helper, "4"])
+    a = ProcAgent(tmp_path, stub, ["ds cmdline='*/dstate 4' stuck=1s"], "  interval 200ms\n").start()
+    try:
+        assert wait_until(lambda: a.watch("ds").get("pid") == p.pid, 5), a.status()
+        case = stub.wait_for(lambda: cases_for(stub, "process:ds:stuck"), 10)[0]
+        assert case["level"] == "P3", case
+        rd = case["readings"]
+        assert rd["state"] == "D" and "(D)" in rd["state_name"] and rd["stuck_seconds"] >= 1, rd
+
+        def cleared():
+            c = stub.case(case["id"])
+            return any(u.get("type") == "cleared" for u in c.get("updates", []))
+        # The child ends after 4 s, the parent leaves D and exits.
+        assert stub.wait_for(cleared, 15)
+    finally:
+        assert a.stop() == 0, a.log()
+
+
 def test_bad_watch_settings_are_reported_with_position(tmp_path):
     conf = tmp_path / "agent.conf"
     token = tmp_path / "token"
