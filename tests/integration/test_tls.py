@@ -262,3 +262,31 @@ def test_mtls_refusal_comes_before_injections(tmp_path, pki, cleanup):
     assert stub.injections()["injections"][0]["remaining"] == 1
     assert stub.get("/api/v1/cases").status == 500
     assert stub.injections()["applied"]["status"] == 1
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_token_file_readable_by_others_refuses_to_start(tmp_path, pki, cleanup, mode):
+    stub = start_stub(tmp_path, pki)
+    cleanup.append(stub)
+    token = tmp_path / "agent-token"
+    token.write_text(TOKEN + "\n")
+    token.chmod(mode)
+    a = tls_agent(tmp_path, stub, '  ca_file "%s"\n' % pki.ca)
+    with open(a.conf) as f:
+        text = f.read()
+    assert 'token_file "%s"' % stub.token_file in text
+    with open(a.conf, "w") as f:
+        f.write(text.replace('token_file "%s"' % stub.token_file, 'token_file "%s"' % token))
+    r = subprocess.run([os.path.join(BUILD, "weibao-agent"), "--config", a.conf], capture_output=True, text=True,
+                       timeout=20)
+    assert r.returncode != 0
+    assert "token file %s is accessible by group or others (mode %o); chmod 600 it" % (token, mode) in r.stderr, \
+        r.stderr
+    assert TOKEN not in r.stdout + r.stderr
+    assert not os.path.exists(a.sock)  # it never came up
+    # the same file at 0600 is accepted: the mode was the only thing wrong
+    token.chmod(0o600)
+    a.start()
+    cleanup.append(a)
+    link_down(a, 5)
+    assert wait_until(lambda: stub.cases(), 15), a.log()[-3000:]
