@@ -314,6 +314,10 @@ def test_agent_page_sections_and_systemd():
     assert re.search(r"^WatchdogSec=", service, re.M) and "WatchdogSec=" in text
     port = re.search(r"^ListenDatagram=(\d+)$", socket_unit, re.M).group(1)
     assert "weibao-agent.socket" in text and re.search(r"UDP port %s\b" % port, text)
+    # systemctl reload runs what the page says, and waits for it
+    reload_cmd = re.search(r"^ExecReload=/usr/sbin/(.*)$", service, re.M).group(1)
+    assert re.search(r"systemctl reload weibao-agent\s+runs\s+%s\b" % re.escape(reload_cmd).replace("\\ ", "\\s+"), text), text
+    assert "ExecReload=" in plain(read_page("weibaoctl.8")) and reload_cmd == "weibaoctl reload"
 
 
 # ---- weibao.conf(5) ------------------------------------------------------------

@@ -47,6 +47,9 @@ def test_agent_unit_keeps_what_the_agent_needs():
     for line in ("AF_NETLINK", "Type=notify", "WatchdogSec=", "Restart=on-failure", "User=weibao", "ProtectSystem=strict",
                  "Sockets=weibao-agent.socket", "StateDirectory=weibao", "RuntimeDirectory=weibao"):
         assert line in unit, line
+    # systemctl reload waits for the agent's answer and fails with it (a
+    # signal would return at once, before the new rules are read)
+    assert re.findall(r"^ExecReload=.*$", unit, re.M) == ["ExecReload=/usr/sbin/weibaoctl reload"], unit
     with open(os.path.join(UNITS, "weibao-agent.socket")) as f:
         sock = f.read()
     assert "ListenDatagram=162" in sock
@@ -61,7 +64,7 @@ def test_units_verify():
                        env=dict(os.environ, SYSTEMD_LOG_LEVEL="warning"))
     lines = [l for l in (r.stdout + r.stderr).splitlines() if l.strip()]
     unexpected = [l for l in lines
-                  if not re.search(r"Command /usr/sbin/weibao-(agent|stub) is not executable", l)]
+                  if not re.search(r"Command /usr/sbin/(weibao-agent|weibao-stub|weibaoctl) is not executable", l)]
     assert not unexpected, "\n".join(lines)
 
 
