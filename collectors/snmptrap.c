@@ -124,6 +124,7 @@ struct snmptrap_state {
         size_t n_mib_dirs;
         char *engine_boots_file;
         int rcvbuf;
+        bool rcvbuf_explicit; /* receive_buffer was configured */
         uint64_t auth_report_usec;
         size_t recent_n;
 
@@ -510,8 +511,10 @@ static int snmptrap_new(const struct conf_block *b, const struct collector_conte
         if (b && (q = conf_block_get_number(b, "receive_buffer", &num, d)) == 0) {
                 if (num < 65536 || num > 1073741824)
                         r = conf_block_diag(b, "receive_buffer", d, "receive_buffer must be 65536 .. 1073741824 bytes");
-                else
+                else {
                         st->rcvbuf = (int)num;
+                        st->rcvbuf_explicit = true;
+                }
         } else if (q == -EINVAL) {
                 r = q;
         }
@@ -773,14 +776,44 @@ static void take_activated_sockets(void)
         }
 }
 
+/* net.core.rmem_max, or -1 when it cannot be read. */
+static long rmem_max(void)
+{
+        FILE *f = fopen("/proc/sys/net/core/rmem_max", "re");
+        long v = -1;
+
+        if (!f)
+                return -1;
+        if (fscanf(f, "%ld", &v) != 1)
+                v = -1;
+        fclose(f);
+        return v;
+}
+
+/* Raises the socket's receive buffer towards want and returns what the
+ * kernel reports (twice the usable bytes, as SO_RCVBUF reads). Never shrinks
+ * it: a buffer already at least want (systemd's ReceiveBuffer=, or one set
+ * by root) is left alone, and without CAP_NET_ADMIN SO_RCVBUF would cap a
+ * larger one at net.core.rmem_max. want 0: only read it. */
 static int set_rcvbuf(int fd, int want)
 {
         int got = 0;
         socklen_t len = sizeof got;
 
-        /* FORCE needs CAP_NET_ADMIN; without it the kernel caps at rmem_max */
-        if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof want) < 0)
+        if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len) < 0)
+                return 0;
+        /* the kernel doubles what was asked (bookkeeping overhead) */
+        if (want <= 0 || got / 2 >= want)
+                return got;
+        /* FORCE needs CAP_NET_ADMIN. Without it SO_RCVBUF caps at rmem_max,
+         * which may be below what the socket already has: then leave it. */
+        if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof want) < 0) {
+                long cap = rmem_max();
+                if (cap >= 0 && (cap < want ? cap : want) <= got / 2)
+                        return got;
                 (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof want);
+        }
+        len = sizeof got;
         if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len) < 0)
                 return 0;
         return got;
@@ -828,7 +861,9 @@ static int add_listener(struct snmptrap_state *st, const char *address, int fd, 
                 return -ENOMEM;
         l->fd = fd;
         l->activated = activated;
-        l->rcvbuf = set_rcvbuf(fd, st->rcvbuf);
+        /* a socket systemd passed keeps its unit's ReceiveBuffer= unless
+         * receive_buffer is set explicitly, and then is only raised */
+        l->rcvbuf = set_rcvbuf(fd, activated && !st->rcvbuf_explicit ? 0 : st->rcvbuf);
         l->drops_seen = socket_drops(fd);
         r = loop_add_io(st->loop, fd, EPOLLIN, address, on_readable, st, &l->src);
         if (r < 0) {

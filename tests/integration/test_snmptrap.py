@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import BUILD, ROOT, AgentProcess, _die_with_parent, require_tool, wait_until
+from conftest import BUILD, ROOT, AgentProcess, _die_with_parent, require_root, require_tool, wait_until
 
 ENGINE = "0x8000000001020304"
 LINK_DOWN = "1.3.6.1.6.3.1.1.5.3"
@@ -27,6 +27,11 @@ IF_DESCR = "1.3.6.1.2.1.2.2.1.2"
 IF_ADMIN = "1.3.6.1.2.1.2.2.1.7"
 IF_OPER = "1.3.6.1.2.1.2.2.1.8"
 SNMP_ENV = dict(os.environ, MIBS="", SNMPCONFPATH="/nonexistent")
+
+# The agent finds weibao's MIB subset beside its build directory
+# (BUILD/../collectors/mibs); a build elsewhere (make B=/tmp/x) is told.
+if not os.path.isdir(os.path.join(BUILD, "..", "collectors", "mibs")):
+    os.environ.setdefault("WEIBAO_MIBDIR", os.path.join(ROOT, "collectors", "mibs"))
 
 
 def free_udp_port():
@@ -428,7 +433,9 @@ def test_socket_passed_by_systemd_is_used(stub, tmp_path):
     a = make_agent(tmp_path, stub, snmp_settings='  community "public"\n')
     passed_port = free_udp_port()
     logf = open(a.log_path, "ab")
-    proc = subprocess.Popen([activate, "--datagram", "--listen", "127.0.0.1:%d" % passed_port,
+    # systemd-socket-activate passes on only the environment it is told to
+    keep = ["-E", "WEIBAO_MIBDIR=" + os.environ["WEIBAO_MIBDIR"]] if os.environ.get("WEIBAO_MIBDIR") else []
+    proc = subprocess.Popen([activate, "--datagram", "--listen", "127.0.0.1:%d" % passed_port, *keep,
                              os.path.join(BUILD, "weibao-agent"), "--config", a.conf],
                             stdout=logf, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
     try:
@@ -497,5 +504,92 @@ def test_missing_snmp_module_is_counted_not_fatal(stub, tmp_path):
         log = a.log()
         assert "cannot load the SNMP module" in log, log
         assert log.count("cannot load the SNMP module") == 1, log  # once a minute, not per datagram
+    finally:
+        a.stop()
+
+
+def start_with_passed_socket(a, sock, setpriv=()):
+    """Starts a's agent as systemd would with one passed datagram socket
+    (fd 3, LISTEN_PID/LISTEN_FDS), optionally under setpriv arguments."""
+    fd = sock.fileno()
+    script = ('exec 3<&%d %d<&-; export LISTEN_PID=$$ LISTEN_FDS=1; exec "$@"' % (fd, fd))
+    a.logf = open(a.log_path, "ab")
+    a.proc = subprocess.Popen(["bash", "-c", script, "bash", *setpriv, os.path.join(BUILD, "weibao-agent"),
+                               "--config", a.conf], pass_fds=(fd,), stdout=a.logf, stderr=subprocess.STDOUT,
+                              preexec_fn=_die_with_parent)
+    wait_until(lambda: os.path.exists(a.sock) or a.proc.poll() is not None, 10)
+    assert a.proc.poll() is None, "agent exited early:\n" + a.log()
+    assert wait_until(lambda: a.traps().get("running"), 5), a.log()
+
+
+def rcvbuf(sock):
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+
+
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+
+
+@pytest.mark.parametrize("explicit", [None, 65536, 64 << 20], ids=["default", "smaller", "larger"])
+def test_passed_socket_buffer_is_never_shrunk(stub, tmp_path, explicit):
+    """A unit's ReceiveBuffer= (here set with SO_RCVBUFFORCE, as systemd does)
+    survives the agent, which runs without CAP_NET_ADMIN as under the shipped
+    unit: without it SO_RCVBUF caps at net.core.rmem_max, below the unit's
+    buffer. Only an explicit, larger receive_buffer raises it (root may)."""
+    require_root("sets a socket buffer above rmem_max with SO_RCVBUFFORCE")
+    require_snmp_tools()
+    require_tool("setpriv", "util-linux")
+    with open("/proc/sys/net/core/rmem_max") as f:
+        cap = int(f.read())
+    big = max(16 << 20, 2 * cap)  # above what SO_RCVBUF may set and above the 8 MiB default
+    settings = '  community "public"\n'
+    if explicit:
+        settings += "  receive_buffer %d\n" % explicit
+    a = make_agent(tmp_path, stub, snmp_settings=settings)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, big)
+        before = rcvbuf(s)
+        assert before == 2 * big
+        # no CAP_NET_ADMIN for the agent (nor after exec: not in the bounding set), as under the unit
+        drop = () if explicit == 64 << 20 else ("setpriv", "--inh-caps=-net_admin", "--bounding-set=-net_admin")
+        start_with_passed_socket(a, s, drop)
+        try:
+            if drop:
+                with open("/proc/%d/status" % a.proc.pid) as f:
+                    eff = [int(ln.split()[1], 16) for ln in f if ln.startswith("CapEff:")][0]
+                assert not eff & (1 << 12), "the agent still has CAP_NET_ADMIN"  # CAP_NET_ADMIN is 12
+            t = a.traps()
+            assert [l["from_systemd"] for l in t["listen"]] == [True], t
+            want = 2 * explicit if explicit and explicit > big else before
+            assert t["listen"][0]["receive_buffer"] == want, (t["listen"], before)
+            assert rcvbuf(s) == want  # the socket itself, not only what the agent says
+            subprocess.run(["snmptrap", "-v2c", "-c", "public", "127.0.0.1:%d" % s.getsockname()[1], "", LINK_DOWN]
+                           + link_varbinds(52), check=True, env=SNMP_ENV, timeout=20)
+            wait_case(stub, link_key(52))
+        finally:
+            a.stop()
+
+
+def test_without_cap_net_admin_the_agent_takes_what_rmem_max_allows(stub, tmp_path):
+    """Its own socket, no CAP_NET_ADMIN: the 8 MiB default is capped by
+    net.core.rmem_max, never below the socket's starting size."""
+    require_root("drops CAP_NET_ADMIN with setpriv")
+    require_snmp_tools()
+    require_tool("setpriv", "util-linux")
+    with open("/proc/sys/net/core/rmem_max") as f:
+        cap = int(f.read())
+    a = make_agent(tmp_path, stub, snmp_settings='  community "public"\n')
+    a.logf = open(a.log_path, "ab")
+    a.proc = subprocess.Popen(["setpriv", "--inh-caps=-net_admin", "--bounding-set=-net_admin",
+                               os.path.join(BUILD, "weibao-agent"), "--config", a.conf],
+                              stdout=a.logf, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+    try:
+        wait_until(lambda: os.path.exists(a.sock) or a.proc.poll() is not None, 10)
+        assert a.proc.poll() is None, a.log()
+        assert wait_until(lambda: a.traps().get("running"), 5), a.log()
+        got = a.traps()["listen"][0]["receive_buffer"]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            start = rcvbuf(s)
+        assert got == max(start, 2 * min(cap, 8 << 20)), (got, cap, start)
     finally:
         a.stop()
