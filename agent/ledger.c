@@ -146,7 +146,43 @@ void ledger_free(struct ledger *l)
         free(l);
 }
 
-/* ---- the report ---- */
+/* ---- the report ----
+ *
+ * Quarters are calendar quarters in UTC. The report covers whole quarters:
+ * from the start of the quarter holding since up to now, so a quarter is
+ * never shown with only part of its downtime; the running quarter is marked
+ * incomplete. Each outage is split over the quarters it overlaps.
+ *
+ * An outage counts as system downtime when the host itself went down without
+ * a clean stop: the boot id changed and the agent had not been stopped on
+ * purpose. An agent that crashed on a running host (same boot id) left the
+ * system up; such outages are listed, not counted. Warranty days follow the
+ * ledger's running total C(t) of counted downtime since its first record:
+ * the total is floor(C(now) / 24 h), and a quarter earns the whole days that
+ * total gained inside it, floor(C(end) / 24 h) - floor(C(start) / 24 h), so
+ * the quarters add up to the total exactly (a day is credited in the quarter
+ * in which its 24th hour of downtime falls). The alternative, flooring each
+ * quarter on its own, loses the remainders at every quarter boundary. */
+
+#define DAY_USEC (86400LL * 1000000)
+#define QUARTERS_MAX 400 /* 100 years */
+
+struct quarter {
+        int year, q;
+        int64_t start, end;
+        int64_t downtime, clean, unclean, counted; /* µs */
+        int64_t counted_before;                    /* C(start) */
+        unsigned outages;
+};
+
+struct collect {
+        struct quarter *qs;
+        size_t n_qs;
+        int64_t from, now;
+        int64_t counted_before_from; /* C(from) */
+        int64_t counted_all;         /* C(now) */
+        cJSON *outages;
+};
 
 static int64_t quarter_start(int64_t usec, int *ret_year, int *ret_q)
 {
@@ -167,112 +203,151 @@ static int64_t next_quarter(int year, int q)
         return (int64_t)timegm(&s) * 1000000;
 }
 
-struct collect {
-        cJSON *outages, *quarters;
-        double clean_s, unclean_s;
-        int64_t since;
-};
-
-static cJSON *quarter_obj(cJSON *arr, int year, int q)
+static int64_t overlap(int64_t a0, int64_t a1, int64_t b0, int64_t b1)
 {
-        char name[32];
-        cJSON *x;
+        int64_t s = a0 > b0 ? a0 : b0, e = a1 < b1 ? a1 : b1;
 
-        snprintf(name, sizeof name, "%d-Q%d", year, q);
-        cJSON_ArrayForEach(x, arr)
-        {
-                const cJSON *n = cJSON_GetObjectItemCaseSensitive(x, "quarter");
-                if (cJSON_IsString(n) && strcmp(n->valuestring, name) == 0)
-                        return x;
-        }
-        if (!(x = cJSON_CreateObject()))
-                return NULL;
-        cJSON_AddStringToObject(x, "quarter", name);
-        cJSON_AddNumberToObject(x, "downtime_s", 0);
-        cJSON_AddNumberToObject(x, "unclean_s", 0);
-        cJSON_AddNumberToObject(x, "clean_s", 0);
-        cJSON_AddNumberToObject(x, "outages", 0);
-        cJSON_AddNumberToObject(x, "warranty_days", 0);
-        json_add(arr, NULL, x);
-        return x;
+        return e > s ? e - s : 0;
 }
 
-static void bump(cJSON *o, const char *k, double by)
+static bool host_went_down(const struct store_outage *o)
 {
-        cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+        return o->boot_before && o->boot_after && o->boot_before[0] && o->boot_after[0] &&
+               strcmp(o->boot_before, o->boot_after) != 0;
+}
 
-        if (v)
-                cJSON_SetNumberValue(v, v->valuedouble + by);
+static double secs(int64_t usec)
+{
+        return round((double)usec / 1000) / 1000;
 }
 
 static int outage_cb(const struct store_outage *o, void *ud)
 {
         struct collect *c = ud;
-        cJSON *x = cJSON_CreateObject();
+        bool rebooted = host_went_down(o), counted = rebooted && !o->clean;
+        int64_t end = o->end < c->now ? o->end : c->now;
+        cJSON *x;
         char ts[40];
-        int64_t start = o->start > c->since ? o->start : c->since, t;
-        double dur = (double)(o->end - o->start) / 1e6;
+        int ok = 1;
 
-        if (!x)
-                return -ENOMEM;
-        cJSON_AddStringToObject(x, "start", time_format_rfc3339(o->start, ts, sizeof ts));
-        cJSON_AddStringToObject(x, "end", time_format_rfc3339(o->end, ts, sizeof ts));
-        cJSON_AddNumberToObject(x, "duration_s", round(dur * 1000) / 1000);
-        cJSON_AddBoolToObject(x, "clean", o->clean);
-        cJSON_AddStringToObject(x, "boot_before", o->boot_before ? o->boot_before : "");
-        cJSON_AddStringToObject(x, "boot_after", o->boot_after ? o->boot_after : "");
-        cJSON_AddBoolToObject(x, "host_rebooted",
-                              o->boot_before && o->boot_after && strcmp(o->boot_before, o->boot_after) != 0);
-        json_add(c->outages, NULL, x);
-        /* split across quarters: a quarter earns the downtime inside it */
-        for (t = start; t < o->end;) {
-                int year, q;
-                quarter_start(t, &year, &q);
-                int64_t end = next_quarter(year, q);
-                if (end > o->end)
-                        end = o->end;
-                double part = (double)(end - t) / 1e6;
-                cJSON *qo = quarter_obj(c->quarters, year, q);
-                if (qo) {
-                        bump(qo, "downtime_s", part);
-                        bump(qo, o->clean ? "clean_s" : "unclean_s", part);
-                        bump(qo, "outages", t == start ? 1 : 0);
-                }
-                t = end;
+        if (end <= o->start)
+                return 0;
+        if (counted) {
+                c->counted_all += end - o->start;
+                c->counted_before_from += overlap(o->start, end, INT64_MIN, c->from);
         }
-        if (o->clean)
-                c->clean_s += (double)(o->end - start) / 1e6;
-        else
-                c->unclean_s += (double)(o->end - start) / 1e6;
-        return 0;
+        if (end < c->from)
+                return 0;
+        for (size_t i = 0; i < c->n_qs; i++) {
+                struct quarter *q = &c->qs[i];
+                int64_t part = overlap(o->start, end, q->start, q->end);
+                if (!part)
+                        continue;
+                q->downtime += part;
+                *(o->clean ? &q->clean : &q->unclean) += part;
+                if (counted)
+                        q->counted += part;
+                q->outages++;
+        }
+        if (!(x = cJSON_CreateObject()) || json_add(c->outages, NULL, x) < 0)
+                return -ENOMEM;
+        ok &= !!cJSON_AddStringToObject(x, "start", time_format_rfc3339(o->start, ts, sizeof ts));
+        ok &= !!cJSON_AddStringToObject(x, "end", time_format_rfc3339(o->end, ts, sizeof ts));
+        ok &= !!cJSON_AddNumberToObject(x, "duration_s", secs(o->end - o->start));
+        ok &= !!cJSON_AddBoolToObject(x, "clean", o->clean);
+        ok &= !!cJSON_AddStringToObject(x, "boot_before", o->boot_before ? o->boot_before : "");
+        ok &= !!cJSON_AddStringToObject(x, "boot_after", o->boot_after ? o->boot_after : "");
+        ok &= !!cJSON_AddBoolToObject(x, "host_rebooted", rebooted);
+        ok &= !!cJSON_AddBoolToObject(x, "counted", counted);
+        return ok ? 0 : -ENOMEM;
 }
 
-cJSON *ledger_to_json(struct ledger *l, int64_t since, int *ret_err)
+static int64_t whole_days(int64_t usec)
 {
-        cJSON *o = cJSON_CreateObject(), *x;
-        struct collect c = {.since = since};
-        int r = 0;
+        return usec / DAY_USEC;
+}
+
+static cJSON *quarter_json(const struct quarter *q, int64_t now)
+{
+        cJSON *x = cJSON_CreateObject();
+        char name[32], ts[40];
+        int ok = 1;
+
+        if (!x)
+                return NULL;
+        snprintf(name, sizeof name, "%d-Q%d", q->year, q->q);
+        ok &= !!cJSON_AddStringToObject(x, "quarter", name);
+        ok &= !!cJSON_AddStringToObject(x, "start", time_format_rfc3339(q->start, ts, sizeof ts));
+        ok &= !!cJSON_AddStringToObject(x, "end", time_format_rfc3339(q->end, ts, sizeof ts));
+        ok &= !!cJSON_AddBoolToObject(x, "complete", q->end <= now);
+        ok &= !!cJSON_AddNumberToObject(x, "downtime_s", secs(q->downtime));
+        ok &= !!cJSON_AddNumberToObject(x, "unclean_s", secs(q->unclean));
+        ok &= !!cJSON_AddNumberToObject(x, "clean_s", secs(q->clean));
+        ok &= !!cJSON_AddNumberToObject(x, "system_down_s", secs(q->counted));
+        ok &= !!cJSON_AddNumberToObject(x, "outages", q->outages);
+        ok &= !!cJSON_AddNumberToObject(
+                x, "warranty_days",
+                (double)(whole_days(q->counted_before + q->counted) - whole_days(q->counted_before)));
+        if (!ok) {
+                cJSON_Delete(x);
+                return NULL;
+        }
+        return x;
+}
+
+cJSON *ledger_to_json(struct ledger *l, int64_t since, int64_t now, int *ret_err)
+{
+        cJSON *o = cJSON_CreateObject(), *qa;
+        struct collect c = {.now = now};
+        int64_t t, sum_down = 0, sum_clean = 0, sum_unclean = 0, sum_counted = 0, days = 0;
+        char ts[40];
+        int r = -ENOMEM, ok = 1;
 
         *ret_err = 0;
-        if (!o || !(c.outages = cJSON_AddArrayToObject(o, "outages")) ||
-            !(c.quarters = cJSON_AddArrayToObject(o, "quarters")))
+        if (since > now)
+                since = now;
+        c.from = quarter_start(since, &(int){0}, &(int){0});
+        if (!(c.qs = xcalloc(QUARTERS_MAX, sizeof *c.qs)))
                 goto fail;
-        if ((r = store_load_outages(l->st, since, outage_cb, &c)) < 0)
-                goto fail;
-        cJSON_ArrayForEach(x, c.quarters)
-        {
-                const cJSON *u = cJSON_GetObjectItemCaseSensitive(x, "unclean_s");
-                cJSON_SetNumberValue(cJSON_GetObjectItemCaseSensitive(x, "warranty_days"),
-                                     floor(u->valuedouble / 86400));
+        for (t = c.from; t <= now && c.n_qs < QUARTERS_MAX; t = c.qs[c.n_qs - 1].end) {
+                struct quarter *q = &c.qs[c.n_qs++];
+                q->start = quarter_start(t, &q->year, &q->q);
+                q->end = next_quarter(q->year, q->q);
         }
-        cJSON_AddNumberToObject(o, "downtime_s", round((c.clean_s + c.unclean_s) * 1000) / 1000);
-        cJSON_AddNumberToObject(o, "unclean_s", round(c.unclean_s * 1000) / 1000);
-        cJSON_AddNumberToObject(o, "clean_s", round(c.clean_s * 1000) / 1000);
-        cJSON_AddNumberToObject(o, "warranty_days", floor(c.unclean_s / 86400));
-        cJSON_AddStringToObject(o, "boot_id", l->boot);
+        if (!o || !(c.outages = cJSON_AddArrayToObject(o, "outages")))
+                goto fail;
+        if ((r = store_load_outages(l->st, 0, outage_cb, &c)) < 0)
+                goto fail;
+        r = -ENOMEM;
+        if (!(qa = cJSON_AddArrayToObject(o, "quarters")))
+                goto fail;
+        for (size_t i = 0; i < c.n_qs; i++) {
+                struct quarter *q = &c.qs[i];
+                q->counted_before = i ? c.qs[i - 1].counted_before + c.qs[i - 1].counted : c.counted_before_from;
+                if (json_add(qa, NULL, quarter_json(q, now)) < 0)
+                        goto fail;
+                sum_down += q->downtime;
+                sum_clean += q->clean;
+                sum_unclean += q->unclean;
+                sum_counted += q->counted;
+                days += whole_days(q->counted_before + q->counted) - whole_days(q->counted_before);
+        }
+        ok &= !!cJSON_AddStringToObject(o, "from", time_format_rfc3339(c.from, ts, sizeof ts));
+        ok &= !!cJSON_AddNumberToObject(o, "downtime_s", secs(sum_down));
+        ok &= !!cJSON_AddNumberToObject(o, "unclean_s", secs(sum_unclean));
+        ok &= !!cJSON_AddNumberToObject(o, "clean_s", secs(sum_clean));
+        ok &= !!cJSON_AddNumberToObject(o, "system_down_s", secs(sum_counted));
+        ok &= !!cJSON_AddNumberToObject(o, "warranty_days", (double)days);
+        ok &= !!cJSON_AddNumberToObject(o, "system_down_all_time_s", secs(c.counted_all));
+        ok &= !!cJSON_AddNumberToObject(o, "warranty_days_all_time", (double)whole_days(c.counted_all));
+        ok &= !!cJSON_AddStringToObject(o, "boot_id", l->boot);
+        if (!ok)
+                goto fail;
+        free(c.qs);
         return o;
 fail:
         *ret_err = r < 0 ? r : -ENOMEM;
+        free(c.qs);
         cJSON_Delete(o);
         return NULL;
 }

@@ -25,11 +25,14 @@ int ledger_new(struct loop *loop, struct store *st, uint64_t alive_interval_usec
 void ledger_stop(struct ledger *l);
 void ledger_free(struct ledger *l);
 
-/* A new JSON object for the snapshot: "outages" since since (wall µs), each
- * with start, end, duration_s, clean and boot ids; "quarters": for every
- * calendar quarter (UTC) touched, the downtime in seconds, clean and not,
- * and the warranty days it earns (each full 24 h of unclean downtime — a
- * crash, a kill, a power loss — is one day; clean stops are planned and earn
- * none); and the totals. NULL on allocation failure, *ret_err negative errno
- * when the store could not be read. */
-cJSON *ledger_to_json(struct ledger *l, int64_t since, int *ret_err);
+/* A new JSON object for the snapshot, covering whole calendar quarters (UTC)
+ * from the one holding since (wall µs) to the one holding now: "outages"
+ * overlapping them (start, end, duration_s, clean, boot ids, host_rebooted,
+ * counted), "quarters" (each with its downtime split by kind, the system
+ * downtime that counts for the warranty and the warranty days it earned), the
+ * totals over those quarters, and the ledger's all-time counted downtime and
+ * warranty days. Counted: the host went down (boot id changed) without a clean
+ * stop; warranty days are whole days of the ledger's running counted total
+ * (docs/snapshot.md). NULL with *ret_err negative errno (-ENOMEM, or the
+ * store's error). */
+cJSON *ledger_to_json(struct ledger *l, int64_t since, int64_t now, int *ret_err);

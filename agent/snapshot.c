@@ -164,7 +164,7 @@ cJSON *snapshot_build(const struct snapshot_parts *p, int64_t since, bool minute
                 json_add(o, "history", x);
         else
                 goto fail;
-        if ((x = ledger_to_json(p->ledger, since, &err)))
+        if ((x = ledger_to_json(p->ledger, since, now, &err)))
                 json_add(o, "downtime", x);
         else
                 goto fail;

@@ -98,7 +98,7 @@ int main(void)
 
         double t0 = now_s();
         cJSON *hj = history_to_json(h, (now - DAYS * 86400) * 1000000, false, &err);
-        cJSON *lj = ledger_to_json(l, (now - DAYS * 86400) * 1000000, &err);
+        cJSON *lj = ledger_to_json(l, (now - DAYS * 86400) * 1000000, now * 1000000, &err);
         cJSON *doc = cJSON_CreateObject();
         cJSON_AddItemToObject(doc, "history", hj);
         cJSON_AddItemToObject(doc, "downtime", lj);
