@@ -530,7 +530,7 @@ static char *build_open_body(struct faults *fs, const struct fault *f, const cha
                         json_add(k, NULL, cJSON_CreateString(f->member_keys[i]));
                 ok = json_add(o, "storm_keys", k) == 0;
         }
-        if (ok && f->prev_case_id && !(f->case_ref && outbox_case_id(fs->ob, f->case_ref) == NULL))
+        if (ok && f->prev_case_id)
                 ok = cJSON_AddStringToObject(o, "previous_case_id", f->prev_case_id) != NULL;
         if (ok)
                 s = cJSON_PrintUnformatted(o);
@@ -543,11 +543,17 @@ static char *build_open_body(struct faults *fs, const struct fault *f, const cha
 static void open_case(struct faults *fs, struct fault *f, const char *why_late)
 {
         int64_t old = f->case_ref, ref;
+        const char *prev = f->case_id ? f->case_id : old ? outbox_case_id(fs->ob, old) : NULL;
         char *body, *idem;
 
-        if (old && !f->prev_case_id && f->case_id)
-                f->prev_case_id = xstrdup(f->case_id);
-        /* the old record still exists: the outbox names its id once known */
+        /* The new case names the latest one before it, never an older one.
+         * Its id unknown yet (not acknowledged), the outbox adds it to the
+         * request once known (prev_ref). A period that had no case of its
+         * own (held, refused) leaves the last known one standing. */
+        if (prev || old) {
+                free(f->prev_case_id);
+                f->prev_case_id = prev ? xstrdup(prev) : NULL;
+        }
         body = build_open_body(fs, f, why_late);
         idem = xasprintf("%016" PRIx64 "-%" PRId64, hash_fnv_str(fs->id->agent_id) ^ hash_fnv_str(f->key),
                          f->first_seen);
