@@ -27,7 +27,9 @@
 #   TRAPS_REF_RATE   the reference load of traps.drain, default 50000
 #   TRAPS_DRAIN_MAX  seconds to wait for a receiver to finish, default 120
 #   TRAPS_ONLY       receivers to run, default "agent snmptrapd snmptt"
-#   TRAPS_TRAPGEN    the generator, default build/bench/trapgen
+#   TRAPS_BUILD      the build directory of the agent, stub, weibaoctl and
+#                    generator, default build (as make B=DIR)
+#   TRAPS_TRAPGEN    the generator, default $TRAPS_BUILD/bench/trapgen
 #   TRAPS_NICE       niceness of the generator and the receivers, default
 #                    -10 as root, else 0
 #   TRAPS_KEEP       1 keeps the temporary directory for inspection
@@ -51,10 +53,11 @@ bisect=${TRAPS_BISECT:-3}
 ref_rate=${TRAPS_REF_RATE:-50000}
 drain_max=${TRAPS_DRAIN_MAX:-120}
 read -ra only <<<"${TRAPS_ONLY:-agent snmptrapd snmptt}"
-trapgen=${TRAPS_TRAPGEN:-$root/build/bench/trapgen}
-agent_bin=$root/build/weibao-agent
-stub_bin=$root/build/weibao-stub
-ctl_bin=$root/build/weibaoctl
+build=${TRAPS_BUILD:-$root/build}
+trapgen=${TRAPS_TRAPGEN:-$build/bench/trapgen}
+agent_bin=$build/weibao-agent
+stub_bin=$build/weibao-stub
+ctl_bin=$build/weibaoctl
 snmptrapd_bin=/usr/sbin/snmptrapd
 snmptt_bin=/usr/sbin/snmptt
 snmptt_handler=/usr/lib/snmptt/snmptthandler-embedded
@@ -236,28 +239,43 @@ run_wait_us() {
 #                 optional; without it the drain ends at the last poll that
 #                 saw progress
 
-# The status of the agent's snmptrap collector as
-# "accepted received rejected shed kernel_drops rule_events".
+# The agent's counters as "occurrences accepted received rejected shed
+# kernel_drops rule_events unmatched": occurrences of the one fault every
+# trap of the bench makes (snmp-link-down for 127.0.0.1, ifIndex 1; 0
+# before the first), i.e. traps that went through the whole path to the
+# fault, then the snmptrap collector's counters. Arguments: weibaoctl,
+# control socket.
 py_status='
-import json, sys
-try:
-    d = json.load(sys.stdin)
-except ValueError as e:
-    sys.exit("traps: weibaoctl --json status is not JSON: %s" % e)
+import json, subprocess, sys
+def ask(what):
+    r = subprocess.run([sys.argv[1], "-s", sys.argv[2], "--json", what], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit("traps: weibaoctl %s failed: %s" % (what, r.stderr.strip()))
+    try:
+        return json.loads(r.stdout)
+    except ValueError as e:
+        sys.exit("traps: weibaoctl --json %s is not JSON: %s" % (what, e))
+d = ask("status")
 cs = [c for c in d.get("collectors", []) if isinstance(c, dict) and c.get("name") == "snmptrap"]
 if not cs:
     sys.exit("traps: the agent status lists no collector named snmptrap")
 c = cs[0]
 try:
+    occ = 0
+    for f in ask("faults")["faults"]:
+        if f["key"] == "snmp:link:127.0.0.1:1":
+            if f["rule"] != "snmp-link-down":
+                sys.exit("traps: fault %s comes from rule %s, not snmp-link-down" % (f["key"], f["rule"]))
+            occ = f["occurrences"]
     rej = c["rejected"]
     rej = sum(rej.values()) if isinstance(rej, dict) else rej
-    n = [c["accepted"], c["received"], rej, c["shed"], c["kernel_drops"], d["rules"]["events"]]
+    n = [occ, c["accepted"], c["received"], rej, c["shed"], c["kernel_drops"], d["rules"]["events"], c["unmatched"]]
     print(" ".join("%d" % v for v in n))
 except (KeyError, TypeError, AttributeError, ValueError) as e:
     sys.exit("traps: the agent status lacks a number: %r" % e)
 '
 
-agent_fields="accepted received rejected shed kernel_drops rule_events"
+agent_fields="occurrences accepted received rejected shed kernel_drops rule_events unmatched"
 
 agent_start() {
         local d=$tmp/agent b i url=""
@@ -335,11 +353,27 @@ for c in json.load(sys.stdin).get("collectors", []):
 }
 
 agent_count() {
-        "$ctl_bin" -s "$agent_sock" --json status 2>>"$tmp/agent/ctl.log" | "$python" -c "$py_status"
+        "$python" -c "$py_status" "$ctl_bin" "$agent_sock" 2>>"$tmp/agent/ctl.log"
+}
+
+# agent_verify COUNTS: the whole path held for every trap accepted so far:
+# each matched the rule (unmatched 0) and counted on the one fault
+# (occurrences = accepted). A figure of traps that stopped short of the
+# fault is no figure of the whole path.
+agent_verify() {
+        local -a f
+        read -ra f <<<"$1"
+        if [ "${f[7]}" != 0 ] || [ "${f[0]}" != "${f[1]}" ]; then
+                say "agent: the whole path did not hold: ${f[1]} traps accepted, ${f[0]} occurrences of" \
+                        "fault snmp:link:127.0.0.1:1, ${f[7]} matched no rule"
+                return 1
+        fi
 }
 
 agent_check() {
-        return 0 # accepted means decoded; the rule is checked after the run
+        local c
+        c=$(count agent) || return 1
+        agent_verify "$c"
 }
 
 agent_report() {
@@ -629,6 +663,10 @@ step() {
         done
         wait_done "$name" "$t_end" || return 1
         c1=$done_count
+        if has "${name}_verify" && ! "${name}_verify" "$c1"; then
+                say "$name: the burst at $rate/s was not processed through the whole path"
+                return 1
+        fi
         read -r b _ d1 <<<"$(sock_stat "$rx_port")"
         tick1=$(cpu_ticks "${rx_pids[@]}")
         wait1=$(run_wait_us "${rx_pids[@]}")
@@ -698,6 +736,7 @@ probe() {
         done
         if ((${c%% *} <= ${c0%% *})); then
                 say "$name: the first trap was not processed within 15 s"
+                has "${name}_verify" && "${name}_verify" "$c"
                 return 1
         fi
         "${name}_check" || return 1
@@ -710,6 +749,7 @@ probe() {
 measure() {
         local name=$1 label=$2 r rc zl="" hi="" nlossy=0 lo mid unit i tput=0 ok=0 capped=""
         r_sent=() r_loss=() r_zero=() r_drain=() r_tput=() r_grid=()
+        measured=0
         for r in "${rates[@]}"; do
                 # Past the loss curve only the reference rate is still wanted.
                 if ((nlossy >= curve)) && [ "$r" != "$ref_rate" ]; then
@@ -756,6 +796,7 @@ measure() {
                 ((lo > 0)) && zl=$lo
         fi
 
+        measured=1
         if [ -n "$zl" ]; then
                 echo "bench: traps.zero_loss$label $zl traps/s"
                 if [ -z "$hi" ]; then
@@ -792,11 +833,13 @@ measure() {
 run_receiver() {
         local name=$1 label=$2 n0=${#started[@]} rc=1 t0
         t0=$(now_us)
-        rx_port="" rx_pids=() others_max=0
+        rx_port="" rx_pids=() others_max=0 measured=0
         say "--- $name${label:+ $label}"
         if "${name}_start" && probe "$name"; then
                 measure "$name" "$label"
                 rc=$?
+                # a step that failed ends the receiver before any figure
+                [ "$measured" = 0 ] && unavailable_all "$label"
                 has "${name}_report" && "${name}_report"
         else
                 unavailable_all "$label"
@@ -832,7 +875,7 @@ if ! taskset -c "$gen_cpu,$rx_cpu" true 2>/dev/null; then
         exit 1
 fi
 if [ ! -x "$trapgen" ]; then
-        say "$trapgen is missing (make build/bench/trapgen)"
+        say "$trapgen is missing (make $build/bench/trapgen)"
         for n in "${only[@]}"; do
                 case $n in agent) unavailable_all "" ;; snmptrapd) unavailable_all "[snmptrapd]" ;;
                 snmptt) unavailable_all "[snmptrapd+snmptt]" ;; esac
