@@ -635,6 +635,7 @@ static void summary_join(struct faults *fs, struct fault *f, const char *why)
         char *skey = xasprintf(STORM_PREFIX "%s", f->rule ? f->rule : "");
         struct fault *s = skey ? fault_find(fs, skey) : NULL;
         char **nk;
+        bool fresh = false; /* a new storm period: a new summary case */
 
         if (skey && !s)
                 s = fault_create(fs, skey);
@@ -657,6 +658,7 @@ static void summary_join(struct faults *fs, struct fault *f, const char *why)
                 set_str(&s->rule, f->rule);
                 s->members_active = 0;
                 if (!reopen) {
+                        fresh = true;
                         s->first_seen = now;
                         s->members_total = s->members_unlisted = 0;
                         for (size_t i = 0; i < s->n_member_keys; i++)
@@ -691,8 +693,10 @@ static void summary_join(struct faults *fs, struct fault *f, const char *why)
                 s->members_unlisted++;
         }
         summary_text(fs, s);
-        if (!s->case_ref || (!s->case_active && s->state == FAULT_FIRING)) {
-                if (!s->case_ref) {
+        /* Past its reopen window the old summary case is left alone, as an
+         * ordinary fault's is: the new one names it (previous_case_id). */
+        if (!s->case_ref || fresh || !s->case_active) {
+                if (!s->case_ref || fresh) {
                         s->members_new = 0; /* the open lists them */
                         open_case(fs, s, NULL);
                 } else {

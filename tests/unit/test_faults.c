@@ -401,6 +401,80 @@ static void test_many_keys_of_one_rule_make_one_summary_case(void **state)
         assert_int_equal(st.firing, 0); /* the summary clears with its last member */
 }
 
+/* The updates queued on the outbox records of fault key, oldest record
+ * first, as "open" (when the record still owes its open) and update types
+ * joined by spaces into buf. Returns how many records there are. */
+static int records_of(struct fixture *f, const char *key, char *buf, size_t size)
+{
+        cJSON *o = outbox_to_json(f->outbox), *r;
+        int n = 0;
+
+        buf[0] = '\0';
+        cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(o, "records"))
+        {
+                const cJSON *u;
+                if (strcmp(cJSON_GetObjectItemCaseSensitive(r, "fault_key")->valuestring, key) != 0)
+                        continue;
+                n++;
+                snprintf(buf + strlen(buf), size - strlen(buf), "%s[%s", n > 1 ? " " : "",
+                         strcmp(cJSON_GetObjectItemCaseSensitive(r, "waiting")->valuestring, "open") == 0 ? "open"
+                                                                                                          : "");
+                cJSON_ArrayForEach(u, cJSON_GetObjectItemCaseSensitive(r, "updates"))
+                        snprintf(buf + strlen(buf), size - strlen(buf), " %s", u->valuestring);
+                snprintf(buf + strlen(buf), size - strlen(buf), "]");
+        }
+        cJSON_Delete(o);
+        return n;
+}
+
+static void storm(struct fixture *f, enum rule_transition t, int n)
+{
+        char key[32];
+
+        for (int i = 0; i < n; i++) {
+                snprintf(key, sizeof key, "temp:chip%d", i);
+                hit_key(f, "high", t, key);
+        }
+}
+
+/* A storm after its summary case's reopen window is a new summary case
+ * naming the old one, not "reopened" on the old one. */
+static void test_a_storm_after_the_reopen_window_opens_a_new_summary_case(void **state)
+{
+        struct fixture *f = *state;
+        char got[256];
+
+        f->set.storm_keys = 2;
+        f->set.reopen_window_usec = 0; /* every recurrence is a new period */
+        reconfigure(f);
+        storm(f, RULE_FIRING, 5);
+        storm(f, RULE_CLEARED, 5);
+        assert_int_equal(records_of(f, "storm:high", got, sizeof got), 1);
+        assert_string_equal(got, "[open cleared]");
+        storm(f, RULE_FIRING, 5); /* the storm window still counts: all 5 join the summary */
+        assert_int_equal(records_of(f, "storm:high", got, sizeof got), 2);
+        assert_string_equal(got, "[open cleared] [open]");
+        storm(f, RULE_CLEARED, 5);
+        assert_int_equal(records_of(f, "storm:high", got, sizeof got), 2);
+        assert_string_equal(got, "[open cleared] [open cleared]");
+}
+
+/* Within the reopen window the storm goes back to its summary case. */
+static void test_a_storm_within_the_reopen_window_reopens_its_summary_case(void **state)
+{
+        struct fixture *f = *state;
+        char got[256];
+
+        f->set.storm_keys = 2;
+        f->set.reopen_window_usec = 3600000000ULL;
+        reconfigure(f);
+        storm(f, RULE_FIRING, 5);
+        storm(f, RULE_CLEARED, 5);
+        storm(f, RULE_FIRING, 5);
+        assert_int_equal(records_of(f, "storm:high", got, sizeof got), 1);
+        assert_string_equal(got, "[open cleared reopened]");
+}
+
 static void test_an_empty_case_bucket_summarises(void **state)
 {
         struct fixture *f = *state;
@@ -483,6 +557,10 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_state_survives_a_restart, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_a_flapping_key_is_one_quiet_case, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_many_keys_of_one_rule_make_one_summary_case, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_a_storm_after_the_reopen_window_opens_a_new_summary_case, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_a_storm_within_the_reopen_window_reopens_its_summary_case, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_an_empty_case_bucket_summarises, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_maintenance_holds_cases_until_it_ends, setup, teardown),
                 cmocka_unit_test(test_allocation_failures),
