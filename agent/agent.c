@@ -722,8 +722,11 @@ void agent_free(struct agent *a)
         loop_remove(a->watchdog);
         rule_engine_free(a->engine);
         event_ring_free(a->unmatched);
-        if (a->started)
+        if (a->started) {
                 ledger_stop(a->ledger);
+                if (a->history)
+                        history_flush(a->history);
+        }
         if (a->store && store_commit_now(a->store) < 0)
                 log_err("saving state at exit: %s; the last changes are lost", store_last_error(a->store));
         checkin_free(a->checkin);
