@@ -851,12 +851,20 @@ static void settle(struct faults *fs, struct fault *f)
         mark(fs, f);
 }
 
+/* The journal priority of a fault's firing and level lines: warning for P1
+ * and P2, so that `journalctl -p warning` shows them beside the agent's own
+ * troubles; notice for the rest (weibao-agent(8), JOURNAL). */
+static enum log_level fault_priority(enum rule_level level)
+{
+        return level <= RULE_LEVEL_P2 ? LOG_LEVEL_WARNING : LOG_LEVEL_NOTICE;
+}
+
 static void fault_level_changed(struct faults *fs, struct fault *f, enum rule_level old, const char *reason)
 {
         cJSON *x;
 
-        log_fault(LOG_LEVEL_NOTICE, f->key, rule_level_to_string(f->level), f->rule, f->case_id, "level %s -> %s (%s)",
-                  rule_level_to_string(old), rule_level_to_string(f->level), reason);
+        log_fault(fault_priority(f->level), f->key, rule_level_to_string(f->level), f->rule, f->case_id,
+                  "level %s -> %s (%s)", rule_level_to_string(old), rule_level_to_string(f->level), reason);
         mark(fs, f);
         if (f->hold != HOLD_NONE || !f->case_ref)
                 return;
@@ -917,7 +925,7 @@ static void fault_start(struct faults *fs, struct fault *f, const struct rule_hi
         cJSON_Delete(f->evidence);
         f->evidence = NULL;
         evidence_add(f, hit->event);
-        log_fault(LOG_LEVEL_NOTICE, f->key, rule_level_to_string(f->level), rule_name(hit->rule), NULL,
+        log_fault(fault_priority(f->level), f->key, rule_level_to_string(f->level), rule_name(hit->rule), NULL,
                   "firing at %s (rule %s): %s", rule_level_to_string(f->level), rule_name(hit->rule), hit->title);
         if (fs->hold_cases) {
                 f->hold = HOLD_MAINTENANCE;
