@@ -4,8 +4,11 @@
  * when a reading of a later minute arrives or the timer finds it over; its
  * row joins the pending rows and its figures the open hour, which closes the
  * same way. Pending rows and notes are written at the next commit and kept
- * until one holds. Series ids are assigned in the commit that first writes a
- * series; a failed commit forgets the ids it assigned (they were rolled back). */
+ * until one holds. An hour row is computed in the store from its minute
+ * rows, so an hour cut by a restart holds the minutes of both runs; a clean
+ * stop writes the open minutes (history_flush), and the first commit after a
+ * start writes the hours the previous run left open (store_close_orphan_hours). Series ids are assigned in the commit
+ * that first writes a series; a failed commit forgets the ids it assigned (they were rolled back). */
 #include "history.h"
 
 #include <errno.h>
@@ -65,6 +68,7 @@ struct history {
         struct note *notes;
         size_t n_notes, cap_notes;
         bool prune_due;
+        bool orphans_due; /* hours the previous run left open are still to be written */
         struct history_stats stats;
 };
 
@@ -144,6 +148,15 @@ void history_close_minutes(struct history *h, int64_t now)
                                 close_hour(h, s);
                 }
         h->prune_due = true;
+        store_mark_dirty(h->st);
+}
+
+void history_flush(struct history *h)
+{
+        for (size_t b = 0; b < SERIES_BUCKETS; b++)
+                for (struct series *s = h->buckets[b]; s; s = s->next)
+                        if (s->minute >= 0)
+                                close_minute(h, s);
         store_mark_dirty(h->st);
 }
 
@@ -298,6 +311,11 @@ static int h_write(struct store *st, void *userdata)
         struct history *h = userdata;
         int r;
 
+        if (h->orphans_due) {
+                int64_t t = time_wall_usec() / 1000000;
+                if ((r = store_close_orphan_hours(st, t - t % 3600)) < 0)
+                        return r;
+        }
         for (size_t i = 0; i < h->n_rows; i++) {
                 struct row *w = &h->rows[i];
                 struct series *s = w->s;
@@ -306,7 +324,12 @@ static int h_write(struct store *st, void *userdata)
                                 return r;
                         s->id_this_pass = true;
                 }
-                if ((r = store_put_sample(st, w->tier, s->id, w->t, w->min, w->avg, w->max, w->n)) < 0)
+                /* an hour is made of its minutes in the store, so that the
+                 * minutes written before a restart count in it */
+                r = w->tier == STORE_TIER_HOUR
+                            ? store_put_hour_from_minutes(st, s->id, w->t, w->min, w->avg, w->max, w->n)
+                            : store_put_sample(st, w->tier, s->id, w->t, w->min, w->avg, w->max, w->n);
+                if (r < 0)
                         return r;
         }
         for (size_t b = 0; b < SERIES_BUCKETS; b++)
@@ -349,7 +372,7 @@ static void h_done(struct store *st, bool committed, void *userdata)
                 free(h->notes[i].detail);
         }
         h->n_rows = h->n_notes = 0;
-        h->prune_due = false;
+        h->prune_due = h->orphans_due = false;
 }
 
 static uint64_t on_timer(struct loop_source *src, uint64_t now, void *userdata)
@@ -383,6 +406,7 @@ int history_new(struct loop *loop, struct store *st, const struct history_settin
                 h->set.hour_days = 400;
         if (!h->set.max_series)
                 h->set.max_series = 2000;
+        h->orphans_due = true;
         w.userdata = h;
         if ((r = store_add_writer(st, &w)) < 0 ||
             (r = loop_add_timer(loop, (uint64_t)(60000000 - time_wall_usec() % 60000000) + 1000000, 0, "history",
@@ -425,154 +449,175 @@ void history_get_stats(const struct history *h, struct history_stats *ret)
         *ret = h->stats;
 }
 
-/* ---- reading, for the snapshot ---- */
+/* ---- reading, for the snapshot ----
+ *
+ * The store hands rows over ORDER BY series, t, one tier after the other, so
+ * the series a row belongs to is almost always the one of the row before:
+ * that one is kept at hand, others are found by binary search in an array
+ * sorted by id. Summaries run in C and become JSON once per series at the
+ * end. The cost is linear in the rows read. */
+
+struct rseries {
+        int64_t id;
+        cJSON *obj, *hourly, *minutes;      /* obj is owned by the result's array */
+        const char *source, *name, *object; /* obj's own strings */
+        double min, max, sum;
+        int64_t n;
+        int64_t hourly_start, hourly_end; /* the hourly points' span: minutes inside it are counted already */
+};
 
 struct reader {
         cJSON *series; /* array */
-        cJSON *cur;    /* the object of the series being read */
-        int64_t cur_id;
+        struct rseries *v;
+        size_t n, cap, cur;
         enum store_tier tier;
-        int64_t newest_hour_end; /* of the current series, from the hourly pass */
-        double min, max, sum;
-        int64_t n;
-        int64_t since_s;
+        int64_t recent_from; /* minutes before this are counted, not listed (unless minutes) */
         bool minutes;
 };
 
-static cJSON *find_series(cJSON *arr, int64_t id)
+static struct rseries *rs_find(struct reader *rd, int64_t id, size_t *ret_pos)
 {
-        cJSON *x;
+        size_t lo = 0, hi = rd->n;
 
-        cJSON_ArrayForEach(x, arr)
-        {
-                const cJSON *i = cJSON_GetObjectItemCaseSensitive(x, "id");
-                if (cJSON_IsNumber(i) && (int64_t)i->valuedouble == id)
-                        return x;
+        if (rd->cur < rd->n && rd->v[rd->cur].id == id)
+                return &rd->v[rd->cur];
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (rd->v[mid].id < id)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        *ret_pos = lo;
+        if (lo < rd->n && rd->v[lo].id == id) {
+                rd->cur = lo;
+                return &rd->v[lo];
         }
         return NULL;
 }
 
-static void add_summary(cJSON *o, double min, double avg, double max, int64_t n)
+static const char *obj_str(const cJSON *o, const char *k)
 {
-        cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "summary");
-        double omin, omax, osum;
-        int64_t on;
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
 
-        if (!s) {
-                s = cJSON_AddObjectToObject(o, "summary");
-                if (!s)
-                        return;
-                cJSON_AddNumberToObject(s, "min", min);
-                cJSON_AddNumberToObject(s, "avg", avg);
-                cJSON_AddNumberToObject(s, "max", max);
-                cJSON_AddNumberToObject(s, "readings", (double)n);
-                return;
+        return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static struct rseries *rs_add(struct reader *rd, const struct store_sample *s, size_t pos)
+{
+        struct rseries *e;
+        cJSON *o;
+        int ok = 1;
+
+        if (rd->n == rd->cap) {
+                size_t nc = rd->cap ? 2 * rd->cap : 64;
+                struct rseries *nv = xrealloc(rd->v, nc * sizeof *nv);
+                if (!nv)
+                        return NULL;
+                rd->v = nv;
+                rd->cap = nc;
         }
-        omin = cJSON_GetObjectItemCaseSensitive(s, "min")->valuedouble;
-        omax = cJSON_GetObjectItemCaseSensitive(s, "max")->valuedouble;
-        on = (int64_t)cJSON_GetObjectItemCaseSensitive(s, "readings")->valuedouble;
-        osum = cJSON_GetObjectItemCaseSensitive(s, "avg")->valuedouble * (double)on;
-        cJSON_SetNumberValue(cJSON_GetObjectItemCaseSensitive(s, "min"), fmin(omin, min));
-        cJSON_SetNumberValue(cJSON_GetObjectItemCaseSensitive(s, "max"), fmax(omax, max));
-        cJSON_SetNumberValue(cJSON_GetObjectItemCaseSensitive(s, "readings"), (double)(on + n));
-        cJSON_SetNumberValue(cJSON_GetObjectItemCaseSensitive(s, "avg"), (osum + avg * (double)n) / (double)(on + n));
+        if (!(o = cJSON_CreateObject()) || json_add(rd->series, NULL, o) < 0)
+                return NULL;
+        ok &= !!cJSON_AddStringToObject(o, "source", s->source);
+        ok &= !!cJSON_AddStringToObject(o, "name", s->name);
+        ok &= !!cJSON_AddStringToObject(o, "object", s->object);
+        ok &= !!cJSON_AddStringToObject(o, "unit", s->unit ? s->unit : "");
+        if (ok && s->thresholds) {
+                cJSON *t = cJSON_Parse(s->thresholds);
+                if (cJSON_IsObject(t))
+                        ok &= json_add(o, "thresholds", t) == 0;
+                else
+                        cJSON_Delete(t);
+        }
+        if (!ok)
+                return NULL;
+        memmove(&rd->v[pos + 1], &rd->v[pos], (rd->n - pos) * sizeof *rd->v);
+        rd->n++;
+        rd->cur = pos;
+        e = &rd->v[pos];
+        *e = (struct rseries){
+                .id = s->series,
+                .obj = o,
+                .source = obj_str(o, "source"),
+                .name = obj_str(o, "name"),
+                .object = obj_str(o, "object"),
+        };
+        return e;
+}
+
+static void rs_count(struct rseries *e, double min, double avg, double max, int64_t n)
+{
+        if (e->n == 0 || min < e->min)
+                e->min = min;
+        if (e->n == 0 || max > e->max)
+                e->max = max;
+        e->sum += avg * (double)n;
+        e->n += n;
+}
+
+static int add_point(cJSON *o, const char *key, cJSON **arr, const struct store_sample *s)
+{
+        const double v[4] = {(double)s->t, s->min, round(s->avg * 1000) / 1000, s->max};
+        cJSON *p;
+
+        if (!*arr && !(*arr = cJSON_AddArrayToObject(o, key)))
+                return -ENOMEM;
+        if (!(p = cJSON_CreateDoubleArray(v, 4)))
+                return -ENOMEM;
+        return json_add(*arr, NULL, p);
 }
 
 static int sample_cb(const struct store_sample *s, void *ud)
 {
         struct reader *rd = ud;
-        cJSON *o = find_series(rd->series, s->series), *pts, *p;
-        const char *key = rd->tier == STORE_TIER_HOUR ? "hourly" : "minutes";
+        size_t pos = 0;
+        struct rseries *e = rs_find(rd, s->series, &pos);
 
-        if (!o) {
-                if (!(o = cJSON_CreateObject()))
-                        return -ENOMEM;
-                cJSON_AddNumberToObject(o, "id", (double)s->series);
-                cJSON_AddStringToObject(o, "source", s->source);
-                cJSON_AddStringToObject(o, "name", s->name);
-                cJSON_AddStringToObject(o, "object", s->object);
-                cJSON_AddStringToObject(o, "unit", s->unit ? s->unit : "");
-                if (s->thresholds) {
-                        cJSON *t = cJSON_Parse(s->thresholds);
-                        if (cJSON_IsObject(t))
-                                json_add(o, "thresholds", t);
-                        else
-                                cJSON_Delete(t);
-                }
-                json_add(rd->series, NULL, o);
-        }
-        if (rd->tier == STORE_TIER_MINUTE) {
-                /* minutes an hourly point already covers count once */
-                const cJSON *he = cJSON_GetObjectItemCaseSensitive(o, "hourly_end");
-                bool covered = cJSON_IsNumber(he) && s->t < (int64_t)he->valuedouble;
-                if (!covered)
-                        add_summary(o, s->min, s->avg, s->max, s->n);
-                if (!rd->minutes && s->t < time_wall_usec() / 1000000 - RECENT_MINUTES_USEC / 1000000)
-                        return 0;
-        } else {
-                add_summary(o, s->min, s->avg, s->max, s->n);
-                cJSON *he = cJSON_GetObjectItemCaseSensitive(o, "hourly_end");
-                if (he)
-                        cJSON_SetNumberValue(he, (double)(s->t + 3600));
-                else
-                        cJSON_AddNumberToObject(o, "hourly_end", (double)(s->t + 3600));
-        }
-        pts = cJSON_GetObjectItemCaseSensitive(o, key);
-        if (!pts && !(pts = cJSON_AddArrayToObject(o, key)))
+        if (!e && !(e = rs_add(rd, s, pos)))
                 return -ENOMEM;
-        if (!(p = cJSON_CreateArray()))
-                return -ENOMEM;
-        json_add(p, NULL, cJSON_CreateNumber((double)s->t));
-        json_add(p, NULL, cJSON_CreateNumber(s->min));
-        json_add(p, NULL, cJSON_CreateNumber(round(s->avg * 1000) / 1000));
-        json_add(p, NULL, cJSON_CreateNumber(s->max));
-        json_add(pts, NULL, p);
-        return 0;
+        if (rd->tier == STORE_TIER_HOUR) {
+                rs_count(e, s->min, s->avg, s->max, s->n);
+                if (!e->hourly)
+                        e->hourly_start = s->t;
+                e->hourly_end = s->t + 3600;
+                return add_point(e->obj, "hourly", &e->hourly, s);
+        }
+        if (!e->hourly || s->t < e->hourly_start || s->t >= e->hourly_end)
+                rs_count(e, s->min, s->avg, s->max, s->n);
+        if (!rd->minutes && s->t < rd->recent_from)
+                return 0;
+        return add_point(e->obj, "minutes", &e->minutes, s);
 }
 
 static int event_cb(int64_t t, const char *kind, const char *object, const char *detail, void *ud)
 {
         cJSON *arr = ud, *o = cJSON_CreateObject();
         char ts[40];
+        int ok = 1;
 
-        if (!o)
+        if (!o || json_add(arr, NULL, o) < 0)
                 return -ENOMEM;
-        cJSON_AddStringToObject(o, "time", time_format_rfc3339(t, ts, sizeof ts));
-        cJSON_AddStringToObject(o, "kind", kind);
-        cJSON_AddStringToObject(o, "object", object);
-        if (detail) {
+        ok &= !!cJSON_AddStringToObject(o, "time", time_format_rfc3339(t, ts, sizeof ts));
+        ok &= !!cJSON_AddStringToObject(o, "kind", kind);
+        ok &= !!cJSON_AddStringToObject(o, "object", object);
+        if (ok && detail) {
                 cJSON *d = cJSON_Parse(detail);
                 if (d)
-                        json_add(o, "detail", d);
+                        ok &= json_add(o, "detail", d) == 0;
         }
-        json_add(arr, NULL, o);
-        return 0;
+        return ok ? 0 : -ENOMEM;
 }
 
-cJSON *history_to_json(struct history *h, int64_t since, bool minutes, int *ret_err)
+/* The minutes still open in memory count too, so a fresh agent's snapshot is not empty. */
+static int open_minutes(struct history *h, struct reader *rd, int64_t since_s)
 {
-        cJSON *o = cJSON_CreateObject(), *x;
-        struct reader rd = {.minutes = minutes};
-        int r = 0;
+        int r;
 
-        *ret_err = 0;
-        if (!o || !(rd.series = cJSON_AddArrayToObject(o, "series")))
-                goto fail;
-        rd.tier = STORE_TIER_HOUR;
-        if ((r = store_load_samples(h->st, STORE_TIER_HOUR, since / 1000000, sample_cb, &rd)) < 0)
-                goto fail;
-        rd.tier = STORE_TIER_MINUTE;
-        /* minutes older than a day are covered by their hours already (every
-         * closed hour is written): only the last day's are read, unless asked */
-        int64_t from = since / 1000000, day = time_wall_usec() / 1000000 - RECENT_MINUTES_USEC / 1000000;
-        if (!minutes && from < day)
-                from = day - day % 3600;
-        if ((r = store_load_samples(h->st, STORE_TIER_MINUTE, from, sample_cb, &rd)) < 0)
-                goto fail;
-        /* the minutes still open in memory count too, so a fresh agent's snapshot is not empty */
+        rd->tier = STORE_TIER_MINUTE;
         for (size_t b = 0; b < SERIES_BUCKETS; b++)
                 for (struct series *sr = h->buckets[b]; sr; sr = sr->next) {
-                        if (sr->minute < 0 || sr->mn == 0 || sr->minute < since / 1000000)
+                        if (sr->minute < 0 || sr->mn == 0 || sr->minute < since_s)
                                 continue;
                         struct store_sample smp = {
                                 .series = sr->id ? sr->id : -(int64_t)((uintptr_t)sr >> 4), /* unique while unwritten */
@@ -586,49 +631,84 @@ cJSON *history_to_json(struct history *h, int64_t since, bool minutes, int *ret_
                                 .max = sr->mmax,
                                 .n = sr->mn,
                         };
+                        if (!sr->id) /* not written yet: read already under its id if a commit since wrote it */
+                                for (size_t i = 0; i < rd->n; i++)
+                                        if (strcmp(rd->v[i].source, sr->source) == 0 &&
+                                            strcmp(rd->v[i].name, sr->name) == 0 &&
+                                            strcmp(rd->v[i].object, sr->object) == 0)
+                                                smp.series = rd->v[i].id;
                         char *thr = (sr->has_max || sr->has_crit) ? thresholds_text(sr) : NULL;
                         smp.thresholds = thr;
-                        if (!sr->id) {
-                                /* not written yet: find it by name among the series read */
-                                cJSON *y;
-                                cJSON_ArrayForEach(y, rd.series)
-                                {
-                                        if (strcmp(cJSON_GetObjectItemCaseSensitive(y, "source")->valuestring,
-                                                   sr->source) == 0 &&
-                                            strcmp(cJSON_GetObjectItemCaseSensitive(y, "name")->valuestring,
-                                                   sr->name) == 0 &&
-                                            strcmp(cJSON_GetObjectItemCaseSensitive(y, "object")->valuestring,
-                                                   sr->object) == 0)
-                                                smp.series =
-                                                        (int64_t)cJSON_GetObjectItemCaseSensitive(y, "id")->valuedouble;
-                                }
-                        }
-                        r = sample_cb(&smp, &rd);
+                        r = (sr->has_max || sr->has_crit) && !thr ? -ENOMEM : sample_cb(&smp, rd);
                         free(thr);
                         if (r < 0)
-                                goto fail;
+                                return r;
                 }
-        cJSON_ArrayForEach(x, rd.series)
-        {
-                cJSON_DeleteItemFromObject(x, "id");
-                cJSON_DeleteItemFromObject(x, "hourly_end");
-                if (!cJSON_HasObjectItem(x, "hourly"))
-                        cJSON_AddArrayToObject(x, "hourly");
-                if (!cJSON_HasObjectItem(x, "minutes"))
-                        cJSON_AddArrayToObject(x, "minutes");
+        return 0;
+}
+
+static int finish_series(struct reader *rd)
+{
+        for (size_t i = 0; i < rd->n; i++) {
+                struct rseries *e = &rd->v[i];
+                cJSON *sum = cJSON_AddObjectToObject(e->obj, "summary");
+                int ok = !!sum;
+                ok &= !!cJSON_AddNumberToObject(sum, "min", e->min);
+                ok &= !!cJSON_AddNumberToObject(sum, "avg", e->n ? e->sum / (double)e->n : 0);
+                ok &= !!cJSON_AddNumberToObject(sum, "max", e->max);
+                ok &= !!cJSON_AddNumberToObject(sum, "readings", (double)e->n);
+                ok &= e->hourly || cJSON_AddArrayToObject(e->obj, "hourly");
+                ok &= e->minutes || cJSON_AddArrayToObject(e->obj, "minutes");
+                if (!ok)
+                        return -ENOMEM;
         }
-        if (!(x = cJSON_AddArrayToObject(o, "events")) || (r = store_load_events(h->st, since, event_cb, x)) < 0)
+        return 0;
+}
+
+cJSON *history_to_json(struct history *h, int64_t since, bool minutes, int *ret_err)
+{
+        cJSON *o = cJSON_CreateObject(), *x;
+        int64_t now_s = time_wall_usec() / 1000000, from = since / 1000000;
+        struct reader rd = {.minutes = minutes, .recent_from = now_s - RECENT_MINUTES_USEC / 1000000};
+        int r = -ENOMEM, ok = 1;
+
+        *ret_err = 0;
+        if (!o || !(rd.series = cJSON_AddArrayToObject(o, "series")))
+                goto fail;
+        rd.tier = STORE_TIER_HOUR;
+        if ((r = store_load_samples(h->st, STORE_TIER_HOUR, from, sample_cb, &rd)) < 0)
+                goto fail;
+        /* minutes older than a day are covered by their hours already (every
+         * closed hour is written): only the last day's are read, unless asked */
+        rd.tier = STORE_TIER_MINUTE;
+        rd.cur = 0;
+        if (!minutes && from < rd.recent_from)
+                from = rd.recent_from - rd.recent_from % 3600;
+        if ((r = store_load_samples(h->st, STORE_TIER_MINUTE, from, sample_cb, &rd)) < 0)
+                goto fail;
+        if ((r = open_minutes(h, &rd, since / 1000000)) < 0 || (r = finish_series(&rd)) < 0)
+                goto fail;
+        r = -ENOMEM;
+        if (!(x = cJSON_AddArrayToObject(o, "events")))
+                goto fail;
+        if ((r = store_load_events(h->st, since, event_cb, x)) < 0)
                 goto fail;
         store_used_bytes(h->st, &h->stats.used_bytes);
-        cJSON_AddNumberToObject(o, "used_bytes", (double)h->stats.used_bytes);
-        cJSON_AddNumberToObject(o, "cap_bytes", (double)h->set.cap_bytes);
-        cJSON_AddNumberToObject(o, "minute_days", h->set.minute_days);
-        cJSON_AddNumberToObject(o, "hour_days", h->set.hour_days);
-        cJSON_AddNumberToObject(o, "series_dropped", (double)h->stats.series_dropped);
-        cJSON_AddNumberToObject(o, "pruned", (double)h->stats.pruned);
+        ok &= !!cJSON_AddNumberToObject(o, "used_bytes", (double)h->stats.used_bytes);
+        ok &= !!cJSON_AddNumberToObject(o, "cap_bytes", (double)h->set.cap_bytes);
+        ok &= !!cJSON_AddNumberToObject(o, "minute_days", h->set.minute_days);
+        ok &= !!cJSON_AddNumberToObject(o, "hour_days", h->set.hour_days);
+        ok &= !!cJSON_AddNumberToObject(o, "series_dropped", (double)h->stats.series_dropped);
+        ok &= !!cJSON_AddNumberToObject(o, "pruned", (double)h->stats.pruned);
+        if (!ok) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        free(rd.v);
         return o;
 fail:
         *ret_err = r < 0 ? r : -ENOMEM;
+        free(rd.v);
         cJSON_Delete(o);
         return NULL;
 }

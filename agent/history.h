@@ -43,6 +43,12 @@ void history_note(struct history *h, int64_t t, const char *kind, const char *ob
  * minute; tests call it). */
 void history_close_minutes(struct history *h, int64_t now_wall_usec);
 
+/* Writes the minutes still open (a clean stop calls it before the last
+ * commit). The open hours are not written: the next start completes them
+ * from their minutes in the store (or, when it starts within the same hour,
+ * that hour's close does). */
+void history_flush(struct history *h);
+
 /* A new JSON object for the snapshot: "series" (each with source, name,
  * object, unit, the min/avg/max over the period and its hourly points, or
  * 1-minute points when minutes is true), "events", and the store's size and

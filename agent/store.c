@@ -44,6 +44,8 @@ enum {
         Q_PRUNE_EVENTS,
         Q_PUT_OUTAGE,
         Q_SERIES_THRESHOLDS,
+        Q_HOUR_FROM_MINUTES,
+        Q_CLOSE_ORPHAN_HOURS,
         Q_MAX,
 };
 
@@ -62,7 +64,12 @@ static const char *const queries[Q_MAX] = {
         [Q_GET_META] = "SELECT v FROM meta WHERE k = ?1",
         [Q_SERIES_FIND] = "SELECT id FROM series WHERE source = ?1 AND name = ?2 AND object = ?3",
         [Q_SERIES_ADD] = "INSERT INTO series(source, name, object, unit) VALUES(?1, ?2, ?3, ?4)",
-        [Q_PUT_1M] = "INSERT OR REPLACE INTO samples_1m(series, t, min, avg, max, n) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+        /* a minute written again (after a restart within it, or a late reading) merges into its row */
+        [Q_PUT_1M] = "INSERT INTO samples_1m(series, t, min, avg, max, n) VALUES(?1, ?2, ?3, ?4, ?5, ?6) "
+                     "ON CONFLICT(t, series) DO UPDATE SET min = min(samples_1m.min, excluded.min), "
+                     "max = max(samples_1m.max, excluded.max), "
+                     "avg = (samples_1m.avg * samples_1m.n + excluded.avg * excluded.n) / (samples_1m.n + excluded.n), "
+                     "n = samples_1m.n + excluded.n",
         [Q_PUT_1H] = "INSERT OR REPLACE INTO samples_1h(series, t, min, avg, max, n) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
         [Q_PRUNE_1M] = "DELETE FROM samples_1m WHERE t < ?1",
         [Q_PRUNE_1H] = "DELETE FROM samples_1h WHERE t < ?1",
@@ -71,6 +78,14 @@ static const char *const queries[Q_MAX] = {
         [Q_PUT_EVENT] = "INSERT INTO events(t, kind, object, detail) VALUES(?1, ?2, ?3, ?4)",
         [Q_PRUNE_EVENTS] = "DELETE FROM events WHERE t < ?1",
         [Q_SERIES_THRESHOLDS] = "UPDATE series SET thresholds = ?2 WHERE id = ?1",
+        [Q_HOUR_FROM_MINUTES] = "INSERT OR REPLACE INTO samples_1h(series, t, min, avg, max, n) "
+                                "SELECT ?1, ?2, min(min), sum(avg * n) / sum(n), max(max), sum(n) FROM samples_1m "
+                                "WHERE series = ?1 AND t >= ?2 AND t < ?2 + 3600 HAVING sum(n) > 0",
+        /* hours a stopped agent left open: since the newest hour written, before ?1 */
+        [Q_CLOSE_ORPHAN_HOURS] = "INSERT OR IGNORE INTO samples_1h(series, t, min, avg, max, n) "
+                                 "SELECT series, t - t % 3600, min(min), sum(avg * n) / sum(n), max(max), sum(n) "
+                                 "FROM samples_1m WHERE t >= coalesce((SELECT max(t) FROM samples_1h), 0) "
+                                 "AND t < ?1 GROUP BY series, t - t % 3600",
         [Q_PUT_OUTAGE] = "INSERT OR REPLACE INTO outages(start, end_at, clean, boot_before, boot_after) "
                          "VALUES(?1, ?2, ?3, ?4, ?5)",
 };
@@ -660,6 +675,26 @@ static int run_changes(struct store *st, sqlite3_stmt *q, int rc)
         int r = run(st, q, rc);
 
         return r < 0 ? r : sqlite3_changes(st->db);
+}
+
+int store_put_hour_from_minutes(struct store *st, int64_t series, int64_t t, double min, double avg, double max,
+                                int64_t n)
+{
+        sqlite3_stmt *q = st->q[Q_HOUR_FROM_MINUTES];
+        int rc = sqlite3_bind_int64(q, 1, series), r;
+
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(q, 2, t);
+        if ((r = run_changes(st, q, rc)) != 0)
+                return r < 0 ? r : 0;
+        return store_put_sample(st, STORE_TIER_HOUR, series, t, min, avg, max, n);
+}
+
+int store_close_orphan_hours(struct store *st, int64_t before)
+{
+        sqlite3_stmt *q = st->q[Q_CLOSE_ORPHAN_HOURS];
+
+        return run_changes(st, q, sqlite3_bind_int64(q, 1, before));
 }
 
 int store_prune_samples(struct store *st, enum store_tier tier, int64_t before)

@@ -140,9 +140,20 @@ enum store_tier {
  * (creating it), or negative errno. Outside write() too (it is one row). */
 int store_series_id(struct store *st, const char *source, const char *name, const char *object, const char *unit,
                     int64_t *ret_id);
-/* One aggregated sample; t is the start of its minute or hour (unix s). */
+/* One aggregated sample; t is the start of its minute or hour (unix s). A
+ * minute row already there merges with it (min of minima, weighted mean, max
+ * of maxima, counts added); an hour row is replaced. */
 int store_put_sample(struct store *st, enum store_tier tier, int64_t series, int64_t t, double min, double avg,
                      double max, int64_t n);
+/* The hour starting at t (unix s) of series from its minute rows (those
+ * written before a restart included), or from min/avg/max/n when none are
+ * left. Returns 0 or negative errno. */
+int store_put_hour_from_minutes(struct store *st, int64_t series, int64_t t, double min, double avg, double max,
+                                int64_t n);
+/* Writes the hour rows that minute rows before before (unix s) lack, hours
+ * an agent stopped or killed mid-hour never closed; existing rows stay.
+ * Returns the number written or negative errno. */
+int store_close_orphan_hours(struct store *st, int64_t before);
 /* Deletes samples of tier older than before (unix s). Returns the number
  * deleted or negative errno. */
 int store_prune_samples(struct store *st, enum store_tier tier, int64_t before);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include "../../agent/loop.h"
 #include "../../agent/store.h"
 #include "../../lib/event.h"
+#include "../../lib/xalloc.h"
 
 struct fixture {
         char dir[64];
@@ -222,6 +224,140 @@ static void test_a_long_history_stays_under_the_cap_and_keeps_the_newest(void **
         assert_true(hs.pruned > 0);
 }
 
+static const cJSON *series_of(const cJSON *j, const char *object)
+{
+        const cJSON *s;
+
+        cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(j, "series"))
+        {
+                if (strcmp(cJSON_GetObjectItemCaseSensitive(s, "object")->valuestring, object) == 0)
+                        return s;
+        }
+        fail_msg("no series %s", object);
+        return NULL;
+}
+
+static double summary(const cJSON *s, const char *k)
+{
+        return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(s, "summary"), k)->valuedouble;
+}
+
+/* A clean stop and a start within the same hour: the hour holds the minutes
+ * of both runs, and the snapshot counts each reading once, before and after
+ * the hour closes. A restart within one minute merges into its row. */
+static void test_a_clean_restart_keeps_the_hour_whole(void **state)
+{
+        struct fixture *f = *state;
+        struct history_settings set = {0};
+        /* the current hour (later minutes of it may lie ahead: that is fine) */
+        int64_t now = time_wall_usec() / 1000000, h0 = now - now % 3600;
+        struct got g = {.only = "cpu/temp1"};
+        int err = 0;
+
+        for (int k = 0; k < 10; k++)
+                reading(f, "cpu/temp1", h0 + 60 * k + 5, k);
+        history_flush(f->h); /* the clean stop */
+        assert_int_equal(store_commit_now(f->st), 0);
+        history_free(f->h);
+        assert_int_equal(history_new(f->loop, f->st, &set, &f->h), 0);
+        reading(f, "cpu/temp1", h0 + 9 * 60 + 30, 9); /* minute 9 again, after the restart */
+        for (int k = 10; k < 20; k++)
+                reading(f, "cpu/temp1", h0 + 60 * k + 5, k);
+        history_close_minutes(f->h, (h0 + 30 * 60) * 1000000);
+        assert_int_equal(store_commit_now(f->st), 0);
+
+        cJSON *j = history_to_json(f->h, (h0 - 3600) * 1000000, false, &err);
+        assert_non_null(j);
+        assert_true(summary(series_of(j, "cpu/temp1"), "readings") == 21);
+        cJSON_Delete(j);
+
+        history_close_minutes(f->h, (h0 + 3600 + 1) * 1000000);
+        assert_int_equal(store_commit_now(f->st), 0);
+        assert_int_equal(store_load_samples(f->st, STORE_TIER_HOUR, 0, collect, &g), 0);
+        assert_int_equal(g.count, 1);
+        assert_int_equal(g.t[0], h0);
+        assert_int_equal(g.n[0], 21);
+        assert_true(g.min[0] == 0 && g.max[0] == 19 && fabs(g.avg[0] - 199.0 / 21) < 1e-9);
+        memset(&g, 0, sizeof g);
+        g.only = "cpu/temp1";
+        assert_int_equal(store_load_samples(f->st, STORE_TIER_MINUTE, h0 + 9 * 60, collect, &g), 0);
+        assert_true(g.t[0] == h0 + 9 * 60 && g.n[0] == 2 && g.avg[0] == 9);
+
+        j = history_to_json(f->h, (h0 - 3600) * 1000000, false, &err);
+        assert_non_null(j);
+        const cJSON *s = series_of(j, "cpu/temp1");
+        assert_true(summary(s, "readings") == 21);
+        assert_true(summary(s, "max") == 19);
+        assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(s, "hourly")), 1);
+        cJSON_Delete(j);
+}
+
+/* Killed mid-hour, started in a later hour: the hour the previous run left
+ * open is written from its minutes at the first commit. */
+static void test_an_hour_left_open_by_a_crash_is_completed_at_the_next_start(void **state)
+{
+        struct fixture *f = *state;
+        struct history_settings set = {0};
+        int64_t now = time_wall_usec() / 1000000, h0 = now - now % 3600 - 3 * 3600;
+        struct got g = {.only = "cpu/temp1"};
+
+        for (int k = 0; k < 10; k++)
+                reading(f, "cpu/temp1", h0 + 60 * k + 5, 10 + k);
+        history_close_minutes(f->h, (h0 + 10 * 60) * 1000000); /* the timer, each minute */
+        assert_int_equal(store_commit_now(f->st), 0);
+        history_free(f->h); /* no flush: killed */
+        assert_int_equal(store_load_samples(f->st, STORE_TIER_HOUR, 0, collect, &g), 0);
+        assert_int_equal(g.count, 0);
+
+        assert_int_equal(history_new(f->loop, f->st, &set, &f->h), 0);
+        assert_int_equal(store_commit_now(f->st), 0);
+        assert_int_equal(store_load_samples(f->st, STORE_TIER_HOUR, 0, collect, &g), 0);
+        assert_int_equal(g.count, 1);
+        assert_true(g.t[0] == h0 && g.n[0] == 10 && g.min[0] == 10 && g.max[0] == 19 && g.avg[0] == 14.5);
+}
+
+/* history_to_json under allocation failure at every point: NULL and -ENOMEM,
+ * never a crash or a leak (ASan), and a document once allocations succeed. */
+static void test_snapshot_json_allocation_failures(void **state)
+{
+        struct fixture *f = *state;
+        int64_t now = time_wall_usec() / 1000000, h0 = now - now % 3600 - 2 * 3600;
+        cJSON_Hooks hooks = {.malloc_fn = xmalloc, .free_fn = free};
+        bool ok = false;
+        struct event e;
+
+        for (int k = 0; k < 90; k++) {
+                reading(f, "cpu/temp1", h0 + 60 * k, k);
+                reading(f, "cpu/temp2", h0 + 60 * k, k);
+        }
+        event_init(&e, "sensor", "temperature", "cpu/temp3"); /* thresholds, still open */
+        event_set_value(&e, 50, "C");
+        event_add_number(&e, "max", 80);
+        e.wall_usec = now * 1000000;
+        history_record(f->h, &e);
+        history_close_minutes(f->h, (h0 + 2 * 3600) * 1000000);
+        history_note(f->h, now * 1000000, "fault-firing", "cpu/temp1", cJSON_Parse("{\"level\":\"P3\"}"));
+        assert_int_equal(store_commit_now(f->st), 0);
+        cJSON_InitHooks(&hooks);
+        for (unsigned long n = 1; n < 5000 && !ok; n++) {
+                int err = 0;
+                xalloc_fail_at(n);
+                cJSON *j = history_to_json(f->h, 0, false, &err);
+                xalloc_fail_at(0);
+                if (j) {
+                        ok = true;
+                        assert_int_equal(err, 0);
+                        assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "series")), 3);
+                        assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "events")), 1);
+                        cJSON_Delete(j);
+                } else {
+                        assert_int_equal(err, -ENOMEM);
+                }
+        }
+        cJSON_InitHooks(NULL);
+        assert_true(ok);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -229,6 +365,10 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_old_data_ages_out, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_a_long_history_stays_under_the_cap_and_keeps_the_newest, setup,
                                                 teardown),
+                cmocka_unit_test_setup_teardown(test_a_clean_restart_keeps_the_hour_whole, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_an_hour_left_open_by_a_crash_is_completed_at_the_next_start, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_snapshot_json_allocation_failures, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
