@@ -196,7 +196,13 @@ def test_journal_gets_priorities_and_fault_fields(stub, tmp_path):
     jdir.mkdir()
     js = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     js.bind(str(jdir / "socket"))
-    a = make_agent(tmp_path / "agent", stub, snmp_settings='  community "public"\n')
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "p1.rules").write_text('rule journal-cold-start {\n    when source == "snmptrap" and '
+                                    'trap == "SNMPv2-MIB::coldStart"\n    level P1\n'
+                                    '    key "journal:{source_addr}"\n    title "cold start"\n}\n')
+    a = make_agent(tmp_path / "agent", stub, snmp_settings='  community "public"\n',
+                   rules_glob=str(rules / "*.rules"))
     a.logf = open(a.log_path, "ab")
     st = os.fstat(a.logf.fileno())
     script = ('mount -t tmpfs weibao-test /run && mkdir -p /run/systemd/journal && '
@@ -224,6 +230,17 @@ def test_journal_gets_priorities_and_fault_fields(stub, tmp_path):
         assert opened[0]["CASE_ID"] == str(case["id"])
         # what the journal took is not repeated on stderr
         assert "firing at P3" not in a.log(), a.log()
+        # a P1 firing is a warning (weibao-agent(8)), the agent's own failure an error
+        subprocess.run(["snmptrap", "-v2c", "-c", "public", "127.0.0.1:%d" % a.port, "", "1.3.6.1.6.3.1.1.5.1"],
+                       check=True, env=SNMP_ENV, timeout=20)
+        (rules / "broken.rules").write_text("rule broken {\n    level P9\n}\n")
+        assert a.ctl("reload").returncode == 1
+        entries = journal_entries(js, 3)
+        p1 = [e for e in entries if "firing at P1" in e.get("MESSAGE", "")]
+        assert p1 and p1[0]["PRIORITY"] == "4" and p1[0]["FAULT_LEVEL"] == "P1", entries  # warning
+        assert p1[0]["FAULT_KEY"] == "journal:127.0.0.1", p1[0]
+        failed = [e for e in entries if e.get("MESSAGE", "").startswith("reload failed")]
+        assert failed and failed[0]["PRIORITY"] == "3", entries  # err
     finally:
         a.stop()
         js.close()
