@@ -46,7 +46,7 @@ SNMP_ENV = dict(os.environ, MIBS="", SNMPCONFPATH="/nonexistent")
 
 def require_tools():
     for tool, pkg in (("debootstrap", "debootstrap"), ("systemd-nspawn", "systemd-container"),
-                      ("nsenter", "util-linux"), ("snmptrap", "snmp")):
+                      ("nsenter", "util-linux"), ("snmptrap", "snmp"), ("ss", "iproute2")):
         require_tool(tool, pkg)
 
 
