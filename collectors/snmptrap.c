@@ -76,6 +76,9 @@
 #define DEFAULT_AUTH_REPORT_USEC (600ull * 1000000)
 #define CHECK_INTERVAL_USEC (5ull * 1000000) /* kernel drops and pending failure reports */
 #define SOURCES_MAX 256                      /* sources with pending failure reports */
+/* Sources reported one by one per auth_report period; failures from further
+ * sources (spoofed addresses, a scan) go into one "many" report. */
+#define AUTH_REPORTS_MAX 10
 
 /* Default MIB directories: Debian's, then where snmp-mibs-downloader puts
  * the IETF and IANA modules; a missing one is skipped. */
@@ -104,6 +107,14 @@ struct failing_source {
         char addr[INET6_ADDRSTRLEN];
         uint64_t pending, total;
         uint64_t last_report_mono; /* 0: never reported */
+        uint64_t folded_window;    /* the window whose "many" report counts it; 0: none */
+        enum trap_verdict last_reason;
+};
+
+/* Failures folded into the "many" report since it was last emitted. */
+struct failing_many {
+        uint64_t sources, failures, total;
+        uint64_t last_report_mono;
         enum trap_verdict last_reason;
 };
 
@@ -141,6 +152,10 @@ struct snmptrap_state {
         struct event_ring *recent;
         struct failing_source sources[SOURCES_MAX];
         uint64_t sources_overflow;
+        uint64_t auth_window;            /* number of the current auth_report period, from 1 */
+        uint64_t auth_window_start_mono; /* when it began */
+        unsigned auth_reports;           /* per-source reports in it */
+        struct failing_many many;
         uint8_t *bufs; /* BATCH * DATAGRAM_MAX */
         uint64_t counts[TRAP_VERDICT_MAX];
         uint64_t received, unmatched, truncated, kernel_drops, user_errors, unprocessed;
@@ -573,6 +588,50 @@ static void emit_auth_report(struct snmptrap_state *st, struct failing_source *f
         st->emit(&e, st->userdata);
 }
 
+/* The "many" report: failures of the sources beyond AUTH_REPORTS_MAX in a
+ * period, at most once per auth_report. */
+static void emit_many_report(struct snmptrap_state *st, uint64_t now)
+{
+        struct failing_many *m = &st->many;
+        struct event e;
+
+        event_init(&e, "snmptrap", "auth-failures", "many");
+        event_add_string(&e, "source_addr", "many");
+        event_add_number(&e, "sources", (double)m->sources);
+        event_add_number(&e, "failures", (double)m->failures);
+        event_add_number(&e, "total", (double)m->total);
+        event_add_string(&e, "reason", trap_verdict_to_string(m->last_reason));
+        m->sources = 0;
+        m->failures = 0;
+        m->last_report_mono = now;
+        st->emit(&e, st->userdata);
+}
+
+/* A report of fs is due: its own while the period's budget lasts, else its
+ * failures go into the "many" report. */
+static void report_source(struct snmptrap_state *st, struct failing_source *fs, uint64_t now)
+{
+        if (st->auth_window == 0 || now - st->auth_window_start_mono >= st->auth_report_usec) {
+                st->auth_window++;
+                st->auth_window_start_mono = now;
+                st->auth_reports = 0;
+        }
+        if (st->auth_reports < AUTH_REPORTS_MAX) {
+                st->auth_reports++;
+                emit_auth_report(st, fs, now);
+                return;
+        }
+        if (fs->folded_window != st->auth_window) {
+                fs->folded_window = st->auth_window;
+                st->many.sources++;
+        }
+        st->many.failures += fs->pending;
+        st->many.total += fs->pending;
+        st->many.last_reason = fs->last_reason;
+        fs->pending = 0;
+        fs->last_report_mono = now;
+}
+
 static void note_failure(struct snmptrap_state *st, const char *addr, enum trap_verdict v)
 {
         struct failing_source *fs = NULL, *oldest = NULL;
@@ -596,7 +655,13 @@ static void note_failure(struct snmptrap_state *st, const char *addr, enum trap_
                                         oldest = c;
                         }
                         if (!oldest) {
+                                /* every source waits for its report: this one is
+                                 * counted in the "many" report, as one more source */
                                 st->sources_overflow++;
+                                st->many.sources++;
+                                st->many.failures++;
+                                st->many.total++;
+                                st->many.last_reason = v;
                                 return;
                         }
                 }
@@ -608,7 +673,7 @@ static void note_failure(struct snmptrap_state *st, const char *addr, enum trap_
         fs->total++;
         fs->last_reason = v;
         if (fs->last_report_mono == 0 || now - fs->last_report_mono >= st->auth_report_usec)
-                emit_auth_report(st, fs, now);
+                report_source(st, fs, now);
 }
 
 static uint32_t socket_drops(int fd)
@@ -652,8 +717,13 @@ static uint64_t on_check(struct loop_source *s, uint64_t now, void *userdata)
         for (size_t i = 0; i < SOURCES_MAX; i++) {
                 struct failing_source *fs = &st->sources[i];
                 if (fs->addr[0] && fs->pending && now - fs->last_report_mono >= st->auth_report_usec)
-                        emit_auth_report(st, fs, now);
+                        report_source(st, fs, now);
         }
+        /* the first "many" report at the first check after the budget ran
+         * out (its count then covers the burst), later ones once per period */
+        if (st->many.failures &&
+            (st->many.last_report_mono == 0 || now - st->many.last_report_mono >= st->auth_report_usec))
+                emit_many_report(st, now);
         return CHECK_INTERVAL_USEC;
 }
 

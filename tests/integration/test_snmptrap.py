@@ -206,17 +206,79 @@ def test_rejected_notifications_open_no_case_and_are_counted_by_reason(agent, st
     assert rej["decrypt"] == 1, rej
     assert rej["security-level"] == 1, rej
     assert t["rejected_total"] == 5
-    # the burst is reported once: one P5 case for the sender, no link case
+    # the burst is reported once: one P5 case for the sender with one
+    # report in it (the first failure at once; auth_report is 10 minutes),
+    # no link case
     case = wait_case(stub, "snmp:rejected:127.0.0.1")
     assert case["level"] == "P5"
     assert "SNMP authentication failures from 127.0.0.1" in case["title"]
-    time.sleep(1.5)
+    assert case["readings"]["failures"] == 1 and case["readings"]["total"] == 1, case["readings"]
+    time.sleep(6)  # past the collector's 5 s check and the 1 s occurrence interval
     assert not [c for c in stub.cases() if c["fault_key"].startswith("snmp:link:")], stub.cases()
     assert len([c for c in stub.cases() if c["fault_key"] == "snmp:rejected:127.0.0.1"]) == 1
+    case = stub.case(case["id"])
+    assert case["occurrences"] == 1, case
+    faults = json.loads(agent.ctl("--json", "faults").stdout)["faults"]
+    assert [f["occurrences"] for f in faults if f["key"] == "snmp:rejected:127.0.0.1"] == [1], faults
     # the rejected ones that decoded are visible with their reason
     r = agent.ctl("traps")
     assert r.returncode == 0, r.stderr
     assert "[community]" in r.stdout, r.stdout
+
+
+def test_auth_failures_are_reported_once_per_period_with_the_count(stub, tmp_path):
+    """A burst from one sender: one report at once (failures 1), the rest
+    in one report after auth_report with their number and the total."""
+    require_snmp_tools()
+    a = make_agent(tmp_path, stub, snmp_settings='  community "public"\n  auth_report 2s\n')
+    a.start()
+    try:
+        bad = capture_v2c_trap(["", LINK_DOWN] + link_varbinds(16), community="wrong")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for _ in range(5):
+                s.sendto(bad, ("127.0.0.1", a.port))
+        assert wait_until(lambda: a.traps()["rejected"]["community"] == 5, 5), a.traps()
+        case = wait_case(stub, "snmp:rejected:127.0.0.1")
+        assert case["readings"]["failures"] == 1, case["readings"]
+        # the other four: one report when the period is over (checked every 5 s)
+        stub.wait_for(lambda: stub.case(case["id"])["occurrences"] == 2, 15)
+        case = stub.case(case["id"])
+        last = [u for u in case["updates"] if u.get("readings")][-1]["readings"]
+        assert last["failures"] == 4, case["updates"]
+        assert last["total"] == 5, case["updates"]
+        time.sleep(3)  # another period without failures: no report
+        assert stub.case(case["id"])["occurrences"] == 2
+        assert len([c for c in stub.cases() if c["fault_key"].startswith("snmp:rejected:")]) == 1
+    finally:
+        a.stop()
+
+
+def test_many_failing_sources_are_folded_into_one_report(stub, tmp_path):
+    """Spoofed source addresses must not defeat "reported once": ten sources
+    are reported one by one per period, the rest in one "many" report."""
+    require_snmp_tools()
+    a = make_agent(tmp_path, stub, snmp_settings='  community "public"\n')
+    a.start()
+    try:
+        bad = capture_v2c_trap(["", LINK_DOWN] + link_varbinds(17), community="wrong")
+        n = 300
+        for i in range(n):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind(("127.10.%d.%d" % (i // 250, i % 250 + 1), 0))
+                s.sendto(bad, ("127.0.0.1", a.port))
+        assert wait_until(lambda: a.traps()["rejected"]["community"] == n, 10), a.traps()
+        many = wait_case(stub, "snmp:rejected:many", timeout=15)
+        assert many["level"] == "P5"
+        assert many["readings"]["sources"] == n - 10, many["readings"]
+        assert many["readings"]["failures"] == n - 10, many["readings"]
+        assert "290 more source(s)" in many["title"], many["title"]
+        time.sleep(1.5)
+        single = [c for c in stub.cases() if c["fault_key"].startswith("snmp:rejected:127.")]
+        assert len(single) == 10, [c["fault_key"] for c in single]
+        assert len([c for c in stub.cases() if c["fault_key"] == "snmp:rejected:many"]) == 1
+        assert a.traps()["auth_sources_overflow"] == 0
+    finally:
+        a.stop()
 
 
 def test_disallowed_source_is_rejected_before_parsing(stub, tmp_path):
