@@ -35,6 +35,7 @@
 #define FLIPS_MAX 64         /* state changes remembered per fault (flap_count is capped below this) */
 #define SUMMARY_KEYS_MAX 200 /* keys a summary case lists by name; the rest are counted */
 #define SUMMARY_NOTE_USEC 1000000
+#define OPEN_RETRY_MAX 64 /* refused case opens tried again per walk */
 #define STORM_PREFIX "storm:"
 
 enum fault_hold {
@@ -68,6 +69,7 @@ struct fault {
         char *case_id;      /* the central side's id, once known */
         char *prev_case_id; /* the case of an earlier firing period, named by the next */
         bool case_active;   /* what the case was last told: firing (true) or cleared */
+        bool case_owed;     /* firing, wants a case, but the outbox refused its open: the walk retries */
         enum fault_hold hold;
         char *summary_key; /* HOLD_SUMMARY */
         char *hold_why;    /* HOLD_MAINTENANCE: the window */
@@ -326,6 +328,8 @@ static cJSON *fault_doc(const struct fault *f)
         if (f->prev_case_id)
                 cJSON_AddStringToObject(o, "prev_case_id", f->prev_case_id);
         cJSON_AddBoolToObject(o, "case_active", f->case_active);
+        if (f->case_owed)
+                cJSON_AddBoolToObject(o, "case_owed", true);
         cJSON_AddStringToObject(o, "hold", hold_names[f->hold]);
         if (f->summary_key)
                 cJSON_AddStringToObject(o, "summary_key", f->summary_key);
@@ -565,11 +569,23 @@ static void open_case(struct faults *fs, struct fault *f, const char *why_late)
         free(f->case_id);
         f->case_id = NULL;
         if (ref < 0) {
+                /* Counted and logged once; the walk tries again while the
+                 * fault fires (a retry that fails says nothing more). */
                 f->case_ref = 0;
-                fs->stats.lost++;
-                log_fault(LOG_LEVEL_ERR, f->key, rule_level_to_string(f->level), f->rule, NULL, "case not queued: %s",
-                          ref == -ENOBUFS ? "the outbox is full" : strerror((int)-ref));
+                if (!f->case_owed) {
+                        fs->stats.lost++;
+                        log_fault(LOG_LEVEL_ERR, f->key, rule_level_to_string(f->level), f->rule, NULL,
+                                  "case not queued: %s; tried again every second while the fault fires",
+                                  ref == -ENOBUFS ? "the outbox is full" : strerror((int)-ref));
+                }
+                f->case_owed = true;
+                mark(fs, f);
                 return;
+        }
+        if (f->case_owed) {
+                f->case_owed = false;
+                log_fault(LOG_LEVEL_NOTICE, f->key, rule_level_to_string(f->level), f->rule, NULL,
+                          "case queued now (the outbox had refused it)");
         }
         f->case_ref = ref;
         f->case_active = true;
@@ -725,6 +741,7 @@ static void summary_leave(struct faults *fs, struct fault *f)
                 char why[200];
                 snprintf(why, sizeof why, "all %" PRIu64 " faults of the storm cleared", s->members_total);
                 s->state = FAULT_CLEARED;
+                s->case_owed = false;
                 s->cleared_at = s->last_seen;
                 fs->stats.firing--;
                 fs->stats.cleared++;
@@ -892,6 +909,7 @@ static void fault_start(struct faults *fs, struct fault *f, const struct rule_hi
 
         note_change(fs, f, now);
         f->state = FAULT_FIRING;
+        f->case_owed = false;
         f->level = hit->level;
         take_text(f, hit);
         fs->stats.firing++;
@@ -948,6 +966,11 @@ static void fault_clear(struct faults *fs, struct fault *f, const char *why, boo
         f->state = FAULT_CLEARED;
         f->cleared_at = time_wall_usec();
         fs->stats.firing--;
+        if (f->case_owed) {
+                f->case_owed = false;
+                log_fault(LOG_LEVEL_ERR, f->key, NULL, NULL, NULL,
+                          "cleared before the outbox took its case: this firing period has none");
+        }
         fs->stats.cleared++;
         note_change(fs, f, f->cleared_at);
         mark(fs, f);
@@ -1181,6 +1204,8 @@ static void walk(struct faults *fs)
         int64_t now = time_wall_usec();
         uint64_t keep = fs->set.reopen_window_usec > fs->set.flap_window_usec ? fs->set.reopen_window_usec
                                                                               : fs->set.flap_window_usec;
+        unsigned retries = 0;
+        bool refused = false;
 
         for (size_t b = 0; b < FAULT_BUCKETS; b++) {
                 struct fault **pp = &fs->buckets[b];
@@ -1190,6 +1215,14 @@ static void walk(struct faults *fs)
                                 const char *id = outbox_case_id(fs->ob, f->case_ref);
                                 if (id && (f->case_id = xstrdup(id)))
                                         mark(fs, f);
+                        }
+                        if (f->case_owed && f->state == FAULT_FIRING && f->hold == HOLD_NONE && !refused &&
+                            retries < OPEN_RETRY_MAX) {
+                                retries++;
+                                if (f->is_summary)
+                                        f->members_new = 0; /* the open lists them */
+                                open_case(fs, f, NULL);
+                                refused = f->case_owed; /* still no room: the rest wait for the next walk */
                         }
                         if (f->flapping && f->n_flips &&
                             now - f->flips[(f->flip_next + FLIPS_MAX - 1) % FLIPS_MAX] >=
@@ -1309,6 +1342,7 @@ static int load_fault(const char *key, const char *json, void *ud)
         if ((s = str_of(o, "prev_case_id")))
                 f->prev_case_id = xstrdup(s);
         f->case_active = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "case_active"));
+        f->case_owed = !f->case_ref && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "case_owed"));
         s = str_of(o, "hold");
         f->hold = s && strcmp(s, "maintenance") == 0 ? HOLD_MAINTENANCE
                   : s && strcmp(s, "summary") == 0   ? HOLD_SUMMARY
@@ -1467,7 +1501,9 @@ cJSON *faults_to_json(const struct faults *fs)
                         else if (f->prev_case_id)
                                 cJSON_AddStringToObject(o, "case_id", f->prev_case_id);
                         cJSON_AddStringToObject(o, "delivery",
-                                                f->case_ref ? outbox_case_delivery(fs->ob, f->case_ref, &err) : "none");
+                                                f->case_ref    ? outbox_case_delivery(fs->ob, f->case_ref, &err)
+                                                : f->case_owed ? "refused"
+                                                               : "none");
                         if (err)
                                 cJSON_AddStringToObject(o, "last_error", err);
                         if (f->hold != HOLD_NONE)

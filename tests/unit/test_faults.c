@@ -513,6 +513,65 @@ static void test_maintenance_holds_cases_until_it_ends(void **state)
         assert_int_equal(pending(f), 1);
 }
 
+/* Runs the loop (the faults' once-a-second walk among its timers) until
+ * cond(f) holds or about 3 s pass. */
+static bool run_until(struct fixture *f, bool (*cond)(struct fixture *))
+{
+        for (int i = 0; i < 60 && !cond(f); i++)
+                assert_true(loop_run_once(f->loop, 50000) >= 0);
+        return cond(f);
+}
+
+static bool two_opens(struct fixture *f)
+{
+        return opens(f) == 2;
+}
+
+/* An open the outbox refuses (full) is not forgotten: the fault stays
+ * owed a case and the walk queues it once there is room, counted lost once
+ * however often it was tried. */
+static void test_a_refused_open_is_retried_while_the_fault_fires(void **state)
+{
+        struct fixture *f = *state;
+        struct outbox_settings small = {.max_items = 1}, roomy = {0};
+        struct faults_stats st;
+        char got[256];
+        cJSON *j;
+
+        outbox_set_settings(f->outbox, &small);
+        hit_key(f, "high", RULE_FIRING, "temp:a");
+        hit_key(f, "high", RULE_FIRING, "temp:b"); /* the outbox is full */
+        hit_key(f, "high", RULE_FIRING, "temp:c");
+        hit_key(f, "high", RULE_CLEARED, "temp:c"); /* cleared before there was room: no case */
+        assert_int_equal(opens(f), 1);
+        faults_get_stats(f->faults, &st);
+        assert_int_equal(st.lost, 2);
+        j = faults_to_json(f->faults);
+        for (int i = 0; i < cJSON_GetArraySize(j); i++) {
+                const cJSON *x = cJSON_GetArrayItem(j, i);
+                if (strcmp(field(x, "key"), "temp:b") == 0)
+                        assert_string_equal(field(x, "delivery"), "refused");
+        }
+        cJSON_Delete(j);
+        /* still full for a few walks: tried, not counted again */
+        for (int i = 0; i < 30; i++)
+                assert_true(loop_run_once(f->loop, 50000) >= 0);
+        assert_int_equal(opens(f), 1);
+        /* the owed case survives a restart */
+        close_all(f);
+        assert_int_equal(open_all(f), 0);
+        outbox_set_settings(f->outbox, &roomy);
+        assert_true(run_until(f, two_opens));
+        faults_get_stats(f->faults, &st);
+        assert_int_equal(st.lost, 0); /* a new process counts afresh */
+        assert_int_equal(records_of(f, "temp:b", got, sizeof got), 1);
+        assert_string_equal(got, "[open]");
+        assert_int_equal(records_of(f, "temp:c", got, sizeof got), 0);
+        hit_key(f, "high", RULE_CLEARED, "temp:b"); /* its case now hears the clear */
+        assert_int_equal(records_of(f, "temp:b", got, sizeof got), 1);
+        assert_string_equal(got, "[open cleared]");
+}
+
 /* Allocation failure at every point of a fault's life (cJSON allocates
  * through xalloc too here) must neither crash nor leak; ASan checks leaks. */
 static void test_allocation_failures(void **state)
@@ -563,6 +622,7 @@ int main(void)
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_an_empty_case_bucket_summarises, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_maintenance_holds_cases_until_it_ends, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_a_refused_open_is_retried_while_the_fault_fires, setup, teardown),
                 cmocka_unit_test(test_allocation_failures),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
