@@ -37,6 +37,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -79,6 +80,7 @@
 /* Sources reported one by one per auth_report period; failures from further
  * sources (spoofed addresses, a scan) go into one "many" report. */
 #define AUTH_REPORTS_MAX 10
+#define SHED_REPORT_USEC (60ull * 1000000) /* at most one traps-shed event this often */
 
 /* Default MIB directories: Debian's, then where snmp-mibs-downloader puts
  * the IETF and IANA modules; a missing one is skipped. */
@@ -158,7 +160,10 @@ struct snmptrap_state {
         struct failing_many many;
         uint8_t *bufs; /* BATCH * DATAGRAM_MAX */
         uint64_t counts[TRAP_VERDICT_MAX];
-        uint64_t received, unmatched, truncated, kernel_drops, user_errors, unprocessed;
+        uint64_t received, unmatched, truncated, kernel_drops, user_errors, unprocessed, varbinds_dropped;
+        /* what the last traps-shed event covered */
+        uint64_t shed_seen[4];
+        uint64_t shed_last_report_mono;
         bool started;
 };
 
@@ -708,12 +713,60 @@ static void check_drops(struct snmptrap_state *st)
         }
 }
 
+/* Notifications lost after the kernel gave them to the agent: not decoded
+ * (the SNMP module could not be set up), truncated, or decoded with
+ * varbinds left out, plus failures that no source entry could hold. Kernel
+ * drops have their own event (traps-lost). */
+static uint64_t shed_total(const struct snmptrap_state *st)
+{
+        return st->kernel_drops + st->unprocessed + st->truncated;
+}
+
+/* A traps-shed event when anything was shed since the last one, at most
+ * once per SHED_REPORT_USEC. */
+static void check_shed(struct snmptrap_state *st, uint64_t now)
+{
+        static const char *const what[4] = {"not decoded (SNMP module not set up)", "truncated",
+                                            "varbind(s) left out of decoded notifications",
+                                            "failure(s) from sources beyond the report table"};
+        const uint64_t cur[4] = {st->unprocessed, st->truncated, st->varbinds_dropped, st->sources_overflow};
+        static const char *const keys[4] = {"unprocessed", "truncated", "varbinds_dropped", "auth_sources_overflow"};
+        char text[400];
+        size_t used = 0;
+        bool any = false;
+        struct event e;
+
+        for (int i = 0; i < 4; i++)
+                any |= cur[i] != st->shed_seen[i];
+        if (!any || (st->shed_last_report_mono && now - st->shed_last_report_mono < SHED_REPORT_USEC))
+                return;
+        event_init(&e, "snmptrap", "traps-shed", "snmptrap");
+        text[0] = '\0';
+        for (int i = 0; i < 4; i++) {
+                uint64_t d = cur[i] - st->shed_seen[i];
+                event_add_number(&e, keys[i], (double)d);
+                if (d && used < sizeof text) {
+                        int n = snprintf(text + used, sizeof text - used, "%s%" PRIu64 " %s", used ? ", " : "", d,
+                                         what[i]);
+                        if (n > 0)
+                                used += (size_t)n;
+                }
+                st->shed_seen[i] = cur[i];
+        }
+        event_add_string(&e, "what", text);
+        event_add_number(&e, "shed_total", (double)shed_total(st));
+        st->shed_last_report_mono = now;
+        log_warning("snmptrap: shed: %s", text);
+        st->emit(&e, st->userdata);
+}
+
 static uint64_t on_check(struct loop_source *s, uint64_t now, void *userdata)
 {
         struct snmptrap_state *st = userdata;
 
         (void)s;
         check_drops(st);
+        check_shed(st, now);
         for (size_t i = 0; i < SOURCES_MAX; i++) {
                 struct failing_source *fs = &st->sources[i];
                 if (fs->addr[0] && fs->pending && now - fs->last_report_mono >= st->auth_report_usec)
@@ -745,7 +798,11 @@ static enum trap_verdict on_trap(const struct trap_info *info, const struct even
                         }
         }
         if (v == TRAP_ACCEPTED) {
-                bool matched = st->emit(e, st->userdata);
+                const struct event_attr *dropped = event_find(e, "varbinds_dropped");
+                bool matched;
+                if (dropped && dropped->type == EVENT_ATTR_NUMBER && dropped->num > 0)
+                        st->varbinds_dropped += (uint64_t)dropped->num;
+                matched = st->emit(e, st->userdata);
                 if (!matched)
                         st->unmatched++;
                 event_ring_push(st->recent, e, matched ? "accepted" : "accepted, matched no rule");
@@ -1208,7 +1265,9 @@ static cJSON *snmptrap_status(void *userdata, bool verbose)
         cJSON_AddNumberToObject(o, "truncated", (double)st->truncated);
         cJSON_AddNumberToObject(o, "unprocessed", (double)st->unprocessed);
         cJSON_AddNumberToObject(o, "kernel_drops", (double)st->kernel_drops);
-        cJSON_AddNumberToObject(o, "shed", (double)st->kernel_drops);
+        /* every notification lost on the way: in the kernel, not decoded, truncated */
+        cJSON_AddNumberToObject(o, "shed", (double)shed_total(st));
+        cJSON_AddNumberToObject(o, "varbinds_dropped", (double)st->varbinds_dropped);
         cJSON_AddNumberToObject(o, "reply_failures", st->rx ? (double)st->api->reply_failures(st->rx) : 0);
         cJSON_AddNumberToObject(o, "auth_sources_overflow", (double)st->sources_overflow);
         cJSON_AddNumberToObject(o, "users", (double)(st->n_users - st->user_errors));

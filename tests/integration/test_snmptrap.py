@@ -566,6 +566,12 @@ def test_missing_snmp_module_is_counted_not_fatal(stub, tmp_path):
         log = a.log()
         assert "cannot load the SNMP module" in log, log
         assert log.count("cannot load the SNMP module") == 1, log  # once a minute, not per datagram
+        # shed, so counted as shed and reported in a case
+        assert t["shed"] == 2, t
+        case = wait_case(stub, "snmp:shed", timeout=15)
+        assert case["level"] == "P4", case
+        assert case["readings"]["unprocessed"] == 2, case["readings"]
+        assert "2 not decoded" in case["title"], case["title"]
     finally:
         a.stop()
 
