@@ -185,7 +185,10 @@ enum hbwire_verdict hbwire_window_accept(struct hbwire_window *w, uint64_t seq)
                 size_t n = (size_t)(seq - w->highest);
                 shift_up(w, n);
                 w->highest = seq;
-                w->filled = w->filled + n > w->size ? w->size : w->filled + n;
+                if (w->filled == 0)
+                        w->filled = 1; /* after hbwire_window_forget: the gap is not loss */
+                else
+                        w->filled = w->filled + n > w->size ? w->size : w->filled + n;
                 bit_set(w, 0);
                 return HBWIRE_ACCEPTED;
         }
@@ -209,6 +212,54 @@ unsigned hbwire_window_loss(const struct hbwire_window *w, size_t *ret_slots)
         for (size_t i = 0; i < w->filled; i++)
                 got += bit_get(w, i);
         return (unsigned)(((w->filled - got) * 1000 + w->filled / 2) / w->filled);
+}
+
+void hbwire_window_forget(struct hbwire_window *w)
+{
+        w->filled = 0;
+}
+
+/* Loss over the newest n of the counted slots, in 1/1000. */
+static unsigned recent_loss(const struct hbwire_window *w, size_t n)
+{
+        size_t got = 0;
+
+        if (n > w->filled)
+                n = w->filled;
+        if (n == 0)
+                return 0;
+        for (size_t i = 0; i < n; i++)
+                got += bit_get(w, i);
+        return (unsigned)(((n - got) * 1000 + n / 2) / n);
+}
+
+uint64_t hbwire_window_allowance(const struct hbwire_window *w, uint64_t interval_usec, uint64_t timeout_usec,
+                                 uint64_t max_usec)
+{
+        unsigned loss = 0, r;
+        uint64_t k = 1;
+        double p, run;
+
+        if (max_usec < timeout_usec)
+                max_usec = timeout_usec;
+        if (w->started && w->filled >= HBWIRE_ALLOWANCE_MIN_SLOTS) {
+                loss = hbwire_window_loss(w, NULL);
+                r = recent_loss(w, HBWIRE_ALLOWANCE_RECENT);
+                if (r > loss)
+                        loss = r;
+        }
+        if (loss == 0 || interval_usec == 0)
+                return timeout_usec;
+        if (loss >= 1000)
+                return max_usec;
+        /* the fewest heartbeats k whose loss in a row is at most
+         * HBWIRE_ALLOWANCE_ODDS likely, if losses are independent */
+        p = loss / 1000.0;
+        for (run = p; run > HBWIRE_ALLOWANCE_ODDS && k * interval_usec < max_usec; run *= p)
+                k++;
+        if (k * interval_usec <= timeout_usec)
+                return timeout_usec;
+        return k * interval_usec < max_usec ? k * interval_usec : max_usec;
 }
 
 /* ---- round trips ---- */

@@ -104,6 +104,26 @@ enum hbwire_verdict hbwire_window_accept(struct hbwire_window *w, uint64_t seq);
 /* Loss over the counted slots in 1/1000; *ret_slots says how many slots it
  * is over (0: no packet yet, and the result is 0). */
 unsigned hbwire_window_loss(const struct hbwire_window *w, size_t *ret_slots);
+/* Stops counting the slots seen so far: the loss restarts with the next
+ * packet, and the sequence numbers skipped until then are not loss (the
+ * link was silent past its timeout, which the deadline already reported).
+ * Replay protection stays: everything at or below the highest seq is
+ * rejected from now on. */
+void hbwire_window_forget(struct hbwire_window *w);
+
+/* How long a link may stay silent before its heartbeat counts as lost.
+ * timeout_usec on a link that loses nothing. On a lossy one, silence is
+ * judged against the link's own loss p (the larger of the window's and the
+ * newest HBWIRE_ALLOWANCE_RECENT slots', once HBWIRE_ALLOWANCE_MIN_SLOTS
+ * are in): the allowance is k intervals, k the fewest heartbeats whose loss
+ * in a row has odds p^k <= HBWIRE_ALLOWANCE_ODDS, never less than
+ * timeout_usec nor more than max_usec. At 30 % loss and 200 ms that is 10
+ * heartbeats (2 s), where three in a row go missing ~13 times a minute. */
+#define HBWIRE_ALLOWANCE_ODDS 1e-5
+#define HBWIRE_ALLOWANCE_RECENT 16
+#define HBWIRE_ALLOWANCE_MIN_SLOTS 8
+uint64_t hbwire_window_allowance(const struct hbwire_window *w, uint64_t interval_usec, uint64_t timeout_usec,
+                                 uint64_t max_usec);
 
 /* Our recent sends, to turn an ack into a round trip. */
 struct hbwire_sent {

@@ -22,7 +22,11 @@
  *   peer_address  optional IPv4 address of the peer on another network;
  *   port          UDP port on both sides, default 7405;
  *   interval      duration, 10ms .. 10s, default 200ms;
- *   timeout       duration, more than interval, default 3 x interval;
+ *   timeout       duration, more than interval, default 5 x interval and
+ *                 at least 1s: silence after which a clean link's heartbeat
+ *                 counts as lost; a lossy link is allowed more silence, up
+ *                 to 3 x timeout, as its own loss makes a run of losses
+ *                 likely (hbwire_window_allowance);
  *   key_file      required: the shared key (at least 16 bytes; trailing
  *                 whitespace is not part of it); like the token file it
  *                 must not be readable by group or others;
@@ -79,10 +83,14 @@
 #include "hbwire.h"
 
 #define LINKS_MAX 8
+#define GROUP_NAME_MAX 64 /* bytes; with "/" and an interface name it fits OBJECT_MAX */
+#define OBJECT_MAX 96     /* a link event's object, "{group}/{interface}" */
 #define DEFAULT_PORT 7405
 #define DEFAULT_INTERVAL_USEC 200000ull
 #define MIN_INTERVAL_USEC 10000ull
 #define MAX_INTERVAL_USEC 10000000ull
+#define DEFAULT_TIMEOUT_MIN_USEC 1000000ull
+#define ALLOWANCE_TIMEOUTS 3 /* a lossy link's silence allowance: at most this many timeouts */
 #define DEFAULT_WINDOW_USEC 10000000ull
 #define DEFAULT_GRACE_USEC 5000000ull
 #define DEFAULT_REPORT_USEC 1000000ull
@@ -90,12 +98,14 @@
 #define FLAP_COUNT_MAX 32
 #define DEFAULT_FLAP_WINDOW_USEC 60000000ull
 #define KEY_FILE_MAX 4096
-#define NL_BUF 65536 /* one netlink read; a larger message is counted and a dump is redone */
+#define NL_BUF 65536                    /* one netlink read; a larger message is counted and a dump is redone */
+#define NL_DUMP_TIMEOUT_USEC 2000000ull /* a dump not finished by then is asked again */
 #define DGRAM_BUF 512
 #define RX_PER_WAKEUP 64
 #define COROSYNC_TEXT_MAX 4096
 #define COROSYNC_EVERY_USEC (10 * 1000000ull)
-#define MIN_LOSS_SLOTS 8 /* below this the loss figure is not reported */
+#define COROSYNC_TIMEOUT_USEC (10 * 1000000ull) /* a corosync-cfgtool running longer is killed */
+#define MIN_LOSS_SLOTS 8                        /* below this the loss figure is not reported */
 /* RFC 2863 operstates and FLAG_LOWER_UP as <linux/if.h> has them (that
  * header cannot be included beside <net/if.h>). */
 #define OPER_UNKNOWN 0
@@ -129,11 +139,13 @@ struct hb_link {
         /* kernel view (netlink) */
         int ifindex; /* 0: no such interface */
         bool k_admin_up, k_carrier, k_addr;
+        bool k_seen; /* in the running dump: the link (link phase), its address (address phase) */
         uint8_t k_operstate;
 
         /* heartbeat view */
         bool hb_alive, hb_heard;
         uint64_t last_rx_mono;
+        uint64_t allowance_usec; /* silence allowed now: timeout, longer on a lossy link */
         uint64_t tx_seq;
         uint64_t rx_highest_mono; /* when the highest peer seq arrived, for ack_delay */
         struct hbwire_window win;
@@ -178,7 +190,11 @@ struct hb_state {
         struct loop_source *nl_io, *send_timer, *report_timer;
         enum { NL_DUMP_LINKS, NL_DUMP_ADDRS, NL_IDLE } nl_phase;
         uint32_t nl_seq;
-        bool nl_synced; /* the first link and address dumps are in: the kernel view is complete */
+        uint64_t nl_phase_mono; /* when the running dump was asked for */
+        bool nl_synced;         /* a link and an address dump are in: the kernel view is complete */
+        bool nl_damaged;        /* the running dump lost a message (truncated, overrun): not trusted */
+        bool nl_redo;           /* a dump is owed: asked again from the report timer */
+        bool nl_failing;        /* the last request failed (logged once until one succeeds) */
         uint8_t *nl_buf;
         uint64_t started_mono;
         uint64_t nl_messages, nl_overruns, nl_errors;
@@ -189,7 +205,8 @@ struct hb_state {
         pid_t coro_pid;
         int coro_fd, coro_exit;
         struct loop_source *coro_io;
-        uint64_t coro_last_mono;
+        uint64_t coro_last_mono; /* when the tool was last started */
+        bool coro_killed;        /* the last run did not finish in time and was killed */
         int64_t coro_wall;
         size_t coro_len;
         bool coro_truncated;
@@ -225,8 +242,10 @@ static int parse_link(struct hb_link *l, const char *spec)
                         return -EINVAL;
                 w[n++] = t;
         }
-        if (n != 3 || strlen(w[0]) >= IFNAMSIZ)
+        if (n != 3)
                 return -EINVAL;
+        if (strlen(w[0]) >= IFNAMSIZ)
+                return -ENAMETOOLONG;
         if (parse_addr(w[1], &l->local, l->local_s) < 0 || parse_addr(w[2], &l->peer, l->peer_s) < 0)
                 return -EINVAL;
         l->name = xstrdup(w[0]);
@@ -335,7 +354,7 @@ static int hb_new(const struct conf_block *b, const struct collector_context *ct
         size_t n_specs = 0;
         const char *s;
         double num;
-        bool timeout_set;
+        bool timeout_set, group_given = false;
         int r = 0, q;
 
         if (!st)
@@ -366,12 +385,19 @@ static int hb_new(const struct conf_block *b, const struct collector_context *ct
         else
                 r = q;
         if ((q = conf_block_get_string(b, "group", &s, d)) == 0) {
+                group_given = true;
                 if (!(st->group = xstrdup(s)))
                         r = -ENOMEM;
         } else if (q == -EINVAL)
                 r = q;
         if (!st->group && st->peer && !(st->group = xstrdup(st->peer)))
                 r = -ENOMEM;
+        /* The group names fault keys and objects ("{group}/{interface}"):
+         * a longer one is refused here, never cut short there. */
+        if (st->group && strlen(st->group) > GROUP_NAME_MAX)
+                r = conf_block_diag(b, group_given ? "group" : "peer", d,
+                                    "the group name '%.20s...' is %zu bytes long; at most %d (it names the faults)",
+                                    st->group, strlen(st->group), GROUP_NAME_MAX);
 
         q = conf_block_get_strings(b, "link", &specs, &n_specs, d);
         if (q == -ENOENT || (q == 0 && n_specs == 0))
@@ -388,19 +414,25 @@ static int hb_new(const struct conf_block *b, const struct collector_context *ct
                                 r = q;
                                 break;
                         }
+                        if (q == -ENAMETOOLONG) {
+                                r = conf_block_diag_nth(b, "link", i, 0, d,
+                                                        "link '%s': interface names are at most %d bytes", specs[i],
+                                                        IFNAMSIZ - 1);
+                                continue;
+                        }
                         if (q < 0) {
-                                r = conf_block_diag(b, "link", d,
-                                                    "link '%s': expected \"INTERFACE LOCAL_ADDRESS PEER_ADDRESS\" "
-                                                    "(IPv4), e.g. \"hb0 10.0.0.1 10.0.0.2\"",
-                                                    specs[i]);
+                                r = conf_block_diag_nth(b, "link", i, 0, d,
+                                                        "link '%s': expected \"INTERFACE LOCAL_ADDRESS PEER_ADDRESS\" "
+                                                        "(IPv4), e.g. \"hb0 10.0.0.1 10.0.0.2\"",
+                                                        specs[i]);
                                 continue;
                         }
                         for (size_t j = 0; j < st->n_links; j++)
                                 if (strcmp(st->links[j].name, l->name) == 0 ||
                                     st->links[j].local.s_addr == l->local.s_addr)
-                                        r = conf_block_diag(b, "link", d,
-                                                            "link '%s': same interface or address as '%s'", specs[i],
-                                                            st->links[j].spec);
+                                        r = conf_block_diag_nth(b, "link", i, 0, d,
+                                                                "link '%s': same interface or address as '%s'",
+                                                                specs[i], st->links[j].spec);
                         l->st = st;
                         st->n_links++;
                 }
@@ -433,7 +465,12 @@ static int hb_new(const struct conf_block *b, const struct collector_context *ct
                 r = q;
         if ((q = get_duration(b, "interval", &st->interval_usec, MIN_INTERVAL_USEC, MAX_INTERVAL_USEC, d)) < 0)
                 r = q;
-        st->timeout_usec = 3 * st->interval_usec;
+        /* 5 heartbeats and at least 1 s: three losses in a row, which the
+         * old 3 x interval default took for a dead link, come ~13 times a
+         * minute on a link losing 30 %; five, ~0.5 times, and the lossy
+         * link's own allowance (hbwire_window_allowance) covers the rest. */
+        st->timeout_usec =
+                5 * st->interval_usec < DEFAULT_TIMEOUT_MIN_USEC ? DEFAULT_TIMEOUT_MIN_USEC : 5 * st->interval_usec;
         q = conf_block_get_duration(b, "timeout", &st->timeout_usec, d);
         timeout_set = q == 0;
         if (q == -EINVAL)
@@ -495,7 +532,7 @@ static bool kernel_up(const struct hb_link *l)
 {
         if (l->mgmt)
                 return true;
-        return l->ifindex > 0 && l->k_admin_up && l->k_carrier &&
+        return l->st->nl_synced && l->ifindex > 0 && l->k_admin_up && l->k_carrier &&
                (l->k_operstate == OPER_UP || l->k_operstate == OPER_UNKNOWN) && l->k_addr;
 }
 
@@ -511,6 +548,8 @@ static const char *kernel_reason(const struct hb_link *l, char *buf, size_t size
 {
         if (l->mgmt)
                 snprintf(buf, size, "routed");
+        else if (!l->st->nl_synced)
+                snprintf(buf, size, "kernel-unknown");
         else if (l->ifindex <= 0)
                 snprintf(buf, size, "absent");
         else if (!l->k_admin_up)
@@ -553,7 +592,7 @@ static void describe_down(const struct hb_link *l, char *buf, size_t size)
         else if (!kernel_up(l))
                 snprintf(buf, size, "%s (%s)", l->name, kernel_reason(l, k, sizeof k));
         else
-                snprintf(buf, size, "%s (no heartbeat for %.0f ms)", l->name, (double)l->st->timeout_usec / 1000);
+                snprintf(buf, size, "%s (no heartbeat for %.0f ms)", l->name, (double)l->allowance_usec / 1000);
 }
 
 static const char *group_verdict(const struct hb_state *st, size_t up, bool peer_reachable)
@@ -575,7 +614,7 @@ static void emit_link(struct hb_state *st, struct hb_link *l, uint64_t now)
         size_t slots;
         unsigned loss = hbwire_window_loss(&l->win, &slots);
 
-        char object[160];
+        char object[OBJECT_MAX];
 
         /* No "group" attribute on link events: rules keyed on {group} are
          * then never applied to them, so a link event can neither clear nor
@@ -677,9 +716,11 @@ static void evaluate(struct hb_state *st, struct hb_link *l, uint64_t now)
         enum hb_link_state ns;
         char k[32], trig[128];
 
-        /* Between the link dump and the address dump a link would look
-         * addressless: judge only from a complete picture. */
-        if (!st->nl_synced)
+        /* Between the first link dump and address dump a link would look
+         * addressless: judge only from a complete picture, while the
+         * startup grace lasts. A kernel view that never completes is not
+         * silence: after the grace the links are down, "kernel-unknown". */
+        if (!st->nl_synced && in_grace(st, now))
                 return;
         if (raw)
                 ns = HB_LINK_UP;
@@ -770,6 +811,9 @@ static uint64_t on_deadline(struct loop_source *s, uint64_t now, void *userdata)
 
         (void)s;
         l->hb_alive = false;
+        /* the silence is an outage, seen here; the sequence numbers it
+         * skips are not loss on the link when it comes back */
+        hbwire_window_forget(&l->win);
         evaluate(l->st, l, now);
         return 0;
 }
@@ -818,7 +862,9 @@ static void on_datagram(struct hb_state *st, struct hb_link *l, const uint8_t *b
                 hbwire_rtt_add(&l->rtt, rtt);
         l->last_rx_mono = now;
         l->hb_heard = true;
-        loop_timer_set(l->deadline, st->timeout_usec);
+        l->allowance_usec = hbwire_window_allowance(&l->win, st->interval_usec, st->timeout_usec,
+                                                    ALLOWANCE_TIMEOUTS * st->timeout_usec);
+        loop_timer_set(l->deadline, l->allowance_usec);
         if (!l->hb_alive) {
                 l->hb_alive = true;
                 evaluate(st, l, now);
@@ -951,6 +997,8 @@ static void nl_link(struct hb_state *st, const struct nlmsghdr *h, uint64_t now)
                         return;
                 }
         }
+        if (st->nl_phase == NL_DUMP_LINKS)
+                l->k_seen = h->nlmsg_type == RTM_NEWLINK;
         if (h->nlmsg_type == RTM_DELLINK) {
                 l->ifindex = 0;
                 l->k_addr = false;
@@ -989,41 +1037,109 @@ static void nl_addr(struct hb_state *st, const struct nlmsghdr *h, uint64_t now)
         if (!l || l->local.s_addr != local.s_addr)
                 return;
         l->k_addr = h->nlmsg_type == RTM_NEWADDR;
+        if (st->nl_phase == NL_DUMP_ADDRS)
+                l->k_seen = l->k_addr;
         evaluate(st, l, now);
 }
 
-static void nl_dump_done(struct hb_state *st)
+/* Asks the kernel for every link; nl_dump_done then asks for every
+ * address. A dump the kernel is still sending cannot be asked again (it
+ * answers EBUSY): the request is then owed (nl_redo) and made by the
+ * report timer once the running one ended. Returns 0 or -errno from the
+ * request (then owed too). */
+static int nl_redump(struct hb_state *st, uint64_t now)
 {
         int r;
 
-        if (st->nl_phase == NL_DUMP_LINKS) {
-                st->nl_phase = NL_DUMP_ADDRS;
-                r = nl_request(st, RTM_GETADDR, AF_INET);
-                if (r < 0) {
-                        st->nl_errors++;
-                        log_err("heartbeat: asking the kernel for addresses: %s", strerror(-r));
-                }
-        } else if (st->nl_phase == NL_DUMP_ADDRS) {
-                st->nl_phase = NL_IDLE;
-                if (!st->nl_synced) {
-                        uint64_t now = time_mono_usec();
-                        st->nl_synced = true;
-                        for (size_t i = 0; i < all_links(st); i++)
-                                evaluate(st, &st->links[i], now);
-                }
+        if (st->nl_phase != NL_IDLE) {
+                st->nl_redo = true;
+                return 0;
         }
-}
-
-static void nl_redump(struct hb_state *st)
-{
-        int r;
-
-        st->nl_phase = NL_DUMP_LINKS;
+        st->nl_redo = false;
+        st->nl_damaged = false;
+        for (size_t i = 0; i < st->n_links; i++)
+                st->links[i].k_seen = false;
         r = nl_request(st, RTM_GETLINK, AF_UNSPEC);
         if (r < 0) {
                 st->nl_errors++;
-                log_err("heartbeat: asking the kernel for links: %s", strerror(-r));
+                st->nl_redo = true;
+                return r;
         }
+        st->nl_phase = NL_DUMP_LINKS;
+        st->nl_phase_mono = now;
+        return 0;
+}
+
+/* The running dump ended: with NLMSG_DONE, or failed (an error answer, a
+ * message lost on the way, no answer in time). Only a complete dump is
+ * trusted: then whatever it did not name is gone (a link deleted, an
+ * address removed while events were lost). A failed one is asked again. */
+static void nl_dump_done(struct hb_state *st, bool failed, uint64_t now)
+{
+        int r;
+
+        failed = failed || st->nl_damaged;
+        st->nl_damaged = false;
+        if (failed) {
+                st->nl_phase = NL_IDLE;
+                st->nl_redo = true;
+                return;
+        }
+        if (st->nl_phase == NL_DUMP_LINKS) {
+                for (size_t i = 0; i < st->n_links; i++) {
+                        struct hb_link *l = &st->links[i];
+                        if (!l->k_seen && l->ifindex > 0) {
+                                l->ifindex = 0;
+                                l->k_addr = false;
+                        }
+                        l->k_seen = false;
+                }
+                st->nl_phase = NL_DUMP_ADDRS;
+                st->nl_phase_mono = now;
+                r = nl_request(st, RTM_GETADDR, AF_INET);
+                if (r < 0) {
+                        st->nl_errors++;
+                        st->nl_phase = NL_IDLE;
+                        st->nl_redo = true;
+                        if (!st->nl_failing)
+                                log_warning("heartbeat: asking the kernel for addresses: %s (asking again)",
+                                            strerror(-r));
+                        st->nl_failing = true;
+                        return;
+                }
+        } else if (st->nl_phase == NL_DUMP_ADDRS) {
+                st->nl_phase = NL_IDLE;
+                st->nl_failing = false;
+                for (size_t i = 0; i < st->n_links; i++)
+                        if (!st->links[i].k_seen)
+                                st->links[i].k_addr = false;
+                if (!st->nl_synced)
+                        log_debug("heartbeat: the kernel's view of the links is complete");
+                st->nl_synced = true;
+                for (size_t i = 0; i < all_links(st); i++)
+                        evaluate(st, &st->links[i], now);
+        }
+}
+
+/* From the report timer: a dump that hangs (its NLMSG_DONE lost) is given
+ * up, and an owed one is asked for. */
+static void nl_check(struct hb_state *st, uint64_t now)
+{
+        int r;
+
+        if (st->nl_phase != NL_IDLE && now - st->nl_phase_mono >= NL_DUMP_TIMEOUT_USEC) {
+                st->nl_errors++;
+                log_warning("heartbeat: the kernel's answer to a link dump did not end within %.0f s; asking again",
+                            (double)NL_DUMP_TIMEOUT_USEC / 1e6);
+                st->nl_phase = NL_IDLE;
+                st->nl_redo = true;
+        }
+        if (st->nl_phase != NL_IDLE || !st->nl_redo)
+                return;
+        r = nl_redump(st, now);
+        if (r < 0 && !st->nl_failing)
+                log_warning("heartbeat: asking the kernel for links: %s (asking again)", strerror(-r));
+        st->nl_failing = r < 0;
 }
 
 static void on_netlink(struct loop_source *s, int fd, uint32_t events, void *userdata)
@@ -1046,16 +1162,27 @@ static void on_netlink(struct loop_source *s, int fd, uint32_t events, void *use
                                 st->nl_overruns++;
                                 log_warning("heartbeat: netlink events lost (receive buffer full); reading the "
                                             "link state again");
-                                if (st->nl_phase == NL_IDLE)
-                                        nl_redump(st);
+                                if (st->nl_phase != NL_IDLE)
+                                        st->nl_damaged = true; /* a dump message may be among them */
+                                nl_redump(st, now);            /* a failure is owed and retried */
                                 continue;
                         }
                         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
                                 st->nl_errors++;
                         return;
                 }
-                if ((m.msg_flags & MSG_TRUNC) || from.nl_pid != 0) {
-                        st->nl_errors++;
+                if (from.nl_pid != 0) {
+                        st->nl_errors++; /* not the kernel */
+                        continue;
+                }
+                if (m.msg_flags & MSG_TRUNC) {
+                        /* a message longer than NL_BUF: its state is lost,
+                         * so the whole view is read again */
+                        st->nl_overruns++;
+                        if (st->nl_phase != NL_IDLE)
+                                st->nl_damaged = true;
+                        else
+                                st->nl_redo = true;
                         continue;
                 }
                 len = (int)n;
@@ -1064,12 +1191,13 @@ static void on_netlink(struct loop_source *s, int fd, uint32_t events, void *use
                         st->nl_messages++;
                         switch (h->nlmsg_type) {
                         case NLMSG_DONE:
-                                nl_dump_done(st);
+                                if (h->nlmsg_seq == st->nl_seq)
+                                        nl_dump_done(st, false, now);
                                 break;
                         case NLMSG_ERROR:
                                 st->nl_errors++;
                                 if (h->nlmsg_seq == st->nl_seq)
-                                        nl_dump_done(st);
+                                        nl_dump_done(st, true, now);
                                 break;
                         case RTM_NEWLINK:
                         case RTM_DELLINK:
@@ -1114,6 +1242,7 @@ static uint64_t on_report(struct loop_source *s, uint64_t now, void *userdata)
         struct hb_state *st = userdata;
 
         (void)s;
+        nl_check(st, now);
         for (size_t i = 0; i < all_links(st); i++) {
                 struct hb_link *l = &st->links[i];
                 /* a link leaves the startup grace by time alone */
@@ -1168,8 +1297,8 @@ static void hb_stop(void *userdata)
                 close(st->coro_fd);
         st->coro_fd = -1;
         if (st->coro_pid > 0) {
-                /* the tool is short-lived; do not leave a zombie behind */
-                kill(st->coro_pid, SIGTERM);
+                /* no zombie left behind, and no wait on a tool that hangs */
+                kill(st->coro_pid, SIGKILL);
                 waitpid(st->coro_pid, NULL, 0);
                 st->coro_pid = 0;
         }
@@ -1202,6 +1331,7 @@ static int hb_start(void *userdata, struct loop *loop, collector_emit_fn emit, v
                 l->since_mono = l->last_change_mono = now;
                 l->raw_up = l->hb_alive = l->hb_heard = false;
                 l->tx_seq = seq0;
+                l->allowance_usec = st->timeout_usec;
                 l->peer_loss = HBWIRE_LOSS_UNKNOWN;
                 hbwire_window_init(&l->win, st->window_slots);
                 hbwire_sent_init(&l->sent);
@@ -1231,7 +1361,13 @@ static int hb_start(void *userdata, struct loop *loop, collector_emit_fn emit, v
         r = loop_add_io(loop, st->nl_fd, EPOLLIN, "heartbeat-netlink", on_netlink, st, &st->nl_io);
         if (r < 0)
                 goto fail;
-        nl_redump(st);
+        st->nl_phase = NL_IDLE;
+        st->nl_redo = st->nl_damaged = st->nl_failing = false;
+        r = nl_redump(st, now);
+        if (r < 0) {
+                log_err("heartbeat: asking the kernel for its links: %s", strerror(-r));
+                goto fail;
+        }
         r = loop_add_timer(loop, 1000, st->interval_usec / 20, "heartbeat-send", on_send, st, &st->send_timer);
         if (r < 0)
                 goto fail;
@@ -1320,6 +1456,27 @@ static void corosync_readable(struct loop_source *s, int fd, uint32_t events, vo
         corosync_reap(st);
 }
 
+/* A tool that hangs (corosync wedged, its IPC stuck) would hold the view
+ * forever: after COROSYNC_TIMEOUT_USEC it is killed, and the view says so. */
+static void corosync_kill(struct hb_state *st)
+{
+        kill(st->coro_pid, SIGKILL);
+        waitpid(st->coro_pid, NULL, 0); /* SIGKILL cannot be ignored: this is short */
+        st->coro_pid = 0;
+        loop_remove(st->coro_io);
+        st->coro_io = NULL;
+        if (st->coro_fd >= 0)
+                close(st->coro_fd);
+        st->coro_fd = -1;
+        st->coro_killed = true;
+        st->coro_exit = 128 + SIGKILL;
+        st->coro_wall = time_wall_usec();
+        snprintf(st->coro_text, sizeof st->coro_text, "corosync-cfgtool -s did not finish within %.0f s; killed",
+                 (double)COROSYNC_TIMEOUT_USEC / 1e6);
+        st->coro_truncated = false;
+        log_warning("heartbeat: %s", st->coro_text);
+}
+
 static void corosync_start(struct hb_state *st, uint64_t now)
 {
         posix_spawn_file_actions_t fa;
@@ -1327,12 +1484,24 @@ static void corosync_start(struct hb_state *st, uint64_t now)
         int p[2], r;
 
         corosync_reap(st);
+        if (st->coro_pid > 0 && now - st->coro_last_mono >= COROSYNC_TIMEOUT_USEC) {
+                corosync_kill(st);
+                st->coro_last_mono = now; /* the next try in COROSYNC_EVERY_USEC */
+                return;
+        }
         if (st->coro_pid > 0 || now - st->coro_last_mono < COROSYNC_EVERY_USEC)
                 return;
         st->coro_last_mono = now;
         st->coro_running = corosync_running();
-        if (!st->coro_running || pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+        /* only our end is non-blocking: the tool writes as any program
+         * does, and a full pipe holds it rather than failing its output */
+        if (!st->coro_running || pipe2(p, O_CLOEXEC) < 0)
                 return;
+        if (fcntl(p[0], F_SETFL, O_NONBLOCK) < 0) {
+                close(p[0]);
+                close(p[1]);
+                return;
+        }
         posix_spawn_file_actions_init(&fa);
         posix_spawn_file_actions_adddup2(&fa, p[1], 1);
         posix_spawn_file_actions_adddup2(&fa, p[1], 2);
@@ -1349,6 +1518,7 @@ static void corosync_start(struct hb_state *st, uint64_t now)
         st->coro_fd = p[0];
         st->coro_len = 0;
         st->coro_truncated = false;
+        st->coro_killed = false;
         if (loop_add_io(st->loop, st->coro_fd, EPOLLIN, "heartbeat-corosync", corosync_readable, st, &st->coro_io) <
             0) {
                 close(st->coro_fd);
@@ -1422,6 +1592,8 @@ static cJSON *corosync_status(const struct hb_state *st)
         if (st->coro_wall)
                 cJSON_AddStringToObject(o, "read_at", time_format_rfc3339(st->coro_wall, ts, sizeof ts));
         cJSON_AddNumberToObject(o, "exit_status", st->coro_exit);
+        if (st->coro_killed)
+                cJSON_AddStringToObject(o, "error", "timeout");
         if (st->coro_exit == 0)
                 json_add(o, "links", corosync_links(st->coro_text));
         cJSON_AddStringToObject(o, "output", st->coro_text);
@@ -1451,6 +1623,7 @@ static cJSON *link_status(const struct hb_state *st, const struct hb_link *l, ui
                 cJSON_AddStringToObject(o, "operstate", operstate_name(l->k_operstate));
         }
         cJSON_AddStringToObject(o, "heartbeat", hb_view(l));
+        cJSON_AddNumberToObject(o, "timeout_ms", (double)l->allowance_usec / 1000);
         cJSON_AddBoolToObject(o, "flapping", l->flapping);
         cJSON_AddNumberToObject(o, "recent_downs", (double)l->n_downs);
         cJSON_AddNumberToObject(o, "transitions", (double)l->transitions);

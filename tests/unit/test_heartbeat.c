@@ -248,6 +248,91 @@ static void test_window_random_against_model(void **state)
         }
 }
 
+/* After a timeout the window forgets: the skipped numbers are not loss,
+ * and nothing at or below the highest seq is accepted again. */
+static void test_window_forget(void **state)
+{
+        struct hbwire_window w;
+        size_t slots;
+
+        (void)state;
+        hbwire_window_init(&w, 50);
+        for (uint64_t s = 100; s < 120; s++)
+                assert_int_equal(hbwire_window_accept(&w, s), HBWIRE_ACCEPTED);
+        assert_int_equal(hbwire_window_accept(&w, 122), HBWIRE_ACCEPTED);
+        assert_int_equal(hbwire_window_loss(&w, &slots), 87); /* 120, 121 of 100..122 */
+        hbwire_window_forget(&w);
+        assert_int_equal(hbwire_window_loss(&w, &slots), 0);
+        assert_int_equal(slots, 0);
+        /* late and replayed numbers from before stay rejected */
+        assert_int_equal(hbwire_window_accept(&w, 120), HBWIRE_REJECT_REPLAY);
+        assert_int_equal(hbwire_window_accept(&w, 122), HBWIRE_REJECT_REPLAY);
+        /* the link comes back 10 heartbeats later: a clean start, not 9 lost */
+        assert_int_equal(hbwire_window_accept(&w, 132), HBWIRE_ACCEPTED);
+        assert_int_equal(hbwire_window_loss(&w, &slots), 0);
+        assert_int_equal(slots, 1);
+        assert_int_equal(hbwire_window_accept(&w, 131), HBWIRE_REJECT_REPLAY);
+        assert_int_equal(hbwire_window_accept(&w, 134), HBWIRE_ACCEPTED);
+        assert_int_equal(hbwire_window_loss(&w, &slots), 333); /* 133 of 132..134 */
+        assert_int_equal(slots, 3);
+}
+
+/* Feeds the window n heartbeats of which every k-th (k > 0) is lost. */
+static void feed(struct hbwire_window *w, uint64_t *seq, int n, int k)
+{
+        for (int i = 0; i < n; i++) {
+                ++*seq;
+                if (k && i % k == 0)
+                        continue;
+                assert_int_equal(hbwire_window_accept(w, *seq), HBWIRE_ACCEPTED);
+        }
+}
+
+static void test_allowance(void **state)
+{
+        const uint64_t iv = 200000, to = 1000000, max = 3000000;
+        struct hbwire_window w;
+        uint64_t seq = 1000;
+
+        (void)state;
+        hbwire_window_init(&w, 50);
+        /* nothing known yet, or a clean link: the timeout */
+        assert_true(hbwire_window_allowance(&w, iv, to, max) == to);
+        feed(&w, &seq, 7, 0);
+        assert_true(hbwire_window_allowance(&w, iv, to, max) == to);
+        feed(&w, &seq, 43, 0);
+        assert_true(hbwire_window_allowance(&w, iv, to, max) == to);
+        /* 1 in 20 lost (6.25 % of the newest 16): 10^-5 takes 5 in a row,
+         * which the timeout covers */
+        feed(&w, &seq, 50, 20);
+        assert_int_equal(hbwire_window_loss(&w, NULL), 60);
+        assert_true(hbwire_window_allowance(&w, iv, to, max) == to);
+        /* 1 in 3 (33 %): 0.333^11 < 10^-5 <= 0.333^10, so 11 heartbeats */
+        feed(&w, &seq, 51, 3);
+        assert_true(hbwire_window_allowance(&w, iv, to, max) == 11 * iv);
+        /* 1 in 2: 17 heartbeats would be 3.4 s, beyond the cap */
+        feed(&w, &seq, 50, 2);
+        assert_true(hbwire_window_allowance(&w, iv, to, max) == max);
+        /* a short timeout (600 ms, 3 heartbeats) grows on a smaller loss */
+        hbwire_window_init(&w, 50);
+        feed(&w, &seq, 1, 0);
+        feed(&w, &seq, 50, 25);
+        assert_int_equal(hbwire_window_loss(&w, NULL), 40);
+        assert_true(hbwire_window_allowance(&w, iv, 600000, 1800000) == 4 * iv);
+        /* the newest 16 slots count when they are worse than the window:
+         * loss that has just begun is not averaged away */
+        hbwire_window_init(&w, 50);
+        feed(&w, &seq, 40, 0);
+        feed(&w, &seq, 15, 3);
+        assert_true(hbwire_window_loss(&w, NULL) < 120);                  /* the window alone: the timeout */
+        assert_true(hbwire_window_allowance(&w, iv, to, max) == 10 * iv); /* 5 of 16: 0.3125^10 */
+        /* after an outage (forget) the old loss no longer stretches it */
+        hbwire_window_forget(&w);
+        seq += 20;
+        feed(&w, &seq, 8, 0);
+        assert_true(hbwire_window_allowance(&w, iv, to, max) == to);
+}
+
 static void test_round_trips(void **state)
 {
         struct hbwire_sent s;
@@ -326,6 +411,8 @@ int main(void)
                 cmocka_unit_test(test_verdict_names),
                 cmocka_unit_test(test_window_replay_and_reorder),
                 cmocka_unit_test(test_window_random_against_model),
+                cmocka_unit_test(test_window_forget),
+                cmocka_unit_test(test_allowance),
                 cmocka_unit_test(test_round_trips),
                 cmocka_unit_test(test_rtt_window_and_jitter),
                 cmocka_unit_test(test_tag),
