@@ -70,9 +70,14 @@
 #define NETWORKS_MAX 256
 #define USERS_MAX 256
 #define MIB_DIRS_MAX 32
-#define BATCH 16                 /* datagrams per recvmmsg */
-#define BATCHES_PER_WAKEUP 8     /* then the loop gets a turn */
-#define DATAGRAM_MAX 8192        /* larger notifications are truncated and rejected */
+#define BATCH 16             /* datagrams per recvmmsg */
+#define BATCHES_PER_WAKEUP 8 /* then the loop gets a turn */
+/* Every slot of a batch holds the largest UDP datagram (65507 bytes over
+ * IPv4, 65527 over IPv6). The kernel writes only what arrives, so pages
+ * past a slot's first few stay untouched (no RSS) until a large
+ * notification comes; a smaller slot with one spare buffer cannot work with
+ * recvmmsg, which fills every slot of a batch before returning. */
+#define DATAGRAM_MAX 65536
 #define DEFAULT_RCVBUF (8 << 20) /* about 10,000 typical traps of slack */
 #define DEFAULT_AUTH_REPORT_USEC (600ull * 1000000)
 #define CHECK_INTERVAL_USEC (5ull * 1000000) /* kernel drops and pending failure reports */

@@ -376,6 +376,23 @@ def test_malformed_datagrams_are_counted_and_harmless(agent, stub):
     assert len([c for c in stub.cases() if c["fault_key"].startswith("snmp:link")]) == 1
 
 
+def test_large_notification_becomes_a_case(agent, stub):
+    """A trap over 8 KiB (a long OCTET STRING varbind) is received whole:
+    UDP datagrams reach 65507 bytes."""
+    agent.start()
+    alias = "".join(chr(ord("a") + i % 26) for i in range(8900))
+    pkt = capture_v2c_trap(["", LINK_DOWN] + link_varbinds(81) + ["1.3.6.1.2.1.31.1.1.1.18.81", "s", alias])
+    assert 9000 < len(pkt) < 9200, len(pkt)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(pkt, ("127.0.0.1", agent.port))
+    case = wait_case(stub, link_key(81))
+    rd = case["readings"]
+    assert rd["varbind[IF-MIB::ifDescr]"] == "eth81", rd
+    assert alias.startswith(rd["varbind[IF-MIB::ifAlias]"]) and len(rd["varbind[IF-MIB::ifAlias]"]) >= 256, rd
+    t = agent.traps()
+    assert t["accepted"] == 1 and t["truncated"] == 0 and t["rejected_total"] == 0, t
+
+
 def test_storm_of_one_fault_is_one_case_with_the_exact_count(stub, tmp_path):
     require_snmp_tools()
     a = make_agent(tmp_path, stub, snmp_settings='  community "public"\n')
