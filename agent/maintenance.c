@@ -1,6 +1,15 @@
 /* maintenance: see maintenance.h. Windows are few (people start them), so
  * they live in a small array; the latest WINDOWS_KEPT are kept in memory and
- * listed, all of them in the store. */
+ * listed, all of them in the store.
+ *
+ * Time: a window's end is a wall-clock time, the loop's timers run on
+ * CLOCK_MONOTONIC, which stands still during a suspend and ignores clock
+ * jumps. So the timer is never armed for more than CHECK_USEC at a time and
+ * compares the wall clock when it fires (ending a window at most that late
+ * after a resume or a jump forward), and maintenance_active() compares the
+ * wall clock itself, so nobody is told a window runs past its end. The
+ * alternative, a CLOCK_REALTIME timerfd with TFD_TIMER_CANCEL_ON_SET, would
+ * need a second kind of timer in the loop for this one user. */
 #include "maintenance.h"
 
 #include <errno.h>
@@ -16,6 +25,7 @@
 #include "store.h"
 
 #define WINDOWS_KEPT 32
+#define CHECK_USEC 10000000ULL /* the longest the timer sleeps without looking at the wall clock */
 
 struct window {
         int64_t id;
@@ -33,6 +43,8 @@ struct maintenance {
         struct window w[WINDOWS_KEPT];
         size_t n;
         int64_t last_id;
+        int64_t (*clock)(void); /* the wall clock in µs (tests replace it) */
+        uint64_t check_usec;    /* CHECK_USEC (tests shorten it) */
 };
 
 static struct window *running(struct maintenance *m)
@@ -53,9 +65,15 @@ static void tell(struct maintenance *m, const struct window *w, bool active, con
                 m->fn(active, why, m->userdata);
 }
 
-static void finish(struct maintenance *m, struct window *w, const char *how)
+static int64_t wall(const struct maintenance *m)
 {
-        w->ended_at = time_wall_usec();
+        return m->clock ? m->clock() : time_wall_usec();
+}
+
+/* ended_at: when it ended (its end time, when found past it). */
+static void finish(struct maintenance *m, struct window *w, int64_t ended_at, const char *how)
+{
+        w->ended_at = ended_at;
         w->durable = false;
         store_mark_dirty(m->st);
         loop_timer_set(m->timer, 0);
@@ -65,9 +83,9 @@ static void finish(struct maintenance *m, struct window *w, const char *how)
 
 static void arm(struct maintenance *m, const struct window *w)
 {
-        int64_t left = w->end - time_wall_usec();
+        int64_t left = w->end - wall(m);
 
-        loop_timer_set(m->timer, left > 0 ? (uint64_t)left : 1);
+        loop_timer_set(m->timer, left <= 0 ? 1 : (uint64_t)left > m->check_usec ? m->check_usec : (uint64_t)left);
 }
 
 static uint64_t on_timer(struct loop_source *s, uint64_t now, void *userdata)
@@ -79,11 +97,11 @@ static uint64_t on_timer(struct loop_source *s, uint64_t now, void *userdata)
         (void)now;
         if (!w)
                 return 0;
-        if (time_wall_usec() < w->end) { /* the wall clock was set back: wait for the real end */
+        if (wall(m) < w->end) { /* not yet: a check on the way, or the wall clock was set back */
                 arm(m, w);
                 return 0;
         }
-        finish(m, w, "ended at its end time");
+        finish(m, w, w->end, "ended at its end time");
         return 0;
 }
 
@@ -159,6 +177,7 @@ int maintenance_new(struct loop *loop, struct store *st, maintenance_changed_fn 
         m->st = st;
         m->fn = fn;
         m->userdata = userdata;
+        m->check_usec = CHECK_USEC;
         wr.userdata = m;
         if ((r = store_get_counter(st, "window", &counter)) < 0 || (r = store_load_windows(st, load_window, m)) < 0 ||
             (r = store_add_writer(st, &wr)) < 0 ||
@@ -171,11 +190,11 @@ int maintenance_new(struct loop *loop, struct store *st, maintenance_changed_fn 
         /* several running (a damaged store) count as one: the newest */
         for (size_t i = 0; i + 1 < m->n; i++)
                 if (!m->w[i].ended_at) {
-                        m->w[i].ended_at = m->w[i].end < time_wall_usec() ? m->w[i].end : time_wall_usec();
+                        m->w[i].ended_at = m->w[i].end < wall(m) ? m->w[i].end : wall(m);
                         m->w[i].durable = false;
                 }
         w = running(m);
-        if (w && w->end <= time_wall_usec()) {
+        if (w && w->end <= wall(m)) {
                 w->ended_at = w->end; /* it ended while the agent was not running */
                 w->durable = false;
                 store_mark_dirty(st);
@@ -220,7 +239,7 @@ int maintenance_start(struct maintenance *m, uint64_t duration_usec, const char 
                 return -ENOMEM;
         w = add(m);
         w->id = ++m->last_id;
-        w->start = time_wall_usec();
+        w->start = wall(m);
         w->end = w->start + (int64_t)duration_usec;
         w->reason = copy;
         store_mark_dirty(m->st);
@@ -238,19 +257,29 @@ int maintenance_end(struct maintenance *m, int64_t id)
 
         if (!w || (id && w->id != id))
                 return -ENOENT;
-        finish(m, w, "ended early");
+        finish(m, w, wall(m), "ended early");
         return 0;
 }
 
 bool maintenance_active(const struct maintenance *m)
 {
+        int64_t now = wall(m);
+
         for (size_t i = 0; i < m->n; i++)
-                if (!m->w[i].ended_at)
+                if (!m->w[i].ended_at && now < m->w[i].end)
                         return true;
         return false;
 }
 
-static cJSON *window_json(const struct window *w)
+void maintenance_set_clock(struct maintenance *m, int64_t (*clock)(void), uint64_t check_usec)
+{
+        m->clock = clock;
+        m->check_usec = check_usec ? check_usec : CHECK_USEC;
+        if (running(m))
+                arm(m, running(m));
+}
+
+static cJSON *window_json(const struct window *w, int64_t now)
 {
         cJSON *o = cJSON_CreateObject();
         char ts[40];
@@ -264,7 +293,7 @@ static cJSON *window_json(const struct window *w)
         if (w->ended_at)
                 cJSON_AddStringToObject(o, "ended_at", time_format_rfc3339(w->ended_at, ts, sizeof ts));
         else
-                cJSON_AddNumberToObject(o, "remaining_s", (double)(w->end - time_wall_usec()) / 1e6);
+                cJSON_AddNumberToObject(o, "remaining_s", w->end > now ? (double)(w->end - now) / 1e6 : 0.0);
         return o;
 }
 
@@ -272,18 +301,19 @@ cJSON *maintenance_to_json(const struct maintenance *m)
 {
         cJSON *o = cJSON_CreateObject(), *a;
         const struct window *act = NULL;
+        int64_t now = wall(m);
 
         if (!o)
                 return NULL;
         for (size_t i = 0; i < m->n; i++)
-                if (!m->w[i].ended_at)
+                if (!m->w[i].ended_at && now < m->w[i].end)
                         act = &m->w[i];
         if (act)
-                cJSON_AddItemToObject(o, "active", window_json(act));
+                cJSON_AddItemToObject(o, "active", window_json(act, now));
         else
                 cJSON_AddNullToObject(o, "active");
         if ((a = cJSON_AddArrayToObject(o, "windows")))
                 for (size_t i = 0; i < m->n; i++)
-                        cJSON_AddItemToArray(a, window_json(&m->w[i]));
+                        cJSON_AddItemToArray(a, window_json(&m->w[i], now));
         return o;
 }

@@ -1,8 +1,10 @@
 /* maintenance: service windows during which faults are still detected and
  * recorded but open no case (`weibaoctl maintenance start --for 2h --reason
  * "..."`). A window is persisted (agent/store.h), listed, may be ended early,
- * and never outlives its end time: a timer ends it on the loop, and a window
- * found past its end at start is ended then. One window runs at a time. */
+ * and never outlives its end time: a timer ends it on the loop, checking the
+ * wall clock at least every 10 s (a suspend or a clock jump forward), and a
+ * window found past its end at start is ended then. One window runs at a
+ * time. */
 #pragma once
 
 #include <stdbool.h>
@@ -34,7 +36,14 @@ int maintenance_start(struct maintenance *m, uint64_t duration_usec, const char 
 /* Ends the running window early (id 0: whichever runs). Returns 0, -ENOENT
  * when no such window runs. */
 int maintenance_end(struct maintenance *m, int64_t id);
+/* Whether a window runs now: started, not ended, and the wall clock before
+ * its end (also in the moments after a suspend or a clock jump forward,
+ * before the timer has noticed and ended it). */
 bool maintenance_active(const struct maintenance *m);
+/* Tests: the wall clock in µs that windows are measured against (NULL: the
+ * real one), and how often at least the timer looks at it while a window
+ * runs (0: every 10 s). */
+void maintenance_set_clock(struct maintenance *m, int64_t (*clock)(void), uint64_t check_usec);
 /* A new JSON object: "active" (the running window or null) and "windows"
  * (the latest, newest last). NULL on allocation failure. */
 cJSON *maintenance_to_json(const struct maintenance *m);
