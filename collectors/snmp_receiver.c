@@ -360,12 +360,12 @@ static const char *arena_key(struct snmp_receiver *r, const char *name)
         return r->arena + r->arena_used - n - 1;
 }
 
-static void oid_numeric(const oid *o, size_t len, char *buf, size_t size)
+static bool oid_numeric(const oid *o, size_t len, char *buf, size_t size)
 {
         size_t used = 0;
 
         if (size == 0)
-                return;
+                return false;
         buf[0] = '\0';
         for (size_t i = 0; i < len; i++) {
                 char t[24];
@@ -378,7 +378,7 @@ static void oid_numeric(const oid *o, size_t len, char *buf, size_t size)
                 } while (v);
                 if (used + (i ? 1 : 0) + n >= size) {
                         buf[used] = '\0';
-                        return;
+                        return false;
                 }
                 if (i)
                         buf[used++] = '.';
@@ -386,6 +386,7 @@ static void oid_numeric(const oid *o, size_t len, char *buf, size_t size)
                         buf[used++] = t[--n];
         }
         buf[used] = '\0';
+        return true;
 }
 
 /* The MIB node that names o: the deepest node of the tree on its path, and
@@ -411,14 +412,15 @@ static struct tree *oid_node(const oid *o, size_t len, size_t *ret_depth)
 }
 
 /* "MODULE::label" for the node, plus ".rest" of the OID beyond it when
- * with_rest; numeric when no module defines the node. */
+ * with_rest; numeric when no module defines the node or when the name does
+ * not fit in size bytes (a cut name could be another object's). */
 static void oid_name(const oid *o, size_t len, bool with_rest, char *buf, size_t size, struct tree **ret_node,
                      size_t *ret_depth)
 {
         size_t depth;
         struct tree *tp = oid_node(o, len, &depth);
         char mod[128];
-        int n;
+        size_t n;
 
         if (ret_node)
                 *ret_node = tp;
@@ -431,13 +433,15 @@ static void oid_name(const oid *o, size_t len, bool with_rest, char *buf, size_t
                 return;
         }
         module_name(tp->modid, mod);
-        n = (int)join3(buf, size, mod, "::", tp->label);
-        if ((size_t)n >= size)
+        n = join3(buf, size, mod, "::", tp->label);
+        /* the '.' of the rest needs a byte before the terminating NUL */
+        if (n >= size || (with_rest && depth < len &&
+                          (n + 1 >= size || !oid_numeric(o + depth, len - depth, buf + n + 1, size - n - 1)))) {
+                oid_numeric(o, len, buf, size);
                 return;
-        if (with_rest && depth < len) {
-                buf[n] = '.';
-                oid_numeric(o + depth, len - depth, buf + n + 1, size - (size_t)n - 1);
         }
+        if (with_rest && depth < len)
+                buf[n] = '.';
 }
 
 static bool printable(const u_char *s, size_t n)

@@ -11,6 +11,7 @@
  * its own; the engine boots file and anything net-snmp writes beside it live
  * in one temporary directory removed after the group. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -23,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -895,6 +897,78 @@ static void test_string_space_full_is_counted(void **state)
         assert_int_equal(kept + (size_t)seen_attr("varbinds_dropped")->num, 26); /* with sysUpTime */
 }
 
+/* A module whose "MODULE::label" is 255 characters: exactly what the
+ * receiver's 256-byte names hold, with no room for ".rest". */
+#define LONG_MODULE                                \
+        "W"                                        \
+        "-LONG-LONG-LONG-LONG-LONG-LONG-LONG-LONG" \
+        "-LONG-LONG-LONG-LONG-LONG-LONG-LONG-LONG" \
+        "-LONG-LONG-LONG-LONG-LONG-LONG-LONG-LONG" \
+        "-MIBX"
+#define LONG_LABEL                                   \
+        "a"                                          \
+        "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb" \
+        "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb" \
+        "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+static const oid longRoot1[] = {1, 3, 6, 1, 4, 1, 32473, 9, 1};
+static const oid longRoot1_5[] = {1, 3, 6, 1, 4, 1, 32473, 9, 1, 5};
+
+static int setup_long_names(void **state)
+{
+        char dir[sizeof tmpdir + 16], path[sizeof dir + sizeof LONG_MODULE + 8], err[600];
+        const char *dirs[1] = {dir};
+        struct snmp_receiver_settings s = {
+                .builtin_mib_dir = MIB_DIR, .engine_boots_file = boots_file, .mib_dirs = dirs, .n_mib_dirs = 1};
+        FILE *f;
+
+        (void)state;
+        assert_int_equal(strlen(LONG_MODULE) + 2 + strlen(LONG_LABEL), 255);
+        snprintf(dir, sizeof dir, "%s/long-mib", tmpdir);
+        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+                return -1;
+        snprintf(path, sizeof path, "%s/%s.txt", dir, LONG_MODULE);
+        f = fopen(path, "w");
+        if (!f)
+                return -1;
+        fprintf(f,
+                "%s DEFINITIONS ::= BEGIN\n"
+                "IMPORTS NOTIFICATION-TYPE, enterprises FROM SNMPv2-SMI;\n"
+                "longRoot OBJECT IDENTIFIER ::= { enterprises 32473 9 }\n"
+                "%s NOTIFICATION-TYPE\n  STATUS current\n  DESCRIPTION \"a name of 255 characters\"\n"
+                "  ::= { longRoot 1 }\nEND\n",
+                LONG_MODULE, LONG_LABEL);
+        if (fclose(f) != 0)
+                return -1;
+        memset(&seen, 0, sizeof seen);
+        seen.answer_public = TRAP_ACCEPTED;
+        if (snmp_receiver_new(&s, on_trap, &seen, err, sizeof err, &rx) < 0) {
+                print_error("snmp_receiver_new: %s\n", err);
+                return -1;
+        }
+        return 0;
+}
+
+/* A name that fills the buffer is kept whole; one with no room left for
+ * ".rest" (or its terminating NUL) becomes the numeric OID, never a cut or
+ * unterminated string. */
+static void test_names_that_fill_the_buffer(void **state)
+{
+        static u_char buf[PKT_MAX];
+        size_t len;
+
+        (void)state;
+        len = build(pdu_v2(SNMP_MSG_TRAP2, longRoot1, OID_LEN(longRoot1)), buf, sizeof buf);
+        assert_int_equal(feed(buf, len), TRAP_ACCEPTED);
+        assert_attr_str("trap", LONG_MODULE "::" LONG_LABEL);
+        assert_string_equal(seen.name, LONG_LABEL);
+
+        len = build(pdu_v2(SNMP_MSG_TRAP2, longRoot1_5, OID_LEN(longRoot1_5)), buf, sizeof buf);
+        assert_int_equal(feed(buf, len), TRAP_ACCEPTED);
+        assert_attr_str("trap", "1.3.6.1.4.1.32473.9.1.5");
+        assert_attr_str("trap_oid", "1.3.6.1.4.1.32473.9.1.5");
+        assert_string_equal(seen.name, "1.3.6.1.4.1.32473.9.1.5");
+}
+
 static void test_verdict_names(void **state)
 {
         (void)state;
@@ -938,6 +1012,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_community_with_nul_is_rejected, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_string_space_full_is_counted, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_verdict_names, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_names_that_fill_the_buffer, setup_long_names, teardown),
         };
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
