@@ -678,3 +678,116 @@ def test_without_cap_net_admin_the_agent_takes_what_rmem_max_allows(stub, tmp_pa
         assert got == max(start, 2 * min(cap, 8 << 20)), (got, cap, start)
     finally:
         a.stop()
+
+
+ACME_MIB = """ACME-MIB DEFINITIONS ::= BEGIN
+-- a tiny vendor MIB written by the test (enterprise 32473: documentation, RFC 5612)
+IMPORTS OBJECT-TYPE, NOTIFICATION-TYPE, Integer32, enterprises FROM SNMPv2-SMI;
+acme OBJECT IDENTIFIER ::= { enterprises 32473 }
+acmeAlarms OBJECT IDENTIFIER ::= { acme 2 }
+acmeNotifications OBJECT IDENTIFIER ::= { acmeAlarms 0 }
+acmeObjects OBJECT IDENTIFIER ::= { acmeAlarms 1 }
+acmeAlarmId OBJECT-TYPE
+    SYNTAX Integer32
+    MAX-ACCESS accessible-for-notify
+    STATUS current
+    DESCRIPTION "The alarm's identity."
+    ::= { acmeObjects 1 }
+acmeAlarmSeverity OBJECT-TYPE
+    SYNTAX INTEGER { critical(1), major(2), minor(3), cleared(5) }
+    MAX-ACCESS accessible-for-notify
+    STATUS current
+    DESCRIPTION "How bad it is."
+    ::= { acmeObjects 2 }
+acmeAlarmText OBJECT-TYPE
+    SYNTAX OCTET STRING (SIZE(0..255))
+    MAX-ACCESS accessible-for-notify
+    STATUS current
+    DESCRIPTION "What happened."
+    ::= { acmeObjects 3 }
+acmeAlarm NOTIFICATION-TYPE
+    OBJECTS { acmeAlarmId, acmeAlarmSeverity, acmeAlarmText }
+    STATUS current
+    DESCRIPTION "An alarm was raised or cleared."
+    ::= { acmeNotifications 1 }
+END
+"""
+
+ACME_RULES = """rule acme-mib-major {
+    when source == "snmptrap" and trap == "ACME-MIB::acmeAlarm" and varbind["ACME-MIB::acmeAlarmSeverity"] == "major"
+    level P3
+    key "acme-mib:{source_addr}:{varbind[ACME-MIB::acmeAlarmId]}"
+    title "ACME {varbind[ACME-MIB::acmeAlarmSeverity]} alarm {varbind[ACME-MIB::acmeAlarmId]}: {varbind[ACME-MIB::acmeAlarmText]}"
+}
+"""
+
+
+def test_vendor_mib_from_mib_dirs_names_trap_and_varbinds(stub, tmp_path):
+    require_snmp_tools()
+    os.makedirs(str(tmp_path), exist_ok=True)
+    mibs = os.path.join(str(tmp_path), "vendor-mibs")
+    os.makedirs(mibs)
+    with open(os.path.join(mibs, "ACME-MIB.txt"), "w") as f:
+        f.write(ACME_MIB)
+    rules = os.path.join(str(tmp_path), "acme.rules")
+    with open(rules, "w") as f:
+        f.write(ACME_RULES)
+    a = make_agent(tmp_path, stub, snmp_settings='  community "public"\n  mib_dirs "%s"\n' % mibs, rules_glob=rules)
+    a.start()
+    try:
+        a.trap(*v2c_args(), ["", "1.3.6.1.4.1.32473.2.0.1",
+                             "1.3.6.1.4.1.32473.2.1.1.0", "i", "7",
+                             "1.3.6.1.4.1.32473.2.1.2.0", "i", "2",
+                             "1.3.6.1.4.1.32473.2.1.3.0", "s", "fan tray 2 degraded"])
+        case = wait_case(stub, "acme-mib:127.0.0.1:7")
+        rd = case["readings"]
+        assert rd["trap"] == "ACME-MIB::acmeAlarm", rd
+        assert rd["trap_oid"] == "1.3.6.1.4.1.32473.2.0.1", rd
+        assert rd["varbind[ACME-MIB::acmeAlarmSeverity]"] == "major", rd  # an enum by its label
+        assert rd["varbind[ACME-MIB::acmeAlarmId]"] == 7, rd
+        assert rd["varbind[ACME-MIB::acmeAlarmText]"] == "fan tray 2 degraded", rd
+        assert rd["varbind[1.3.6.1.4.1.32473.2.1.2.0]"] == 2, rd
+        assert case["title"] == "ACME major alarm 7: fan tray 2 degraded", case["title"]
+        assert case["level"] == "P3"
+    finally:
+        a.stop()
+
+
+def has_ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def test_listen_on_ipv6_loopback(stub, tmp_path):
+    require_snmp_tools()
+    if not has_ipv6_loopback():
+        msg = "no IPv6 on lo (::1 cannot be bound)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg + " (CI=true: a skip is a failure)")
+        pytest.skip(msg)
+    a = make_agent(tmp_path, stub, snmp_settings='  community "public"\n')
+    with open(a.conf) as f:
+        text = f.read()
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+        s.bind(("::1", 0))
+        port6 = s.getsockname()[1]
+    with open(a.conf, "w") as f:
+        f.write(text.replace('listen "udp:127.0.0.1:%d"' % a.port, 'listen "udp6:[::1]:%d"' % port6))
+    a.start()
+    try:
+        t = a.traps()
+        assert [l["address"] for l in t["listen"]] == ["udp6:[::1]:%d" % port6], t["listen"]
+        r = subprocess.run(["snmptrap", "-v2c", "-c", "public", "udp6:[::1]:%d" % port6, "", LINK_DOWN]
+                           + link_varbinds(91), capture_output=True, text=True, env=SNMP_ENV, timeout=20)
+        assert r.returncode == 0, r.stderr
+        case = wait_case(stub, link_key(91, "::1"))
+        assert case["readings"]["source_addr"] == "::1", case["readings"]
+        assert case["readings"]["trap"] == "IF-MIB::linkDown"
+        t = a.traps()
+        assert t["received"] == 1 and t["accepted"] == 1, t
+    finally:
+        a.stop()
