@@ -10,6 +10,7 @@ database, read through its API.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -25,9 +26,9 @@ FAST = "cases {\n  storm_keys 0\n  case_rate 100000\n  case_burst 100000\n  %s}\
 class DeliveryAgent(TrapAgent):
     """A trap agent whose config also carries a cases block."""
 
-    def __init__(self, tmp, stub, cases=FAST % ""):
+    def __init__(self, tmp, stub, cases=FAST % "", rules_glob=None):
         os.makedirs(tmp, exist_ok=True)
-        super().__init__(tmp, stub, snmp_settings='  community "public"\n')
+        super().__init__(tmp, stub, snmp_settings='  community "public"\n', rules_glob=rules_glob)
         with open(self.conf, "a") as f:
             f.write(cases)
 
@@ -41,8 +42,8 @@ class DeliveryAgent(TrapAgent):
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)["faults"]
 
-    def down(self, i):
-        self.trap(*v2c_args(), ["", LINK_DOWN, *link_varbinds(i)])
+    def down(self, i, admin=1):
+        self.trap(*v2c_args(), ["", LINK_DOWN, *link_varbinds(i, admin=admin)])
 
     def up(self, i):
         self.trap(*v2c_args(), ["", LINK_UP, *link_varbinds(i, oper=1)])
@@ -418,5 +419,62 @@ def test_each_new_firing_period_names_the_case_just_before_it(stub, tmp_path):
         prevs = [stub.case(i)["extra"].get("previous_case_id") for i in ids]
         assert prevs == [None] + [str(i) for i in ids[:-1]] or prevs == [None] + ids[:-1], (ids, prevs)
         assert a.status()["faults"]["flapping"] == 0
+    finally:
+        a.stop()
+
+
+EVIDENCE_MAX = 8  # FAULT_EVIDENCE_MAX in agent/faults.c
+
+# A second rule on the same key: a link down while administratively down too
+# is P1; the next linkDown with the admin status up ends that rule, so the
+# fault goes P3 -> P1 -> P3 ..., each rise a new piece of evidence.
+ADMIN_DOWN_RULES = """rule snmp-link-admin-down {
+        when source == "snmptrap" and trap == "IF-MIB::linkDown" and varbind[\"IF-MIB::ifAdminStatus\"] == "down"
+        clear trap == "IF-MIB::linkUp" or varbind[\"IF-MIB::ifAdminStatus\"] == "up"
+        level P1
+        key "snmp:link:{source_addr}:{varbind[IF-MIB::ifIndex]}"
+        title "Link administratively down on {source_addr}: ifIndex {varbind[IF-MIB::ifIndex]}"
+}
+"""
+
+
+def test_a_case_carries_its_evidence_bounded_with_the_exact_symptoms(stub, tmp_path):
+    """The case opens after a maintenance window with more events behind it
+    than it keeps: the first and the latest ones, each with its time, source
+    and every attribute (trap OID, varbinds)."""
+    require_tool("snmptrap", "snmp")
+    extra = tmp_path / "extra.rules"
+    extra.write_text(ADMIN_DOWN_RULES)
+    a = DeliveryAgent(str(tmp_path / "agent"), stub, rules_glob=str(extra))
+    try:
+        a.start()
+        assert a.ctl("maintenance", "start", "--for", "1h", "--reason", "cabling").returncode == 0
+        a.down(12)  # P3: the first event
+        for _ in range(10):
+            a.down(12, admin=2)  # P1: evidence
+            a.down(12)  # back to P3 (a clear of the P1 rule: no evidence)
+        a.down(12, admin=2)
+        assert wait_until(lambda: [f for f in a.faults() if f["key"] == link_key(12) and f["level"] == "P1"], 10)
+        time.sleep(0.5)
+        assert a.ctl("maintenance", "end").returncode == 0
+        case = stub.wait_for(lambda: stub.cases(fault_key=link_key(12)), 10)[0]
+        ev = case["evidence"]
+        assert isinstance(ev, list) and len(ev) == EVIDENCE_MAX, ev  # 12 events, bounded
+        times = [e["time"] for e in ev]
+        assert times == sorted(times)
+        for e in ev:
+            assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$", e["time"]), e
+            assert e["source"] == "snmptrap" and e["name"] == "linkDown", e
+            attrs = e["attributes"]
+            assert attrs["trap_oid"] == "1.3.6.1.6.3.1.1.5.3", attrs
+            assert attrs["varbind[IF-MIB::ifIndex]"] == 12, attrs
+            assert attrs["varbind[IF-MIB::ifDescr]"] == "eth12", attrs
+            assert attrs["varbind[IF-MIB::ifOperStatus]"] == "down", attrs
+        # the first event is kept; the others are the latest, all P1 rises
+        assert ev[0]["attributes"]["varbind[IF-MIB::ifAdminStatus]"] == "up"
+        assert all(e["attributes"]["varbind[IF-MIB::ifAdminStatus]"] == "down" for e in ev[1:])
+        assert ev[0]["time"] <= case["first_seen"] or case["first_seen"].startswith(ev[0]["time"][:19])
+        assert case["level"] == "P1"
+        assert case["readings"]["varbind[IF-MIB::ifAdminStatus]"] == "down"
     finally:
         a.stop()
