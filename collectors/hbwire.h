@@ -24,10 +24,20 @@
  * Replay protection is the IPsec-style sliding window over seq: a seq at or
  * below the window, or one already seen inside it, is rejected. The same
  * bitmap gives the loss ratio over the last window-size sequence numbers.
- * A receiver that restarts accepts the first authentic packet it sees (there
- * is no state to compare with); a replay of an old capture then shows as at
- * most one stale heartbeat, never as a live peer, because the real peer's
- * next packets carry higher numbers and the deadline still runs. */
+ * Known limits (the receiver keeps no state across restarts and the
+ * packet carries no per-run nonce):
+ * - a receiver that restarts accepts the first authentic packet it sees,
+ *   and then every later one of the same run: a replayed capture of the
+ *   peer's heartbeats is taken as live for as long as the capture lasts
+ *   while the real peer is silent (once the real peer is heard, its higher
+ *   numbers move the window past the capture);
+ * - seq starts from the sender's wall clock: a sender whose clock stepped
+ *   back before it restarted numbers below what the receiver has seen, and
+ *   is rejected as a replay until its numbers pass the old ones.
+ * Both would go with a random per-run epoch in the packet (version 2) and a
+ * receiver that starts a new window for a new epoch only when the packet's
+ * ack_seq names one of its own recent sends (a freshness proof an old
+ * capture cannot give). */
 #pragma once
 
 #include <stdbool.h>

@@ -388,6 +388,30 @@ def test_without_peer_address_all_links_down_is_peer_down(net, tmp_path):
         assert a.hb()["verdict"] == "ok", a.hb()
 
 
+def test_kernel_events_lost_in_an_overrun_are_recovered_by_a_full_reread(pair):
+    """The agent's netlink socket overruns while it is stopped: hundreds of
+    interfaces come and the address of hb1 goes after the buffer is full,
+    so its RTM_DELADDR is lost. On waking, the agent sees ENOBUFS and reads
+    the kernel's state again; the address dump no longer names hb1's
+    address, so hb1 is "no-address" (not "up" with a stale address)."""
+    net, stub, a, b = pair
+    before = a.hb()["netlink"]["overruns"]
+    a.proc.send_signal(19)  # SIGSTOP
+    try:
+        batch = "".join("link add wbd%d type bridge\n" % i for i in range(1500))
+        r = subprocess.run(["ip", "-n", net.a, "-batch", "-"], input=batch, capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 0, r.stderr
+        sh("ip", "-n", net.a, "addr", "del", "10.201.2.1/24", "dev", "hb1")
+    finally:
+        a.proc.send_signal(18)  # SIGCONT
+    assert wait_until(lambda: a.hb()["netlink"]["overruns"] > before, 5), a.hb()["netlink"]
+    assert wait_until(lambda: a.link("hb1").get("kernel") == "no-address", 5), (a.link("hb1"), a.hb()["netlink"])
+    assert a.link("hb0")["kernel"] == "up", a.link("hb0")
+    sh("ip", "-n", net.a, "addr", "add", "10.201.2.1/24", "dev", "hb1")
+    assert wait_until(lambda: a.link("hb1").get("state") == "up", 10), a.link("hb1")
+
+
 def test_forged_replayed_and_garbage_heartbeats_are_rejected_and_counted(pair):
     net, stub, a, b = pair
     before = b.hb()["rejected"]
