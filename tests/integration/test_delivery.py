@@ -478,3 +478,70 @@ def test_a_case_carries_its_evidence_bounded_with_the_exact_symptoms(stub, tmp_p
         assert case["readings"]["varbind[IF-MIB::ifAdminStatus]"] == "down"
     finally:
         a.stop()
+
+
+def test_kill_9_while_opens_and_updates_are_in_flight_delivers_each_once_in_order(tstub, tmp_path):
+    """The agent dies twice with requests on the wire whose answers the stub
+    holds back (stored, not yet answered): once with every case open in
+    flight, once with every level update in flight. After the restarts each
+    key has one case, and its updates arrive once each, in order: level
+    (P3 -> P1), then cleared."""
+    require_tool("snmptrap", "snmp")
+    stub = tstub
+    n = 8
+    extra = tmp_path / "extra.rules"
+    extra.write_text(ADMIN_DOWN_RULES)
+    a = DeliveryAgent(str(tmp_path / "agent"), stub, rules_glob=str(extra))
+    with open(a.conf) as f:
+        conf = f.read()
+    assert "  timeout 2s\n" in conf
+    with open(a.conf, "w") as f:  # a held answer must still be awaited when the agent dies
+        f.write(conf.replace("  timeout 2s\n", "  timeout 30s\n"))
+    keys = [link_key(i) for i in range(1, n + 1)]
+
+    def injected():
+        return stub.log.count(": injecting delay")
+
+    try:
+        stub.inject(action="delay", seconds=8, count=n, match="/api/v1/cases")
+        a.start()
+        for i in range(1, n + 1):
+            a.down(i)
+        assert wait_until(lambda: injected() == n, 10), stub.log[-2000:]
+        for i in range(1, n + 1):
+            a.down(i, admin=2)  # P1: a level update, queued behind the open in flight
+        assert wait_until(lambda: a.settled() and
+                          all(f["level"] == "P1" for f in a.faults() if f["key"] in keys), 10), a.log()[-2000:]
+        st = a.status()["cases"]
+        assert st["in_flight"] == n and st["opens_pending"] == n and st["updates_pending"] == n, st
+        a.kill9()
+
+        # every open reached the stub before the crash; the level updates are held next
+        stub.inject(action="delay", seconds=8, count=n, match="/api/v1/cases/")
+        a.start()
+        assert wait_until(lambda: injected() == 2 * n, 15), stub.log[-2000:]
+        assert wait_until(lambda: a.status()["cases"]["opens_pending"] == 0, 10)
+        st = a.status()["cases"]
+        assert st["in_flight"] == n and st["updates_pending"] == n, st
+        a.kill9()
+
+        a.start()
+        assert firing(a) == set(keys)  # restored, not lost
+        for i in range(1, n + 1):
+            a.up(i)
+        settle(a, stub)
+        by_key = cases_by_key(stub)
+        assert sorted(by_key) == sorted(keys)
+        for key in keys:
+            assert len(by_key[key]) == 1, (key, by_key[key])  # the open replayed, never a second case
+            case = stub.case(by_key[key][0]["id"])
+            types = [u["type"] for u in case["updates"]]
+            assert types == ["level", "cleared"], (key, types)  # once each, in order
+            assert case["updates"][0]["previous_level"] == "P3" and case["updates"][0]["level"] == "P1"
+            assert case["level"] == "P1" and case["fault_active"] is False
+        applied = stub.injections()["applied"]
+        assert applied["delay"] == 2 * n and sum(applied.values()) == 2 * n, applied
+        # the opens were stored before the first crash: their retries were replays
+        assert a.log().count("already open (idempotent retry)") == n, a.log()[-3000:]
+    finally:
+        a.stop()
