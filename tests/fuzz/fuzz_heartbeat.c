@@ -1,6 +1,7 @@
 /* libFuzzer target: datagrams through the heartbeat parser and verifier
  * (collectors/hbwire.c) and what the collector does with an accepted one:
- * the replay/loss window and the round-trip ring.
+ * the replay/loss window (with its silence allowance and the forgetting
+ * after a timeout) and the round-trip ring.
  *
  * The input is a sequence of records, each a length byte and that many
  * bytes. A record whose first byte is odd goes to hbwire_decode as it is
@@ -82,6 +83,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         abort();
                 if (hbwire_window_loss(&w, &slots) > 1000 || slots > w.size)
                         abort();
+                /* the silence allowance stays within timeout .. max */
+                {
+                        uint64_t a = hbwire_window_allowance(&w, 200000, 1000000, 3000000);
+                        if (a < 1000000 || a > 3000000)
+                                abort();
+                }
+                /* a timeout now and then: the loss restarts, replays stay out */
+                if (p.ack_delay_usec % 7 == 0) {
+                        uint64_t hi = w.highest;
+                        hbwire_window_forget(&w);
+                        if (hbwire_window_loss(&w, &slots) != 0 || slots != 0 ||
+                            hbwire_window_accept(&w, hi) != HBWIRE_REJECT_REPLAY)
+                                abort();
+                }
                 if (hbwire_sent_ack(&sent, p.ack_seq, p.ack_delay_usec, now, &r) == 0)
                         hbwire_rtt_add(&rtt, r);
                 hbwire_rtt_summary(&rtt, &rs);
