@@ -28,6 +28,7 @@
 #define PENDING_MAX 200000 /* rows waiting for a commit; beyond, the oldest minute rows are dropped */
 #define RECENT_MINUTES_USEC (24LL * 3600 * 1000000) /* the snapshot's 1-minute points: the last day */
 #define DROP_CHUNK 2000
+#define HISTORY_POINTS_MAX 360 /* per series and tier in a snapshot without --minutes: what the report draws */
 
 struct series {
         char *source, *name, *object, *unit;
@@ -399,7 +400,7 @@ int history_new(struct loop *loop, struct store *st, const struct history_settin
         h->st = st;
         h->set = *set;
         if (!h->set.cap_bytes)
-                h->set.cap_bytes = 64ULL << 20;
+                h->set.cap_bytes = HISTORY_CAP_DEFAULT;
         if (!h->set.minute_days)
                 h->set.minute_days = 14;
         if (!h->set.hour_days)
@@ -457,9 +458,17 @@ void history_get_stats(const struct history *h, struct history_stats *ret)
  * sorted by id. Summaries run in C and become JSON once per series at the
  * end. The cost is linear in the rows read. */
 
+/* A point being merged from rows: [t, min, avg, max] over step seconds. */
+struct bucket {
+        int64_t t; /* -1: none */
+        double min, max, sum;
+        int64_t n;
+};
+
 struct rseries {
         int64_t id;
         cJSON *obj, *hourly, *minutes;      /* obj is owned by the result's array */
+        struct bucket hb, mb;               /* the hourly and the minute point being merged */
         const char *source, *name, *object; /* obj's own strings */
         double min, max, sum;
         int64_t n;
@@ -471,9 +480,20 @@ struct reader {
         struct rseries *v;
         size_t n, cap, cur;
         enum store_tier tier;
-        int64_t recent_from; /* minutes before this are counted, not listed (unless minutes) */
+        int64_t recent_from;            /* minutes before this are counted, not listed (unless minutes) */
+        int64_t hour_step, minute_step; /* seconds a point spans */
         bool minutes;
 };
+
+/* The smallest step from steps (seconds, ascending) giving at most
+ * HISTORY_POINTS_MAX points over span seconds. */
+static int64_t point_step(int64_t span, const int64_t *steps, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if (span / steps[i] <= HISTORY_POINTS_MAX)
+                        return steps[i];
+        return steps[n - 1] * ((span / steps[n - 1]) / HISTORY_POINTS_MAX + 1);
+}
 
 static struct rseries *rs_find(struct reader *rd, int64_t id, size_t *ret_pos)
 {
@@ -542,6 +562,8 @@ static struct rseries *rs_add(struct reader *rd, const struct store_sample *s, s
                 .source = obj_str(o, "source"),
                 .name = obj_str(o, "name"),
                 .object = obj_str(o, "object"),
+                .hb.t = -1,
+                .mb.t = -1,
         };
         return e;
 }
@@ -556,16 +578,38 @@ static void rs_count(struct rseries *e, double min, double avg, double max, int6
         e->n += n;
 }
 
-static int add_point(cJSON *o, const char *key, cJSON **arr, const struct store_sample *s)
+static int flush_point(cJSON *o, const char *key, cJSON **arr, struct bucket *b)
 {
-        const double v[4] = {(double)s->t, s->min, round(s->avg * 1000) / 1000, s->max};
         cJSON *p;
 
+        if (b->t < 0 || b->n <= 0)
+                return 0;
+        const double v[4] = {(double)b->t, b->min, round(b->sum / (double)b->n * 1000) / 1000, b->max};
+        b->t = -1;
         if (!*arr && !(*arr = cJSON_AddArrayToObject(o, key)))
                 return -ENOMEM;
         if (!(p = cJSON_CreateDoubleArray(v, 4)))
                 return -ENOMEM;
         return json_add(*arr, NULL, p);
+}
+
+/* Merges s into the point of its step; the point before it is written when s starts a new one. */
+static int add_point(cJSON *o, const char *key, cJSON **arr, struct bucket *b, int64_t step,
+                     const struct store_sample *s)
+{
+        int64_t t = s->t - s->t % step;
+        int r;
+
+        if (b->t != t) {
+                if ((r = flush_point(o, key, arr, b)) < 0)
+                        return r;
+                *b = (struct bucket){.t = t, .min = s->min, .max = s->max};
+        }
+        b->min = fmin(b->min, s->min);
+        b->max = fmax(b->max, s->max);
+        b->sum += s->avg * (double)s->n;
+        b->n += s->n;
+        return 0;
 }
 
 static int sample_cb(const struct store_sample *s, void *ud)
@@ -578,16 +622,16 @@ static int sample_cb(const struct store_sample *s, void *ud)
                 return -ENOMEM;
         if (rd->tier == STORE_TIER_HOUR) {
                 rs_count(e, s->min, s->avg, s->max, s->n);
-                if (!e->hourly)
+                if (!e->hourly_end)
                         e->hourly_start = s->t;
                 e->hourly_end = s->t + 3600;
-                return add_point(e->obj, "hourly", &e->hourly, s);
+                return add_point(e->obj, "hourly", &e->hourly, &e->hb, rd->hour_step, s);
         }
-        if (!e->hourly || s->t < e->hourly_start || s->t >= e->hourly_end)
+        if (!e->hourly_end || s->t < e->hourly_start || s->t >= e->hourly_end)
                 rs_count(e, s->min, s->avg, s->max, s->n);
         if (!rd->minutes && s->t < rd->recent_from)
                 return 0;
-        return add_point(e->obj, "minutes", &e->minutes, s);
+        return add_point(e->obj, "minutes", &e->minutes, &e->mb, rd->minute_step, s);
 }
 
 static int event_cb(int64_t t, const char *kind, const char *object, const char *detail, void *ud)
@@ -651,14 +695,18 @@ static int finish_series(struct reader *rd)
 {
         for (size_t i = 0; i < rd->n; i++) {
                 struct rseries *e = &rd->v[i];
-                cJSON *sum = cJSON_AddObjectToObject(e->obj, "summary");
-                int ok = !!sum;
+                cJSON *sum;
+                int ok = flush_point(e->obj, "hourly", &e->hourly, &e->hb) == 0 &&
+                         flush_point(e->obj, "minutes", &e->minutes, &e->mb) == 0;
+                ok &= (sum = cJSON_AddObjectToObject(e->obj, "summary")) != NULL;
                 ok &= !!cJSON_AddNumberToObject(sum, "min", e->min);
                 ok &= !!cJSON_AddNumberToObject(sum, "avg", e->n ? e->sum / (double)e->n : 0);
                 ok &= !!cJSON_AddNumberToObject(sum, "max", e->max);
                 ok &= !!cJSON_AddNumberToObject(sum, "readings", (double)e->n);
                 ok &= e->hourly || cJSON_AddArrayToObject(e->obj, "hourly");
                 ok &= e->minutes || cJSON_AddArrayToObject(e->obj, "minutes");
+                ok &= !!cJSON_AddNumberToObject(e->obj, "hourly_step_s", (double)rd->hour_step);
+                ok &= !!cJSON_AddNumberToObject(e->obj, "minutes_step_s", (double)rd->minute_step);
                 if (!ok)
                         return -ENOMEM;
         }
@@ -673,6 +721,16 @@ cJSON *history_to_json(struct history *h, int64_t since, bool minutes, int *ret_
         int r = -ENOMEM, ok = 1;
 
         *ret_err = 0;
+        if (minutes) {
+                rd.hour_step = 3600;
+                rd.minute_step = 60;
+        } else {
+                static const int64_t hs[] = {3600, 7200, 10800, 14400, 21600, 28800, 43200, 86400};
+                static const int64_t ms[] = {60, 120, 180, 240, 300, 360, 600, 720, 900, 1200, 1800, 3600};
+                int64_t span = now_s - from, day = RECENT_MINUTES_USEC / 1000000;
+                rd.hour_step = point_step(span, hs, sizeof hs / sizeof hs[0]);
+                rd.minute_step = point_step(span < day ? span : day, ms, sizeof ms / sizeof ms[0]);
+        }
         if (!o || !(rd.series = cJSON_AddArrayToObject(o, "series")))
                 goto fail;
         rd.tier = STORE_TIER_HOUR;

@@ -23,8 +23,10 @@ struct history;
 struct loop;
 struct store;
 
+#define HISTORY_CAP_DEFAULT (64ULL << 20)
+
 struct history_settings {
-        uint64_t cap_bytes;   /* default 64 MiB */
+        uint64_t cap_bytes;   /* default HISTORY_CAP_DEFAULT */
         unsigned minute_days; /* default 14 */
         unsigned hour_days;   /* default 400 */
         size_t max_series;    /* readings of more series than this are counted, not kept (default 2000) */

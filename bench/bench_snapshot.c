@@ -7,16 +7,16 @@
  *                                               between two and one days ago (afterwards, the day's
  *                                               minutes age out again after 14 days)
  *     bench: history.store_90d MIB MiB          the store after 90 days
- *     bench: history.cap MIB MiB                the default cap it stays under
+ *     bench: history.cap MIB MiB                the default cap it stays under (HISTORY_CAP_DEFAULT)
+ *     bench: history.days_to_cap DAYS days      when the store, growing by its hourly rows once the 14 days of minutes
+ * are full, reaches the cap
  *
  * A real state database (agent/store.c, SQLite, sync normal) in a temporary
- * directory receives 90 days of synthetic readings for SERIES series (eight
- * temperatures, two links' loss and round-trip time: what a two-link HA
- * server reports), one reading every 10 s (the sensors collector's default
- * interval is 10 s), ending now; minutes are closed and committed every
- * hour of synthetic time, as the agent does each minute, so the 1-minute
- * samples age out after 14 days as they do in the field. Then the snapshot's
- * history and ledger parts are built and printed, and timed. */
+ * directory receives 90 days of synthetic readings for SERIES series (sensors,
+ * heartbeat links, processes and the agent's health: see series_of()), one reading every 10 s (the sensors collector's
+ * default interval is 10 s), ending now; minutes are closed and committed every hour of synthetic time, as the agent
+ * does each minute, so the 1-minute samples age out after 14 days as they do in the field. Then the snapshot's history
+ * and ledger parts are built and printed, and timed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +30,7 @@
 #include "../lib/event.h"
 
 #define DAYS 90
-#define SERIES 12
+#define SERIES 60
 #define STEP 10 /* seconds between readings */
 
 static double now_s(void)
@@ -41,18 +41,49 @@ static double now_s(void)
         return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Series i: 16 temperatures, 4 fans and 4 voltages (sensors), loss, RTT and
+ * jitter of two heartbeat links, CPU and memory of 12 watched processes, and
+ * the agent's own health (outbox depth, errors, dropped events, history
+ * series dropped, database bytes, commits): 60 series. */
+static void series_of(int i, struct event *e)
+{
+        static char obj[64];
+        static const char *const hb[] = {"loss", "rtt_ms", "jitter_ms"};
+        static const char *const hb_unit[] = {"%", "ms", "ms"};
+        static const char *const health[] = {"outbox_depth",   "errors",   "events_dropped",
+                                             "series_dropped", "db_bytes", "commits"};
+
+        if (i < 16) {
+                snprintf(obj, sizeof obj, "coretemp-isa-0000/Core %d", i);
+                event_init(e, "sensor", "temperature", obj);
+                e->unit = "C";
+        } else if (i < 24) {
+                snprintf(obj, sizeof obj, "nct6775-isa-0290/%s%d", i < 20 ? "fan" : "in", i % 4);
+                event_init(e, "sensor", i < 20 ? "fan" : "voltage", obj);
+                e->unit = i < 20 ? "RPM" : "V";
+        } else if (i < 30) {
+                snprintf(obj, sizeof obj, "hb0/link%d", (i - 24) / 3);
+                event_init(e, "heartbeat", hb[(i - 24) % 3], obj);
+                e->unit = hb_unit[(i - 24) % 3];
+        } else if (i < 54) {
+                snprintf(obj, sizeof obj, "service%d", (i - 30) / 2);
+                event_init(e, "process", i % 2 ? "rss" : "cpu", obj);
+                e->unit = i % 2 ? "bytes" : "%";
+        } else {
+                event_init(e, "agent", health[i - 54], "weibao-agent");
+                e->unit = "";
+        }
+}
+
 static void feed(struct history *h, int64_t t)
 {
-        static const char *const names[SERIES] = {"temperature", "temperature", "temperature", "temperature",
-                                                  "temperature", "temperature", "temperature", "temperature",
-                                                  "loss",        "rtt",         "loss",        "rtt"};
-        char obj[64];
         struct event e;
 
         for (int s = 0; s < SERIES; s++) {
-                snprintf(obj, sizeof obj, s < 8 ? "coretemp-isa-0000/Core %d" : "hb0/link%d", s < 8 ? s : (s - 8) / 2);
-                event_init(&e, s < 8 ? "sensor" : "heartbeat", names[s], obj);
-                event_set_value(&e, 40 + s + (double)((t / STEP + s) % 17) / 4, s < 8 ? "C" : s % 2 ? "ms" : "%");
+                const char *unit;
+                series_of(s, &e);
+                unit = e.unit;
+                event_set_value(&e, 40 + s + (double)((t / STEP + s) % 17) / 4, unit);
                 e.wall_usec = t * 1000000;
                 history_record(h, &e);
         }
@@ -67,7 +98,7 @@ int main(void)
         struct ledger *l;
         struct history_settings set = {0};
         struct store_stats ss;
-        uint64_t used_a = 0, used_b = 0, used_end = 0;
+        uint64_t used_a = 0, used_b = 0, used_end = 0, used_75 = 0, used_15 = 0;
         int64_t now = time_wall_usec() / 1000000, start = now - DAYS * 86400;
         int err = 0;
 
@@ -89,6 +120,11 @@ int main(void)
                                 store_used_bytes(st, &used_a);
                         if (now - t <= 86400 && !used_b)
                                 store_used_bytes(st, &used_b);
+                        /* hours only (minutes older than 14 days before now age out at once) */
+                        if (now - t <= 75 * 86400 && !used_75)
+                                store_used_bytes(st, &used_75);
+                        if (now - t <= 15 * 86400 && !used_15)
+                                store_used_bytes(st, &used_15);
                 }
         }
         history_close_minutes(h, now * 1000000);
@@ -98,12 +134,15 @@ int main(void)
 
         double t0 = now_s();
         cJSON *hj = history_to_json(h, (now - DAYS * 86400) * 1000000, false, &err);
+        double th = now_s();
         cJSON *lj = ledger_to_json(l, (now - DAYS * 86400) * 1000000, now * 1000000, &err);
         cJSON *doc = cJSON_CreateObject();
         cJSON_AddItemToObject(doc, "history", hj);
         cJSON_AddItemToObject(doc, "downtime", lj);
+        double tl = now_s();
         char *text = cJSON_PrintUnformatted(doc);
         double t1 = now_s();
+        fprintf(stderr, "bench_snapshot: history %.3f s, ledger %.3f s, printing %.3f s\n", th - t0, tl - th, t1 - tl);
         if (!hj || !lj || !text) {
                 fprintf(stderr, "bench_snapshot: building failed (%d)\n", err);
                 return 1;
@@ -114,7 +153,12 @@ int main(void)
         printf("bench: snapshot.size_90d %.2f MiB\n", (double)strlen(text) / 1048576);
         printf("bench: history.growth_day %.0f KiB/day\n", (double)(used_b - used_a) / 1024);
         printf("bench: history.store_90d %.1f MiB\n", (double)used_end / 1048576);
-        printf("bench: history.cap %.0f MiB\n", 64.0);
+        printf("bench: history.cap %.0f MiB\n", (double)HISTORY_CAP_DEFAULT / 1048576);
+        /* once the 14 days of minutes are full, a day adds its hourly rows only */
+        double per_day = (double)(used_15 - used_75) / 60;
+        if (per_day > 0)
+                printf("bench: history.days_to_cap %.0f days\n",
+                       DAYS + ((double)HISTORY_CAP_DEFAULT - (double)used_end) / per_day);
         free(text);
         cJSON_Delete(doc);
         ledger_free(l);

@@ -141,7 +141,7 @@ static void test_known_readings_downsample_exactly(void **state)
 
         /* the snapshot's view: summary over the period, hourly points */
         int err = 0;
-        cJSON *j = history_to_json(f->h, 0, false, &err);
+        cJSON *j = history_to_json(f->h, (h0 - 3600) * 1000000, false, &err);
         assert_non_null(j);
         const cJSON *s, *series = cJSON_GetObjectItemCaseSensitive(j, "series");
         bool seen = false;
@@ -240,6 +240,42 @@ static const cJSON *series_of(const cJSON *j, const char *object)
 static double summary(const cJSON *s, const char *k)
 {
         return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(s, "summary"), k)->valuedouble;
+}
+
+/* Without --minutes a snapshot carries at most 360 points per series and
+ * tier, merged over whole steps (the report draws no more); with it, every
+ * hour. */
+static void test_long_periods_merge_hourly_points(void **state)
+{
+        struct fixture *f = *state;
+        int64_t now = time_wall_usec() / 1000000, h0 = now - now % 7200 - 30 * 86400;
+        int err = 0;
+
+        for (int64_t t = h0; t < h0 + 30 * 86400; t += 3600) /* one reading an hour, value = hour number */
+                reading(f, "cpu/temp1", t + 10, (double)((t - h0) / 3600));
+        history_close_minutes(f->h, now * 1000000);
+        assert_int_equal(store_commit_now(f->st), 0);
+
+        cJSON *j = history_to_json(f->h, h0 * 1000000, false, &err);
+        assert_non_null(j);
+        const cJSON *s = series_of(j, "cpu/temp1"), *hourly = cJSON_GetObjectItemCaseSensitive(s, "hourly");
+        assert_true(cJSON_GetObjectItemCaseSensitive(s, "hourly_step_s")->valuedouble == 7200);
+        assert_int_equal(cJSON_GetArraySize(hourly), 360);
+        const cJSON *p = cJSON_GetArrayItem(hourly, 1); /* hours 2 and 3 */
+        assert_true(cJSON_GetArrayItem(p, 0)->valuedouble == (double)(h0 + 7200));
+        assert_true(cJSON_GetArrayItem(p, 1)->valuedouble == 2);
+        assert_true(cJSON_GetArrayItem(p, 2)->valuedouble == 2.5);
+        assert_true(cJSON_GetArrayItem(p, 3)->valuedouble == 3);
+        assert_true(summary(s, "readings") == 720);
+        cJSON_Delete(j);
+
+        j = history_to_json(f->h, h0 * 1000000, true, &err);
+        assert_non_null(j);
+        s = series_of(j, "cpu/temp1");
+        assert_true(cJSON_GetObjectItemCaseSensitive(s, "hourly_step_s")->valuedouble == 3600);
+        assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(s, "hourly")), 720);
+        assert_true(summary(s, "readings") == 720);
+        cJSON_Delete(j);
 }
 
 /* A clean stop and a start within the same hour: the hour holds the minutes
@@ -365,6 +401,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_old_data_ages_out, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_a_long_history_stays_under_the_cap_and_keeps_the_newest, setup,
                                                 teardown),
+                cmocka_unit_test_setup_teardown(test_long_periods_merge_hourly_points, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_a_clean_restart_keeps_the_hour_whole, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_an_hour_left_open_by_a_crash_is_completed_at_the_next_start, setup,
                                                 teardown),
