@@ -360,8 +360,9 @@ static void on_case_opened(int64_t ref, const char *fault_key, const char *case_
 
 static cJSON *snapshot_of(struct agent *a, uint64_t seconds, bool minutes, int *ret_err);
 
-/* An inspection: the snapshot goes up through the durable outbox. */
-static void inspect(struct agent *a, const struct answer_command *c)
+/* An inspection: the snapshot goes up through the durable outbox. Returns 0
+ * once it is queued, or negative errno with the reason in err. */
+static int inspect(struct agent *a, const struct answer_command *c, char *err_text, size_t errsize)
 {
         int err = 0;
         cJSON *snap = snapshot_of(a, c->seconds, false, &err);
@@ -370,26 +371,29 @@ static void inspect(struct agent *a, const struct answer_command *c)
 
         cJSON_Delete(snap);
         if (!body) {
-                log_err("inspection %s: building the snapshot failed: %s", c->request, strerror(err ? -err : ENOMEM));
-                return;
+                snprintf(err_text, errsize, "building the snapshot failed: %s", strerror(err ? -err : ENOMEM));
+                log_err("inspection %s: %s", c->request, err_text);
+                return err ? err : -ENOMEM;
         }
         path = xasprintf("/api/v1/agents/%s/snapshots/%s", a->id->agent_id, c->request);
         key = xasprintf("snapshot:%s", c->request);
         idem = xasprintf("snapshot-%s-%s", a->id->agent_id, c->request);
         if (path && key && idem)
                 r = outbox_add_request(a->outbox, key, "PUT", path, body, idem);
-        if (r < 0)
-                log_err("inspection %s: the snapshot (%zu bytes) is not queued: %s", c->request, strlen(body),
-                        r == -ENOBUFS ? "the outbox is full" : strerror(-r));
-        else
+        if (r < 0) {
+                snprintf(err_text, errsize, "the snapshot (%zu bytes) is not queued: %s", strlen(body),
+                         r == -ENOBUFS ? "the outbox is full" : strerror(-r));
+                log_err("inspection %s: %s", c->request, err_text);
+        } else
                 log_notice("inspection %s: snapshot of %zu bytes queued for the central API", c->request, strlen(body));
         free(body);
         free(path);
         free(key);
         free(idem);
+        return r < 0 ? r : 0;
 }
 
-static void on_command(const struct answer_command *c, void *userdata)
+static int on_command(const struct answer_command *c, char *err, size_t errsize, void *userdata)
 {
         struct agent *a = userdata;
         int64_t id;
@@ -397,20 +401,24 @@ static void on_command(const struct answer_command *c, void *userdata)
 
         switch (c->type) {
         case ANSWER_COMMAND_INSPECT:
-                inspect(a, c);
-                break;
+                return inspect(a, c, err, errsize);
         case ANSWER_COMMAND_MAINTENANCE_START:
                 r = maintenance_start(a->maintenance, c->seconds * 1000000ULL, c->reason, &id);
-                if (r < 0)
-                        log_warning("central API asked for a maintenance window (%s): %s", c->reason,
-                                    r == -EBUSY ? "one is already running" : strerror(-r));
-                break;
+                if (r == -EBUSY) /* handled: the window asked for is not opened, and said so */
+                        log_warning("central API asked for a maintenance window (%s): one is already running",
+                                    c->reason);
+                else if (r < 0) {
+                        snprintf(err, errsize, "starting a maintenance window: %s", strerror(-r));
+                        log_warning("central API asked for a maintenance window (%s): %s", c->reason, strerror(-r));
+                        return r;
+                }
+                return 0;
         case ANSWER_COMMAND_MAINTENANCE_END:
                 if (maintenance_end(a->maintenance, 0) < 0)
                         log_info("central API ended the maintenance window: none was running");
-                break;
+                return 0;
         default:
-                break;
+                return 0;
         }
 }
 

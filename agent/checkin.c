@@ -19,6 +19,14 @@
 #define FIRST_USEC 1000000 /* the first check-in, after the start */
 #define RECENT_MAX 64      /* command ids remembered, so a resent command runs once */
 
+#define ERRORS_MAX 16 /* failed commands waiting to be reported; beyond, the oldest go */
+
+struct cmd_error {
+        char id[ANSWER_ID_MAX];
+        char type[24];
+        char error[200];
+};
+
 struct checkin {
         struct loop *loop;
         struct sender *sender;
@@ -35,9 +43,11 @@ struct checkin {
         size_t n_recent, recent_next;
         char done[RECENT_MAX][ANSWER_ID_MAX]; /* handled, not yet acknowledged to the central side */
         size_t n_done, n_done_sent;
+        struct cmd_error errors[ERRORS_MAX]; /* failed, not yet reported */
+        size_t n_errors, n_errors_sent;
         int64_t last_ok;
         char last_error[300];
-        uint64_t ok, failed, commands, skipped;
+        uint64_t ok, failed, commands, skipped, command_failures;
 };
 
 static bool url_safe(const char *s)
@@ -60,8 +70,42 @@ static void remember(struct checkin *c, const char *id)
         c->recent_next = (c->recent_next + 1) % RECENT_MAX;
         if (c->n_recent < RECENT_MAX)
                 c->n_recent++;
+}
+
+/* Forgets id, the last one remembered, so that it runs again when sent again. */
+static void forget_last(struct checkin *c, const char *id)
+{
+        size_t last = (c->recent_next + RECENT_MAX - 1) % RECENT_MAX;
+
+        if (c->n_recent && strcmp(c->recent[last], id) == 0) {
+                c->recent[last][0] = '\0';
+                c->recent_next = last;
+                c->n_recent--;
+        }
+}
+
+static void acknowledge(struct checkin *c, const char *id)
+{
         if (c->n_done < RECENT_MAX)
                 snprintf(c->done[c->n_done++], ANSWER_ID_MAX, "%s", id);
+}
+
+static void report_error(struct checkin *c, const struct answer_command *cmd, const char *msg)
+{
+        static const char *const types[] = {"inspect", "maintenance-start", "maintenance-end"};
+        struct cmd_error *e;
+
+        if (c->n_errors == ERRORS_MAX) {
+                /* the oldest unsent one goes; those in flight stay where they are */
+                size_t from = c->n_errors_sent < ERRORS_MAX ? c->n_errors_sent : ERRORS_MAX - 1;
+                memmove(&c->errors[from], &c->errors[from + 1], (ERRORS_MAX - from - 1) * sizeof c->errors[0]);
+                c->n_errors--;
+        }
+        e = &c->errors[c->n_errors++];
+        snprintf(e->id, sizeof e->id, "%s", cmd->id);
+        snprintf(e->type, sizeof e->type, "%s",
+                 (size_t)cmd->type < sizeof types / sizeof types[0] ? types[cmd->type] : "unknown");
+        snprintf(e->error, sizeof e->error, "%s", msg);
 }
 
 static void failed(struct checkin *c, const char *msg)
@@ -107,6 +151,9 @@ static void on_done(const struct sender_result *res, void *userdata)
         memmove(c->done, c->done + c->n_done_sent, (c->n_done - c->n_done_sent) * sizeof c->done[0]);
         c->n_done -= c->n_done_sent;
         c->n_done_sent = 0;
+        memmove(c->errors, c->errors + c->n_errors_sent, (c->n_errors - c->n_errors_sent) * sizeof c->errors[0]);
+        c->n_errors -= c->n_errors_sent;
+        c->n_errors_sent = 0;
         if (skipped) {
                 c->skipped += skipped;
                 log_warning("check-in: %zu commands of the central API not understood; ignored", skipped);
@@ -117,13 +164,21 @@ static void on_done(const struct sender_result *res, void *userdata)
                 if (cmds[i].id[0])
                         remember(c, cmds[i].id);
                 c->commands++;
-                c->cmd(&cmds[i], c->userdata);
+                text[0] = '\0';
+                if (c->cmd(&cmds[i], text, sizeof text, c->userdata) == 0) {
+                        if (cmds[i].id[0])
+                                acknowledge(c, cmds[i].id);
+                } else {
+                        c->command_failures++;
+                        forget_last(c, cmds[i].id);
+                        report_error(c, &cmds[i], text[0] ? text : "failed");
+                }
         }
 }
 
 static void checkin_send(struct checkin *c)
 {
-        cJSON *o = cJSON_CreateObject(), *done;
+        cJSON *o = cJSON_CreateObject(), *done, *status, *errs = NULL;
         char ts[40], *body = NULL, *idem = NULL;
         int r = -ENOMEM;
 
@@ -132,11 +187,25 @@ static void checkin_send(struct checkin *c)
         json_add(o, "agent", identity_to_json(c->id));
         cJSON_AddStringToObject(o, "time", time_format_rfc3339(time_wall_usec(), ts, sizeof ts));
         cJSON_AddNumberToObject(o, "interval_s", (double)(c->interval / 1000000));
-        if (c->status)
-                json_add(o, "status", c->status(c->userdata));
-        if ((done = cJSON_AddArrayToObject(o, "done")))
-                for (size_t i = 0; i < c->n_done; i++)
-                        json_add(done, NULL, cJSON_CreateString(c->done[i]));
+        status = c->status ? c->status(c->userdata) : NULL;
+        if (!status && !(status = cJSON_CreateObject()))
+                goto out;
+        if (json_add(o, "status", status) < 0)
+                goto out;
+        if (c->n_errors && (errs = cJSON_AddArrayToObject(status, "command_errors")))
+                for (size_t i = 0; i < c->n_errors; i++) {
+                        cJSON *x = cJSON_CreateObject();
+                        if (json_add(errs, NULL, x) < 0 || !cJSON_AddStringToObject(x, "id", c->errors[i].id) ||
+                            !cJSON_AddStringToObject(x, "type", c->errors[i].type) ||
+                            !cJSON_AddStringToObject(x, "error", c->errors[i].error))
+                                goto out;
+                }
+        /* every id in the list or no request: what is sent counts as acknowledged */
+        if (!(done = cJSON_AddArrayToObject(o, "done")))
+                goto out;
+        for (size_t i = 0; i < c->n_done; i++)
+                if (json_add(done, NULL, cJSON_CreateString(c->done[i])) < 0)
+                        goto out;
         body = cJSON_PrintUnformatted(o);
         idem = xasprintf("checkin-%s-%" PRIu64 "-%" PRId64, c->id->agent_id, ++c->seq, time_wall_usec());
         if (!body || !idem)
@@ -145,6 +214,7 @@ static void checkin_send(struct checkin *c)
         if (r == 0) {
                 c->in_flight = true;
                 c->n_done_sent = c->n_done;
+                c->n_errors_sent = errs ? c->n_errors : 0;
         }
 out:
         if (r < 0) {
@@ -230,5 +300,6 @@ cJSON *checkin_to_json(const struct checkin *c)
         cJSON_AddNumberToObject(o, "failed", (double)c->failed);
         cJSON_AddNumberToObject(o, "commands", (double)c->commands);
         cJSON_AddNumberToObject(o, "commands_not_understood", (double)c->skipped);
+        cJSON_AddNumberToObject(o, "commands_failed", (double)c->command_failures);
         return o;
 }
