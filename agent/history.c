@@ -20,6 +20,7 @@
 
 #include "../lib/event.h"
 #include "../lib/json.h"
+#include "../lib/log.h"
 #include "../lib/xalloc.h"
 #include "loop.h"
 #include "store.h"
@@ -28,6 +29,7 @@
 #define PENDING_MAX 200000 /* rows waiting for a commit; beyond, the oldest minute rows are dropped */
 #define RECENT_MINUTES_USEC (24LL * 3600 * 1000000) /* the snapshot's 1-minute points: the last day */
 #define DROP_CHUNK 2000
+#define KEEP_NEWEST_SEC 86400  /* the last day of samples and events never goes for space */
 #define HISTORY_POINTS_MAX 360 /* per series and tier in a snapshot without --minutes: what the report draws */
 
 struct series {
@@ -70,8 +72,15 @@ struct history {
         size_t n_notes, cap_notes;
         bool prune_due;
         bool orphans_due; /* hours the previous run left open are still to be written */
+        bool over_cap_pending, over_cap_logged;
         struct history_stats stats;
 };
+
+/* The WAL's share of the cap: an eighth, at most STORE_WAL_MAX_DEFAULT. */
+static uint64_t wal_allowance(uint64_t cap)
+{
+        return cap / 8 < STORE_WAL_MAX_DEFAULT ? cap / 8 : STORE_WAL_MAX_DEFAULT;
+}
 
 static uint64_t hash3(const char *a, const char *b, const char *c)
 {
@@ -262,10 +271,17 @@ void history_note(struct history *h, int64_t t, const char *kind, const char *ob
 
 /* ---- writing ---- */
 
+/* The cap holds on disk: the database's pages in use stay under cap minus
+ * the WAL's allowance (the WAL is truncated after a commit that leaves it
+ * larger, store_set_wal_max), and the pages freed go back to the file
+ * system. Over it, the oldest minutes go first, then the oldest hours, then
+ * the oldest events; the last day of each never goes. When only that, the
+ * outbox and the rest are left, the cap is exceeded and said so. */
 static int prune(struct history *h, struct store *st)
 {
-        int64_t now = time_wall_usec() / 1000000;
-        uint64_t used = 0;
+        int64_t now = time_wall_usec() / 1000000, keep = now - KEEP_NEWEST_SEC;
+        uint64_t used = 0, limit = h->set.cap_bytes - wal_allowance(h->set.cap_bytes);
+        bool over = false;
         int r;
 
         if ((r = store_prune_samples(st, STORE_TIER_MINUTE, now - (int64_t)h->set.minute_days * 86400)) < 0)
@@ -279,19 +295,25 @@ static int prune(struct history *h, struct store *st)
         for (int round = 0; round < 1000; round++) {
                 if ((r = store_used_bytes(st, &used)) < 0)
                         return r;
-                if (used <= h->set.cap_bytes)
+                if (used <= limit)
                         break;
-                /* over the cap: the oldest minutes first, then the oldest hours */
-                r = store_drop_oldest_samples(st, STORE_TIER_MINUTE, DROP_CHUNK);
+                r = store_drop_oldest_samples(st, STORE_TIER_MINUTE, DROP_CHUNK, keep);
                 if (r == 0)
-                        r = store_drop_oldest_samples(st, STORE_TIER_HOUR, DROP_CHUNK / 10);
+                        r = store_drop_oldest_samples(st, STORE_TIER_HOUR, DROP_CHUNK / 10, keep);
+                if (r == 0)
+                        r = store_drop_oldest_events(st, DROP_CHUNK / 10, keep * 1000000);
                 if (r < 0)
                         return r;
-                if (r == 0)
-                        break; /* nothing left to drop: the cap is smaller than the rest */
+                if (r == 0) {
+                        over = true; /* nothing left that may go */
+                        break;
+                }
                 h->stats.pruned += (uint64_t)r;
         }
+        if ((r = store_release_free_pages(st)) < 0)
+                return r;
         h->stats.used_bytes = used;
+        h->over_cap_pending = over;
         return 0;
 }
 
@@ -373,6 +395,8 @@ static void h_done(struct store *st, bool committed, void *userdata)
                 free(h->notes[i].detail);
         }
         h->n_rows = h->n_notes = 0;
+        if (h->prune_due)
+                h->stats.over_cap = h->over_cap_pending;
         h->prune_due = h->orphans_due = false;
 }
 
@@ -383,6 +407,16 @@ static uint64_t on_timer(struct loop_source *src, uint64_t now, void *userdata)
 
         (void)src;
         (void)now;
+        if (h->stats.over_cap != h->over_cap_logged) {
+                if (h->stats.over_cap)
+                        log_warning("history: the state database (%.1f MiB on disk) is over its cap of %.1f MiB "
+                                    "with only the last day of history and the outbox left; nothing newer is "
+                                    "dropped",
+                                    (double)store_disk_bytes(h->st) / 1048576, (double)h->set.cap_bytes / 1048576);
+                else
+                        log_notice("history: the state database is under its cap again");
+                h->over_cap_logged = h->stats.over_cap;
+        }
         history_close_minutes(h, wall);
         /* the next run just after the next minute starts */
         return (uint64_t)(60000000 - wall % 60000000) + 1000000;
@@ -408,6 +442,7 @@ int history_new(struct loop *loop, struct store *st, const struct history_settin
         if (!h->set.max_series)
                 h->set.max_series = 2000;
         h->orphans_due = true;
+        store_set_wal_max(st, wal_allowance(h->set.cap_bytes));
         w.userdata = h;
         if ((r = store_add_writer(st, &w)) < 0 ||
             (r = loop_add_timer(loop, (uint64_t)(60000000 - time_wall_usec() % 60000000) + 1000000, 0, "history",
@@ -752,7 +787,9 @@ cJSON *history_to_json(struct history *h, int64_t since, bool minutes, int *ret_
         if ((r = store_load_events(h->st, since, event_cb, x)) < 0)
                 goto fail;
         store_used_bytes(h->st, &h->stats.used_bytes);
-        ok &= !!cJSON_AddNumberToObject(o, "used_bytes", (double)h->stats.used_bytes);
+        ok &= !!cJSON_AddNumberToObject(o, "used_bytes", (double)store_disk_bytes(h->st));
+        ok &= !!cJSON_AddNumberToObject(o, "data_bytes", (double)h->stats.used_bytes);
+        ok &= !!cJSON_AddBoolToObject(o, "over_cap", h->stats.over_cap);
         ok &= !!cJSON_AddNumberToObject(o, "cap_bytes", (double)h->set.cap_bytes);
         ok &= !!cJSON_AddNumberToObject(o, "minute_days", h->set.minute_days);
         ok &= !!cJSON_AddNumberToObject(o, "hour_days", h->set.hour_days);

@@ -6,9 +6,11 @@
  *
  * Readings are aggregated in memory and written at the store's commits
  * (agent/store.h), a minute at a time. Old data ages out (1-minute samples
- * after minute_days, 1-hour samples and events after hour_days), and when the
- * database's data outgrows cap_bytes the oldest samples go first, minute
- * samples before hour samples; the newest are never dropped for space.
+ * after minute_days, 1-hour samples and events after hour_days), and the
+ * database on disk (file and WAL) is kept under cap_bytes: the oldest
+ * samples go first, minute samples before hour samples, then the oldest
+ * events; the last day is never dropped for space (when only it and the
+ * outbox are left, over_cap says so).
  * Times are the events' wall clock. */
 #pragma once
 
@@ -64,5 +66,6 @@ struct history_stats {
         uint64_t series_dropped; /* readings of series beyond max_series */
         uint64_t pruned;         /* samples aged out or dropped for the cap */
         uint64_t used_bytes;     /* the database's data, at the last check */
+        bool over_cap;           /* at the last pruning only the newest day and the outbox were left, over the cap */
 };
 void history_get_stats(const struct history *h, struct history_stats *ret);

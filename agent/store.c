@@ -46,6 +46,7 @@ enum {
         Q_SERIES_THRESHOLDS,
         Q_HOUR_FROM_MINUTES,
         Q_CLOSE_ORPHAN_HOURS,
+        Q_OLDEST_EVENTS,
         Q_MAX,
 };
 
@@ -73,8 +74,12 @@ static const char *const queries[Q_MAX] = {
         [Q_PUT_1H] = "INSERT OR REPLACE INTO samples_1h(series, t, min, avg, max, n) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
         [Q_PRUNE_1M] = "DELETE FROM samples_1m WHERE t < ?1",
         [Q_PRUNE_1H] = "DELETE FROM samples_1h WHERE t < ?1",
-        [Q_OLDEST_1M] = "DELETE FROM samples_1m WHERE t <= (SELECT t FROM samples_1m ORDER BY t LIMIT 1 OFFSET ?1)",
-        [Q_OLDEST_1H] = "DELETE FROM samples_1h WHERE t <= (SELECT t FROM samples_1h ORDER BY t LIMIT 1 OFFSET ?1)",
+        /* the oldest ?1 + 1 rows (whole minutes or hours), none from ?2 on */
+        [Q_OLDEST_1M] = "DELETE FROM samples_1m WHERE t < ?2 AND t <= coalesce((SELECT t FROM samples_1m WHERE t < ?2 "
+                        "ORDER BY t LIMIT 1 OFFSET ?1), (SELECT max(t) FROM samples_1m WHERE t < ?2))",
+        [Q_OLDEST_1H] = "DELETE FROM samples_1h WHERE t < ?2 AND t <= coalesce((SELECT t FROM samples_1h WHERE t < ?2 "
+                        "ORDER BY t LIMIT 1 OFFSET ?1), (SELECT max(t) FROM samples_1h WHERE t < ?2))",
+        [Q_OLDEST_EVENTS] = "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE t < ?2 ORDER BY t LIMIT ?1)",
         [Q_PUT_EVENT] = "INSERT INTO events(t, kind, object, detail) VALUES(?1, ?2, ?3, ?4)",
         [Q_PRUNE_EVENTS] = "DELETE FROM events WHERE t < ?1",
         [Q_SERIES_THRESHOLDS] = "UPDATE series SET thresholds = ?2 WHERE id = ?1",
@@ -123,6 +128,7 @@ struct store {
         struct store_writer writers[STORE_WRITERS_MAX];
         size_t n_writers;
         bool dirty;
+        uint64_t wal_max; /* the WAL is checkpointed and truncated after a commit that left it larger */
         struct store_stats stats;
         char last_error[256];
 };
@@ -180,6 +186,15 @@ static int fail(struct store *st, int rc)
         return errno_of(rc) ? errno_of(rc) : -EIO;
 }
 
+static uint64_t file_size(const char *path, const char *suffix)
+{
+        char p[4200];
+        struct stat sb;
+
+        snprintf(p, sizeof p, "%s%s", path, suffix);
+        return stat(p, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+}
+
 static uint64_t on_commit_timer(struct loop_source *s, uint64_t now, void *userdata)
 {
         struct store *st = userdata;
@@ -200,6 +215,7 @@ int store_open(struct loop *loop, const char *path, enum store_sync sync, struct
 
         if (!st)
                 return -ENOMEM;
+        st->wal_max = STORE_WAL_MAX_DEFAULT;
         st->path = xstrdup(path);
         if (!st->path) {
                 r = -ENOMEM;
@@ -219,7 +235,8 @@ int store_open(struct loop *loop, const char *path, enum store_sync sync, struct
                 goto fail;
         }
         snprintf(pragmas, sizeof pragmas,
-                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA journal_size_limit=4194304;"
+                 "PRAGMA auto_vacuum=INCREMENTAL; PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; "
+                 "PRAGMA journal_size_limit=4194304;"
                  "PRAGMA foreign_keys=OFF;",
                  sync == STORE_SYNC_NORMAL ? "NORMAL" : "FULL");
         if ((rc = sqlite3_exec(st->db, pragmas, NULL, NULL, NULL)) != SQLITE_OK ||
@@ -312,6 +329,9 @@ int store_commit_now(struct store *st)
                 st->dirty = true; /* the changes are still to be written */
                 loop_timer_set(st->timer, STORE_RETRY_USEC);
         } else {
+                /* the WAL holds what the database file has yet to take: keep it small on disk */
+                if (file_size(st->path, "-wal") > st->wal_max)
+                        sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
                 st->stats.commits++;
                 st->stats.last_errno = 0;
                 st->stats.failing = false;
@@ -704,12 +724,42 @@ int store_prune_samples(struct store *st, enum store_tier tier, int64_t before)
         return run_changes(st, q, sqlite3_bind_int64(q, 1, before));
 }
 
-int store_drop_oldest_samples(struct store *st, enum store_tier tier, int n)
+int store_drop_oldest_samples(struct store *st, enum store_tier tier, int n, int64_t keep_from)
 {
         sqlite3_stmt *q = st->q[tier == STORE_TIER_HOUR ? Q_OLDEST_1H : Q_OLDEST_1M];
+        int rc = sqlite3_bind_int64(q, 1, n > 0 ? n - 1 : 0);
 
         /* whole minutes (or hours) at a time: rows sharing the oldest times */
-        return run_changes(st, q, sqlite3_bind_int64(q, 1, n > 0 ? n - 1 : 0));
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(q, 2, keep_from);
+        return run_changes(st, q, rc);
+}
+
+int store_drop_oldest_events(struct store *st, int n, int64_t keep_from)
+{
+        sqlite3_stmt *q = st->q[Q_OLDEST_EVENTS];
+        int rc = sqlite3_bind_int64(q, 1, n);
+
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(q, 2, keep_from);
+        return run_changes(st, q, rc);
+}
+
+int store_release_free_pages(struct store *st)
+{
+        int rc = sqlite3_exec(st->db, "PRAGMA incremental_vacuum", NULL, NULL, NULL);
+
+        return rc == SQLITE_OK ? 0 : fail(st, rc);
+}
+
+void store_set_wal_max(struct store *st, uint64_t bytes)
+{
+        st->wal_max = bytes;
+}
+
+uint64_t store_disk_bytes(const struct store *st)
+{
+        return file_size(st->path, "") + file_size(st->path, "-wal");
 }
 
 static int int_row(sqlite3_stmt *q, void *ctx)

@@ -157,10 +157,23 @@ int store_close_orphan_hours(struct store *st, int64_t before);
 /* Deletes samples of tier older than before (unix s). Returns the number
  * deleted or negative errno. */
 int store_prune_samples(struct store *st, enum store_tier tier, int64_t before);
-/* Deletes the oldest rows of tier, at most n. Returns the number deleted. */
-int store_drop_oldest_samples(struct store *st, enum store_tier tier, int n);
+/* Deletes the oldest rows of tier older than keep_from (unix s), about n:
+ * whole minutes (hours) at a time. Returns the number deleted or negative errno. */
+int store_drop_oldest_samples(struct store *st, enum store_tier tier, int n, int64_t keep_from);
+/* Deletes the oldest history events older than keep_from (unix µs), at most n. */
+int store_drop_oldest_events(struct store *st, int n, int64_t keep_from);
+/* Gives the free pages back to the file system (the database is created
+ * with auto_vacuum=INCREMENTAL; one made before that keeps its free pages
+ * for reuse). Returns 0 or negative errno. */
+int store_release_free_pages(struct store *st);
 /* Bytes of the database holding data (pages in use, not free ones). */
 int store_used_bytes(struct store *st, uint64_t *ret);
+/* Bytes on disk: the database file and its WAL. */
+uint64_t store_disk_bytes(const struct store *st);
+/* After a commit that left the WAL larger than bytes, it is checkpointed and
+ * truncated (default STORE_WAL_MAX_DEFAULT). */
+#define STORE_WAL_MAX_DEFAULT (4ULL << 20)
+void store_set_wal_max(struct store *st, uint64_t bytes);
 
 struct store_sample {
         int64_t series;

@@ -186,42 +186,99 @@ static void test_old_data_ages_out(void **state)
         assert_true(g.avg[0] == 2);
 }
 
-static void test_a_long_history_stays_under_the_cap_and_keeps_the_newest(void **state)
+/* What the files may exceed the cap by between two prunings (a minute of
+ * readings here) and the WAL of one commit before its checkpoint: 64 KiB. */
+#define CAP_SLACK (64 * 1024)
+
+static void test_a_long_history_stays_under_the_cap_on_disk_and_keeps_the_newest(void **state)
 {
         struct fixture *f = *state;
-        struct history_settings set = {.cap_bytes = 512 * 1024, .minute_days = 14, .hour_days = 400};
-        int64_t now = time_wall_usec() / 1000000, start = now - now % 60 - 4 * 86400;
-        uint64_t used = 0;
+        struct history_settings set = {.cap_bytes = 1024 * 1024, .minute_days = 14, .hour_days = 400};
+        int64_t now = time_wall_usec() / 1000000, start = now - now % 60 - 6 * 86400;
+        uint64_t disk, most = 0;
         char obj[32];
         struct got g = {0};
         bool newest = false;
+        struct history_stats hs;
 
         history_free(f->h);
         assert_int_equal(history_new(f->loop, f->st, &set, &f->h), 0);
-        /* four days of minutes for 8 sensors: about 46,000 rows, several MiB uncapped */
+        /* six days of minutes for 8 sensors: about 69,000 rows, several MiB uncapped */
         for (int64_t t = start; t < now - 60; t += 60) {
                 for (int s = 0; s < 8; s++) {
                         snprintf(obj, sizeof obj, "chip/temp%d", s);
                         reading(f, obj, t + 1, 40 + s + (double)(t % 7));
                 }
-                if ((t - start) % (6 * 3600) == 0) {
+                if ((t - start) % 3600 == 0) {
                         history_close_minutes(f->h, (t + 61) * 1000000);
                         assert_int_equal(store_commit_now(f->st), 0);
+                        disk = store_disk_bytes(f->st);
+                        most = disk > most ? disk : most;
+                        assert_true(disk <= set.cap_bytes + CAP_SLACK);
                 }
         }
         history_close_minutes(f->h, now * 1000000);
         assert_int_equal(store_commit_now(f->st), 0);
-        assert_int_equal(store_used_bytes(f->st, &used), 0);
-        assert_true(used <= set.cap_bytes);
+        assert_true(store_disk_bytes(f->st) <= set.cap_bytes + CAP_SLACK);
+        assert_true(most > set.cap_bytes / 2); /* the cap, not the retention, bounded it */
         /* the newest minute of a sensor is still there */
         g.only = "chip/temp3";
         assert_int_equal(store_load_samples(f->st, STORE_TIER_MINUTE, now - 600, collect, &g), 0);
         for (size_t i = 0; i < g.count; i++)
                 newest |= g.t[i] >= now - now % 60 - 180;
         assert_true(newest);
-        struct history_stats hs;
         history_get_stats(f->h, &hs);
         assert_true(hs.pruned > 0);
+        assert_false(hs.over_cap);
+}
+
+/* Events alone over the cap: the oldest events go, the last day of samples
+ * and events stays, and the history says it is over its cap. */
+static void test_over_the_cap_with_only_the_last_day_left_keeps_it_and_says_so(void **state)
+{
+        struct fixture *f = *state;
+        struct history_settings set = {.cap_bytes = 256 * 1024};
+        int64_t now = time_wall_usec() / 1000000;
+        char detail[400];
+        struct got g = {.only = "cpu/temp1"};
+        struct history_stats hs;
+        int err = 0;
+
+        history_free(f->h);
+        assert_int_equal(history_new(f->loop, f->st, &set, &f->h), 0);
+        reading(f, "cpu/temp1", now - 3 * 86400, 1); /* old: may go */
+        reading(f, "cpu/temp1", now - 3600, 2);      /* the last day: stays */
+        memset(detail, 'x', sizeof detail);
+        for (int i = 0; i < 2000; i++) {
+                snprintf(detail, sizeof detail, "{\"n\":%d,\"pad\":\"%0300d\"}", i, i);
+                /* half of them three days old, half within the last day */
+                history_note(f->h, (now - (i % 2 ? 3 * 86400 : 3600) + i) * 1000000, "fault-firing", "k",
+                             cJSON_Parse(detail));
+        }
+        history_close_minutes(f->h, now * 1000000);
+        assert_int_equal(store_commit_now(f->st), 0);
+
+        assert_int_equal(store_load_samples(f->st, STORE_TIER_MINUTE, 0, collect, &g), 0);
+        assert_int_equal(g.count, 1);
+        assert_true(g.avg[0] == 2);
+        history_get_stats(f->h, &hs);
+        assert_true(hs.over_cap);
+        cJSON *j = history_to_json(f->h, (now - 10 * 86400) * 1000000, false, &err);
+        assert_non_null(j);
+        assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "over_cap")));
+        const cJSON *e;
+        int recent = 0, total = 0;
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(j, "events"))
+        {
+                int64_t n =
+                        (int64_t)cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(e, "detail"), "n")
+                                ->valuedouble;
+                recent += n % 2 == 0;
+                total++;
+        }
+        assert_int_equal(recent, 1000); /* every event of the last day */
+        assert_true(total < 2000);      /* older ones went */
+        cJSON_Delete(j);
 }
 
 static const cJSON *series_of(const cJSON *j, const char *object)
@@ -399,8 +456,10 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_known_readings_downsample_exactly, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_old_data_ages_out, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_a_long_history_stays_under_the_cap_and_keeps_the_newest, setup,
-                                                teardown),
+                cmocka_unit_test_setup_teardown(test_a_long_history_stays_under_the_cap_on_disk_and_keeps_the_newest,
+                                                setup, teardown),
+                cmocka_unit_test_setup_teardown(test_over_the_cap_with_only_the_last_day_left_keeps_it_and_says_so,
+                                                setup, teardown),
                 cmocka_unit_test_setup_teardown(test_long_periods_merge_hourly_points, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_a_clean_restart_keeps_the_hour_whole, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_an_hour_left_open_by_a_crash_is_completed_at_the_next_start, setup,
