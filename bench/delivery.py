@@ -29,7 +29,10 @@ import urllib.request
 from datetime import datetime
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-BUILD = os.path.join(ROOT, "build")
+BUILD = os.environ.get("WEIBAO_BUILD") or os.path.join(ROOT, "build")  # as the integration tests
+# The agent finds the MIBs beside a build in the tree; a build elsewhere is told.
+if not os.path.isdir(os.path.join(BUILD, "..", "collectors", "mibs")):
+    os.environ.setdefault("WEIBAO_MIBDIR", os.path.join(ROOT, "collectors", "mibs"))
 TRIALS = int(os.environ.get("DELIVERY_TRIALS", "200"))
 THROUGHPUT_CASES = int(os.environ.get("DELIVERY_CASES", "4000"))
 procs = []
