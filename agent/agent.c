@@ -422,6 +422,30 @@ static int on_command(const struct answer_command *c, char *err, size_t errsize,
         }
 }
 
+/* The agent's own health, a reading a minute into the history. */
+static void record_health(struct history *h, int64_t wall, void *userdata)
+{
+        struct agent *a = userdata;
+        struct outbox_stats os;
+        struct faults_stats fs;
+        struct store_stats ss;
+        struct history_stats hs;
+        const char *id = a->id->agent_id;
+
+        outbox_get_stats(a->outbox, &os);
+        faults_get_stats(a->faults, &fs);
+        store_get_stats(a->store, &ss);
+        history_get_stats(h, &hs);
+        history_record_value(h, "agent", "outbox_depth", id, "",
+                             (double)(os.opens_pending + os.updates_pending + os.requests_pending), wall);
+        history_record_value(h, "agent", "outbox_parked", id, "", (double)os.parked, wall);
+        history_record_value(h, "agent", "send_failures", id, "", (double)os.send_failures, wall);
+        history_record_value(h, "agent", "cases_lost", id, "", (double)(fs.lost + fs.shed + os.shed), wall);
+        history_record_value(h, "agent", "commit_failures", id, "", (double)ss.commit_failures, wall);
+        history_record_value(h, "agent", "series_dropped", id, "", (double)hs.series_dropped, wall);
+        history_record_value(h, "agent", "db_bytes", id, "bytes", (double)ss.bytes, wall);
+}
+
 static cJSON *checkin_status(void *userdata)
 {
         struct agent *a = userdata;
@@ -591,6 +615,7 @@ int agent_start(struct agent *a)
                 return r;
         }
         faults_set_history(a->faults, a->history);
+        history_set_health(a->history, record_health, a);
         r = checkin_new(a->loop, a->sender, a->id, cfg->checkin_usec, on_command, checkin_status, a, &a->checkin);
         if (r == -EINVAL)
                 log_warning("agent id '%s' cannot be put in a URL: no check-ins, no remote inspections "

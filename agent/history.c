@@ -44,6 +44,7 @@ struct series {
         /* the thresholds the readings come with (an event's max and crit attributes) */
         double thr_max, thr_crit;
         bool has_max, has_crit, thr_dirty;
+        char state[16]; /* a link's last state ("up", "down"...), "" until seen */
         struct series *next;
 };
 
@@ -73,6 +74,8 @@ struct history {
         bool prune_due;
         bool orphans_due; /* hours the previous run left open are still to be written */
         bool over_cap_pending, over_cap_logged;
+        history_health_fn health;
+        void *health_ud;
         struct history_stats stats;
 };
 
@@ -150,6 +153,8 @@ void history_close_minutes(struct history *h, int64_t now)
 {
         int64_t t = now / 1000000, minute = t - t % 60, hour = t - t % 3600;
 
+        if (h->health)
+                h->health(h, now, h->health_ud);
         for (size_t b = 0; b < SERIES_BUCKETS; b++)
                 for (struct series *s = h->buckets[b]; s; s = s->next) {
                         if (s->minute >= 0 && s->minute < minute)
@@ -170,24 +175,24 @@ void history_flush(struct history *h)
         store_mark_dirty(h->st);
 }
 
-static struct series *series_get(struct history *h, const struct event *e)
+static struct series *series_get(struct history *h, const char *source, const char *name, const char *obj,
+                                 const char *unit)
 {
-        const char *obj = e->object ? e->object : "";
-        uint64_t hv = hash3(e->source, e->name, obj);
+        uint64_t hv = hash3(source, name, obj);
         struct series **pp = &h->buckets[hv % SERIES_BUCKETS], *s;
 
         for (s = *pp; s; s = s->next)
-                if (strcmp(s->source, e->source) == 0 && strcmp(s->name, e->name) == 0 && strcmp(s->object, obj) == 0)
+                if (strcmp(s->source, source) == 0 && strcmp(s->name, name) == 0 && strcmp(s->object, obj) == 0)
                         return s;
         if (h->stats.series >= h->set.max_series)
                 return NULL;
         s = xcalloc(1, sizeof *s);
         if (!s)
                 return NULL;
-        s->source = xstrdup(e->source);
-        s->name = xstrdup(e->name);
+        s->source = xstrdup(source);
+        s->name = xstrdup(name);
         s->object = xstrdup(obj);
-        s->unit = xstrdup(e->unit ? e->unit : "");
+        s->unit = xstrdup(unit ? unit : "");
         if (!s->source || !s->name || !s->object || !s->unit) {
                 free(s->source);
                 free(s->name);
@@ -203,32 +208,32 @@ static struct series *series_get(struct history *h, const struct event *e)
         return s;
 }
 
-void history_record(struct history *h, const struct event *e)
+/* Counts a reading into its series' minute; e (may be NULL) gives thresholds. */
+static void record(struct history *h, const char *source, const char *name, const char *object, const char *unit,
+                   double value, int64_t wall_usec, const struct event *e)
 {
-        struct series *s;
-        int64_t t, minute;
+        struct series *s = series_get(h, source, name, object, unit);
+        int64_t t = wall_usec / 1000000, minute = t - t % 60;
 
-        if (!e->has_value || !isfinite(e->value) || !e->source || !e->name)
-                return;
-        if (!(s = series_get(h, e))) {
+        if (!s) {
                 h->stats.series_dropped++;
                 return;
         }
-        t = e->wall_usec / 1000000;
-        minute = t - t % 60;
         if (s->minute >= 0 && s->minute != minute)
                 close_minute(h, s);
         if (s->minute < 0) {
                 s->minute = minute;
-                s->mmin = s->mmax = e->value;
+                s->mmin = s->mmax = value;
                 s->msum = 0;
                 s->mn = 0;
         }
-        s->mmin = fmin(s->mmin, e->value);
-        s->mmax = fmax(s->mmax, e->value);
-        s->msum += e->value;
+        s->mmin = fmin(s->mmin, value);
+        s->mmax = fmax(s->mmax, value);
+        s->msum += value;
         s->mn++;
         h->stats.readings++;
+        if (!e)
+                return;
         const struct event_attr *mx = event_find(e, "max"), *cr = event_find(e, "crit");
         if (mx && mx->type == EVENT_ATTR_NUMBER && isfinite(mx->num) && (!s->has_max || s->thr_max != mx->num)) {
                 s->thr_max = mx->num;
@@ -238,6 +243,102 @@ void history_record(struct history *h, const struct event *e)
                 s->thr_crit = cr->num;
                 s->has_crit = s->thr_dirty = true;
         }
+}
+
+/* Numeric attributes kept as series of their own, named "<event name>.<attribute>". */
+static const struct {
+        const char *source, *name, *attr, *unit;
+} attr_series[] = {
+        {"heartbeat", "link", "rtt_ms", "ms"},
+        {"heartbeat", "link", "jitter_ms", "ms"},
+        {"heartbeat", "link", "peer_loss", "%"},
+        {"process", "usage", "cpu_percent", "%"},
+        {"process", "usage", "rss_bytes", "bytes"},
+        {"process", "usage", "threads", ""},
+        {"process", "usage", "fds", ""},
+};
+
+/* Process events that are moments of the history, noted as "process-<name>". */
+static const char *const process_moments[] = {"exited", "restarted", "crash-loop"};
+
+static cJSON *numbers_of(const struct event *e)
+{
+        cJSON *d = cJSON_CreateObject();
+
+        for (size_t i = 0; d && i < e->n_attrs; i++)
+                if (e->attrs[i].type == EVENT_ATTR_NUMBER && isfinite(e->attrs[i].num) &&
+                    !cJSON_AddNumberToObject(d, e->attrs[i].key, e->attrs[i].num)) {
+                        cJSON_Delete(d);
+                        return NULL;
+                }
+        return d;
+}
+
+static void note_moments(struct history *h, const struct event *e, const char *obj)
+{
+        char kind[64];
+
+        if (strcmp(e->source, "process") == 0) {
+                for (size_t i = 0; i < sizeof process_moments / sizeof process_moments[0]; i++)
+                        if (strcmp(e->name, process_moments[i]) == 0) {
+                                snprintf(kind, sizeof kind, "process-%s", e->name);
+                                history_note(h, e->wall_usec, kind, obj, numbers_of(e));
+                        }
+                return;
+        }
+        if (strcmp(e->source, "heartbeat") == 0 && strcmp(e->name, "link") == 0) {
+                const struct event_attr *st = event_find(e, "state");
+                struct series *s;
+                if (!st || st->type != EVENT_ATTR_STRING || !st->str)
+                        return;
+                if (!(s = series_get(h, e->source, e->name, obj, "%")))
+                        return;
+                /* a change, or a first state other than up */
+                if (strcmp(s->state, st->str) != 0 && (s->state[0] || strcmp(st->str, "up") != 0)) {
+                        cJSON *d = numbers_of(e);
+                        if (d && !(cJSON_AddStringToObject(d, "from", s->state[0] ? s->state : "unknown") &&
+                                   cJSON_AddStringToObject(d, "to", st->str))) {
+                                cJSON_Delete(d);
+                                d = NULL;
+                        }
+                        history_note(h, e->wall_usec, "link-state", obj, d);
+                }
+                snprintf(s->state, sizeof s->state, "%s", st->str);
+        }
+}
+
+void history_record(struct history *h, const struct event *e)
+{
+        const char *obj;
+        char name[128];
+
+        if (!e->source || !e->name)
+                return;
+        obj = e->object ? e->object : "";
+        note_moments(h, e, obj);
+        for (size_t i = 0; i < sizeof attr_series / sizeof attr_series[0]; i++) {
+                const struct event_attr *a;
+                if (strcmp(e->source, attr_series[i].source) != 0 || strcmp(e->name, attr_series[i].name) != 0 ||
+                    !(a = event_find(e, attr_series[i].attr)) || a->type != EVENT_ATTR_NUMBER || !isfinite(a->num))
+                        continue;
+                snprintf(name, sizeof name, "%s.%s", e->name, attr_series[i].attr);
+                record(h, e->source, name, obj, attr_series[i].unit, a->num, e->wall_usec, NULL);
+        }
+        if (e->has_value && isfinite(e->value))
+                record(h, e->source, e->name, obj, e->unit, e->value, e->wall_usec, e);
+}
+
+void history_record_value(struct history *h, const char *source, const char *name, const char *object, const char *unit,
+                          double value, int64_t wall_usec)
+{
+        if (isfinite(value))
+                record(h, source, name, object ? object : "", unit, value, wall_usec, NULL);
+}
+
+void history_set_health(struct history *h, history_health_fn fn, void *userdata)
+{
+        h->health = fn;
+        h->health_ud = userdata;
 }
 
 void history_note(struct history *h, int64_t t, const char *kind, const char *object, cJSON *detail)

@@ -38,8 +38,19 @@ struct history_settings {
  * negative errno. A timer on loop closes minutes that saw no reading. */
 int history_new(struct loop *loop, struct store *st, const struct history_settings *set, struct history **ret);
 void history_free(struct history *h);
-/* Counts e's value (when it has a finite one) into its series' minute. */
+/* Counts e's value (when it has a finite one) into its series' minute, and
+ * the numeric attributes that matter into series of their own ("link.rtt_ms",
+ * "link.jitter_ms", "usage.cpu_percent"...); notes process exits, restarts
+ * and crash loops ("process-exited"...) and link state changes
+ * ("link-state", with from and to). */
 void history_record(struct history *h, const struct event *e);
+/* Counts one reading of the series (source, name, object) at wall_usec. */
+void history_record_value(struct history *h, const char *source, const char *name, const char *object, const char *unit,
+                          double value, int64_t wall_usec);
+/* fn is called each minute (from history_close_minutes) to record the
+ * agent's own health with history_record_value. */
+typedef void (*history_health_fn)(struct history *h, int64_t wall_usec, void *userdata);
+void history_set_health(struct history *h, history_health_fn fn, void *userdata);
 /* Notes a moment: t wall µs, kind ("fault-firing", "case-opened", ...),
  * object (a fault key...), detail (takes ownership; may be NULL). */
 void history_note(struct history *h, int64_t t, const char *kind, const char *object, cJSON *detail);
