@@ -451,6 +451,113 @@ static void test_snapshot_json_allocation_failures(void **state)
         assert_true(ok);
 }
 
+static void link_event(struct fixture *f, int64_t t, const char *state, double loss, double rtt, double jitter)
+{
+        struct event e;
+
+        event_init(&e, "heartbeat", "link", "ha/eth1");
+        event_set_value(&e, loss, "%");
+        event_add_string(&e, "state", state);
+        event_add_number(&e, "rtt_ms", rtt);
+        event_add_number(&e, "jitter_ms", jitter);
+        event_add_number(&e, "flaps", 1);
+        e.wall_usec = t * 1000000;
+        history_record(f->h, &e);
+}
+
+static int health_calls;
+
+static void health(struct history *h, int64_t wall, void *userdata)
+{
+        (void)userdata;
+        health_calls++;
+        history_record_value(h, "agent", "outbox_depth", "me", "", 3 * health_calls, wall);
+}
+
+static const cJSON *event_of(const cJSON *j, const char *kind, int nth)
+{
+        const cJSON *e;
+
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(j, "events"))
+        {
+                if (strcmp(cJSON_GetObjectItemCaseSensitive(e, "kind")->valuestring, kind) == 0 && nth-- == 0)
+                        return e;
+        }
+        return NULL;
+}
+
+/* R1: a link's RTT and jitter are series of their own, its state changes
+ * and a process's restarts are moments, and the agent's health is read
+ * once a minute; the snapshot shows them. */
+static void test_link_process_and_agent_health_are_recorded(void **state)
+{
+        struct fixture *f = *state;
+        int64_t now = time_wall_usec() / 1000000, t0 = now - now % 60 - 600;
+        struct event e;
+        int err = 0;
+
+        history_set_health(f->h, health, NULL);
+        link_event(f, t0 + 1, "up", 0, 1.5, 0.25);
+        link_event(f, t0 + 2, "up", 0, 2.5, 0.75);
+        link_event(f, t0 + 70, "down", 100, 0, 0);
+        link_event(f, t0 + 130, "up", 0, 1, 0.5);
+        event_init(&e, "process", "restarted", "nginx");
+        event_add_number(&e, "pid", 4242);
+        event_add_number(&e, "old_pid", 4000);
+        event_add_string(&e, "cmdline", "nginx -g daemon off;");
+        e.wall_usec = (t0 + 100) * 1000000;
+        history_record(f->h, &e);
+        history_close_minutes(f->h, (t0 + 180) * 1000000);
+        history_close_minutes(f->h, (t0 + 240) * 1000000);
+        assert_int_equal(health_calls, 2);
+        assert_int_equal(store_commit_now(f->st), 0);
+
+        cJSON *j = history_to_json(f->h, (t0 - 3600) * 1000000, false, &err);
+        assert_non_null(j);
+        assert_non_null(series_of(j, "ha/eth1")); /* the loss, the link events' value */
+        const cJSON *s, *rtt_s = NULL, *jit_s = NULL, *hl = NULL;
+        cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(j, "series"))
+        {
+                const char *name = cJSON_GetObjectItemCaseSensitive(s, "name")->valuestring;
+                if (strcmp(name, "link.rtt_ms") == 0)
+                        rtt_s = s;
+                else if (strcmp(name, "link.jitter_ms") == 0)
+                        jit_s = s;
+                else if (strcmp(name, "outbox_depth") == 0)
+                        hl = s;
+        }
+        assert_non_null(rtt_s);
+        assert_string_equal(cJSON_GetObjectItemCaseSensitive(rtt_s, "source")->valuestring, "heartbeat");
+        assert_string_equal(cJSON_GetObjectItemCaseSensitive(rtt_s, "unit")->valuestring, "ms");
+        assert_true(summary(rtt_s, "readings") == 4);
+        assert_true(summary(rtt_s, "max") == 2.5);
+        assert_true(summary(rtt_s, "avg") == 1.25);
+        assert_non_null(jit_s);
+        assert_true(summary(jit_s, "max") == 0.75);
+        assert_non_null(hl);
+        assert_string_equal(cJSON_GetObjectItemCaseSensitive(hl, "source")->valuestring, "agent");
+        assert_true(summary(hl, "readings") == 2 && summary(hl, "max") == 6);
+
+        const cJSON *down = event_of(j, "link-state", 0), *up = event_of(j, "link-state", 1);
+        assert_non_null(down);
+        assert_non_null(up);
+        assert_null(event_of(j, "link-state", 2)); /* the first "up" is no change */
+        assert_string_equal(cJSON_GetObjectItemCaseSensitive(down, "object")->valuestring, "ha/eth1");
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(down, "detail");
+        assert_string_equal(cJSON_GetObjectItemCaseSensitive(d, "from")->valuestring, "up");
+        assert_string_equal(cJSON_GetObjectItemCaseSensitive(d, "to")->valuestring, "down");
+        assert_string_equal(
+                cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(up, "detail"), "to")->valuestring,
+                "up");
+        const cJSON *r = event_of(j, "process-restarted", 0);
+        assert_non_null(r);
+        assert_string_equal(cJSON_GetObjectItemCaseSensitive(r, "object")->valuestring, "nginx");
+        assert_true(
+                cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "detail"), "pid")->valuedouble ==
+                4242);
+        cJSON_Delete(j);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -465,6 +572,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_an_hour_left_open_by_a_crash_is_completed_at_the_next_start, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_snapshot_json_allocation_failures, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_link_process_and_agent_health_are_recorded, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
