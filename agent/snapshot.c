@@ -136,54 +136,54 @@ static cJSON *host_json(void)
         return o;
 }
 
+/* Every member must be there (the schema requires them): a member that
+ * could not be built fails the whole snapshot with -ENOMEM rather than
+ * leaving it out. */
 cJSON *snapshot_build(const struct snapshot_parts *p, int64_t since, bool minutes, int *ret_err)
 {
         cJSON *o = cJSON_CreateObject(), *x, *health;
         int64_t now = time_wall_usec();
         char ts[40];
-        int err = 0;
+        int err = 0, ok = 1;
+        struct history_stats hs;
 
         *ret_err = 0;
         if (!o) {
                 cJSON_Delete(p->collectors);
-                cJSON_Delete(p->status);
-                *ret_err = -ENOMEM;
-                return NULL;
-        }
-        cJSON_AddNumberToObject(o, "version", SNAPSHOT_VERSION);
-        cJSON_AddStringToObject(o, "generated_at", time_format_rfc3339(now, ts, sizeof ts));
-        cJSON_AddStringToObject(o, "since", time_format_rfc3339(since, ts, sizeof ts));
-        json_add(o, "agent", identity_to_json(p->id));
-        json_add(o, "host", host_json());
-        json_add(o, "config", config_json(p->config));
-        json_add(o, "collectors", p->collectors);
-        json_add(o, "faults", faults_to_json(p->faults));
-        json_add(o, "outbox", outbox_to_json(p->outbox));
-        json_add(o, "maintenance", maintenance_to_json(p->maintenance));
-        if ((x = history_to_json(p->history, since, minutes, &err)))
-                json_add(o, "history", x);
-        else
                 goto fail;
-        if ((x = ledger_to_json(p->ledger, since, now, &err)))
-                json_add(o, "downtime", x);
-        else
-                goto fail;
-        if ((health = cJSON_AddObjectToObject(o, "agent_health"))) {
-                const cJSON *dt = cJSON_GetObjectItemCaseSensitive(x, "outages");
-                struct history_stats hs;
-                cJSON_AddStringToObject(health, "started_at", time_format_rfc3339(p->started_wall, ts, sizeof ts));
-                cJSON_AddNumberToObject(health, "uptime_s", (double)(now - p->started_wall) / 1e6);
-                cJSON_AddNumberToObject(health, "restarts", cJSON_GetArraySize(dt));
-                history_get_stats(p->history, &hs);
-                cJSON_AddNumberToObject(health, "history_series_dropped", (double)hs.series_dropped);
-                /* the counters of the status answer: rules, faults, cases, state */
-                static const char *const parts[] = {"rules", "faults", "cases", "state"};
-                for (size_t i = 0; p->status && i < sizeof parts / sizeof parts[0]; i++) {
-                        cJSON *it = cJSON_DetachItemFromObjectCaseSensitive(p->status, parts[i]);
-                        if (it)
-                                cJSON_AddItemToObject(health, parts[i], it);
-                }
         }
+        ok &= !!cJSON_AddNumberToObject(o, "version", SNAPSHOT_VERSION);
+        ok &= !!cJSON_AddStringToObject(o, "generated_at", time_format_rfc3339(now, ts, sizeof ts));
+        ok &= !!cJSON_AddStringToObject(o, "since", time_format_rfc3339(since, ts, sizeof ts));
+        ok &= json_add(o, "agent", identity_to_json(p->id)) == 0;
+        ok &= json_add(o, "host", host_json()) == 0;
+        ok &= json_add(o, "config", config_json(p->config)) == 0;
+        ok &= json_add(o, "collectors", p->collectors) == 0;
+        ok &= json_add(o, "faults", faults_to_json(p->faults)) == 0;
+        ok &= json_add(o, "outbox", outbox_to_json(p->outbox)) == 0;
+        ok &= json_add(o, "maintenance", maintenance_to_json(p->maintenance)) == 0;
+        if (!ok || !(x = history_to_json(p->history, since, minutes, &err)) || json_add(o, "history", x) < 0)
+                goto fail;
+        if (!(x = ledger_to_json(p->ledger, since, now, &err)) || json_add(o, "downtime", x) < 0)
+                goto fail;
+        if (!(health = cJSON_AddObjectToObject(o, "agent_health")))
+                goto fail;
+        history_get_stats(p->history, &hs);
+        ok &= !!cJSON_AddStringToObject(health, "started_at", time_format_rfc3339(p->started_wall, ts, sizeof ts));
+        ok &= !!cJSON_AddNumberToObject(health, "uptime_s", (double)(now - p->started_wall) / 1e6);
+        ok &= !!cJSON_AddNumberToObject(health, "restarts",
+                                        cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(x, "outages")));
+        ok &= !!cJSON_AddNumberToObject(health, "history_series_dropped", (double)hs.series_dropped);
+        ok &= !!cJSON_AddBoolToObject(health, "history_over_cap", hs.over_cap);
+        /* the counters of the status answer: rules, faults, cases, state */
+        static const char *const parts[] = {"rules", "faults", "cases", "state"};
+        for (size_t i = 0; p->status && i < sizeof parts / sizeof parts[0]; i++) {
+                cJSON *it = cJSON_DetachItemFromObjectCaseSensitive(p->status, parts[i]);
+                if (it)
+                        ok &= json_add(health, parts[i], it) == 0;
+        }
+        if (!ok)
+                goto fail;
         cJSON_Delete(p->status);
         return o;
 fail:
