@@ -680,11 +680,14 @@ static struct rseries *rs_add(struct reader *rd, const struct store_sample *s, s
         ok &= !!cJSON_AddStringToObject(o, "object", s->object);
         ok &= !!cJSON_AddStringToObject(o, "unit", s->unit ? s->unit : "");
         if (ok && s->thresholds) {
+                /* text that does not parse (or no memory to parse it) is kept as text, not lost */
                 cJSON *t = cJSON_Parse(s->thresholds);
                 if (cJSON_IsObject(t))
                         ok &= json_add(o, "thresholds", t) == 0;
-                else
+                else {
                         cJSON_Delete(t);
+                        ok &= !!cJSON_AddStringToObject(o, "thresholds_text", s->thresholds);
+                }
         }
         if (!ok)
                 return NULL;
@@ -783,8 +786,12 @@ static int event_cb(int64_t t, const char *kind, const char *object, const char 
         ok &= !!cJSON_AddStringToObject(o, "object", object);
         if (ok && detail) {
                 cJSON *d = cJSON_Parse(detail);
-                if (d)
+                if (cJSON_IsObject(d))
                         ok &= json_add(o, "detail", d) == 0;
+                else { /* kept as text, not lost */
+                        cJSON_Delete(d);
+                        ok &= !!cJSON_AddStringToObject(o, "detail_text", detail);
+                }
         }
         return ok ? 0 : -ENOMEM;
 }

@@ -409,14 +409,15 @@ static void test_an_hour_left_open_by_a_crash_is_completed_at_the_next_start(voi
         assert_true(g.t[0] == h0 && g.n[0] == 10 && g.min[0] == 10 && g.max[0] == 19 && g.avg[0] == 14.5);
 }
 
-/* history_to_json under allocation failure at every point: NULL and -ENOMEM,
- * never a crash or a leak (ASan), and a document once allocations succeed. */
+/* history_to_json with each of its allocations failing in turn: NULL and
+ * -ENOMEM, or a whole document (a detail it could not parse kept as text),
+ * never a crash or a leak (ASan). */
 static void test_snapshot_json_allocation_failures(void **state)
 {
         struct fixture *f = *state;
         int64_t now = time_wall_usec() / 1000000, h0 = now - now % 3600 - 2 * 3600;
         cJSON_Hooks hooks = {.malloc_fn = xmalloc, .free_fn = free};
-        bool ok = false;
+        unsigned long failed = 0;
         struct event e;
 
         for (int k = 0; k < 90; k++) {
@@ -432,23 +433,33 @@ static void test_snapshot_json_allocation_failures(void **state)
         history_note(f->h, now * 1000000, "fault-firing", "cpu/temp1", cJSON_Parse("{\"level\":\"P3\"}"));
         assert_int_equal(store_commit_now(f->st), 0);
         cJSON_InitHooks(&hooks);
-        for (unsigned long n = 1; n < 5000 && !ok; n++) {
-                int err = 0;
+        int err = 0;
+        xalloc_fail_at(0);
+        cJSON_Delete(history_to_json(f->h, 0, false, &err));
+        unsigned long total = xalloc_fail_at(0);
+        assert_true(total > 100);
+        for (unsigned long n = 1; n <= total; n++) { /* every allocation fails once, in turn */
                 xalloc_fail_at(n);
                 cJSON *j = history_to_json(f->h, 0, false, &err);
                 xalloc_fail_at(0);
                 if (j) {
-                        ok = true;
                         assert_int_equal(err, 0);
                         assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "series")), 3);
-                        assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "events")), 1);
+                        const cJSON *ev = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "events"), 0);
+                        assert_non_null(ev);
+                        /* a detail it could not parse is there as text */
+                        assert_true(cJSON_HasObjectItem(ev, "detail") || cJSON_HasObjectItem(ev, "detail_text"));
+                        const cJSON *t3 = series_of(j, "cpu/temp3");
+                        assert_true(cJSON_HasObjectItem(t3, "thresholds") ||
+                                    cJSON_HasObjectItem(t3, "thresholds_text"));
                         cJSON_Delete(j);
                 } else {
                         assert_int_equal(err, -ENOMEM);
+                        failed++;
                 }
         }
         cJSON_InitHooks(NULL);
-        assert_true(ok);
+        assert_true(failed > total / 2);
 }
 
 static void link_event(struct fixture *f, int64_t t, const char *state, double loss, double rtt, double jitter)

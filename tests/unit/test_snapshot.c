@@ -116,6 +116,8 @@ static int teardown(void **state)
 }
 
 /* nth: the allocation of snapshot_build to fail (0: none) */
+static unsigned long allocations; /* by the last build */
+
 static cJSON *build(struct fixture *f, unsigned long nth, int *err)
 {
         struct snapshot_parts parts = {
@@ -138,7 +140,7 @@ static cJSON *build(struct fixture *f, unsigned long nth, int *err)
         assert_non_null(cJSON_AddNumberToObject(parts.status, "rules", 3));
         xalloc_fail_at(nth);
         s = snapshot_build(&parts, time_wall_usec() - 86400LL * 1000000, false, err);
-        xalloc_fail_at(0);
+        allocations = xalloc_fail_at(0);
         return s;
 }
 
@@ -169,27 +171,31 @@ static void test_a_snapshot_has_every_member(void **state)
         cJSON_Delete(s);
 }
 
+/* Every allocation of a snapshot fails once, in turn. */
 static void test_allocation_failures(void **state)
 {
         struct fixture *f = *state;
         cJSON_Hooks hooks = {.malloc_fn = xmalloc, .free_fn = free};
-        bool ok = false;
+        unsigned long total, failed = 0;
+        int err = 0;
 
         cJSON_InitHooks(&hooks);
-        for (unsigned long n = 1; n < 20000 && !ok; n++) {
-                int err = 0;
+        cJSON_Delete(build(f, 0, &err));
+        total = allocations;
+        assert_true(total > 300);
+        for (unsigned long n = 1; n <= total; n++) {
                 cJSON *s = build(f, n, &err);
                 if (s) {
-                        ok = true;
                         assert_int_equal(err, 0);
                         check_complete(s);
                         cJSON_Delete(s);
                 } else {
                         assert_int_equal(err, -ENOMEM);
+                        failed++;
                 }
         }
         cJSON_InitHooks(NULL);
-        assert_true(ok);
+        assert_true(failed > total / 2);
 }
 
 int main(void)
