@@ -129,6 +129,7 @@ unit: $(UNIT_BIN)
 	@tests/run-unit.sh $(UNIT_BIN)
 
 unit-asan:
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/unit/lsan.supp \
 	$(MAKE) --no-print-directory B=build/asan CFLAGS="-O1 -g" \
 		EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 		EXTRA_LDFLAGS="-fsanitize=address,undefined" unit
