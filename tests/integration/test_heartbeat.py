@@ -348,7 +348,8 @@ def _lossy_link(net, stub, a, b):
     c = stub.wait_for(lambda: cases_of(stub, a, "hb-loss:hb-b/hb1"), timeout=40)[0]
     assert c["level"] == "P4", c
     loss = c["readings"]["loss"]
-    assert 18 <= loss <= 42, c["readings"]
+    # the whole readings, the link now and the agent's log, should this fail
+    assert 18 <= loss <= 42, (json.dumps(c["readings"]), a.link("hb1"), a.log()[-4000:])
     assert "lossy" in c["title"] and "hb1" in c["title"], c["title"]
     st = a.link("hb1")
     assert 18 <= st["loss"] <= 42, st
