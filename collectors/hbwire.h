@@ -24,20 +24,15 @@
  * Replay protection is the IPsec-style sliding window over seq: a seq at or
  * below the window, or one already seen inside it, is rejected. The same
  * bitmap gives the loss ratio over the last window-size sequence numbers.
- * Known limits (the receiver keeps no state across restarts and the
- * packet carries no per-run nonce):
- * - a receiver that restarts accepts the first authentic packet it sees,
- *   and then every later one of the same run: a replayed capture of the
- *   peer's heartbeats is taken as live for as long as the capture lasts
- *   while the real peer is silent (once the real peer is heard, its higher
- *   numbers move the window past the capture);
- * - seq starts from the sender's wall clock: a sender whose clock stepped
- *   back before it restarted numbers below what the receiver has seen, and
- *   is rejected as a replay until its numbers pass the old ones.
- * Both would go with a random per-run epoch in the packet (version 2) and a
- * receiver that starts a new window for a new epoch only when the packet's
- * ack_seq names one of its own recent sends (a freshness proof an old
- * capture cannot give). */
+ * After a restart the receiver has no window to reject a capture by: the
+ * collector counts the peer alive only once a packet's ack_seq names one of
+ * its sends of this run (heartbeat.c, "unproven"), which an old capture
+ * cannot do. Known limit: seq starts from the sender's wall clock, so a
+ * sender whose clock stepped back before it restarted numbers below what
+ * the receiver has seen, and is rejected as a replay until its numbers
+ * pass the old ones. A random per-run epoch in the packet (version 2),
+ * with a new window only for a packet whose ack_seq names one of the
+ * receiver's recent sends, would close that too. */
 #pragma once
 
 #include <stdbool.h>

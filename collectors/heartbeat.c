@@ -147,6 +147,9 @@ struct hb_link {
         uint64_t last_rx_mono;
         uint64_t allowance_usec; /* silence allowed now: timeout, longer on a lossy link */
         uint64_t tx_seq;
+        uint64_t first_tx_seq;    /* our first seq on this link in this run */
+        bool fresh;               /* the peer has acknowledged one of this run's sends */
+        uint64_t unproven;        /* authentic datagrams taken before that proof, not as life */
         uint64_t rx_highest_mono; /* when the highest peer seq arrived, for ack_delay */
         struct hbwire_window win;
         struct hbwire_sent sent;
@@ -860,6 +863,19 @@ static void on_datagram(struct hb_state *st, struct hb_link *l, const uint8_t *b
         l->peer_loss = p.peer_loss;
         if (hbwire_sent_ack(&l->sent, p.ack_seq, p.ack_delay_usec, now, &rtt) == 0)
                 hbwire_rtt_add(&l->rtt, rtt);
+        /* Since our start the window has known nothing to reject a capture
+         * by: the peer counts as alive only once a packet acknowledges one
+         * of this run's sends, which a capture made before it cannot do.
+         * The packet still enters the window, so that our next sends
+         * acknowledge it and a live peer proves itself one round trip
+         * later. Later replays fall at the window. */
+        if (!l->fresh) {
+                if (p.ack_seq < l->first_tx_seq) {
+                        l->unproven++;
+                        return;
+                }
+                l->fresh = true;
+        }
         l->last_rx_mono = now;
         l->hb_heard = true;
         l->allowance_usec = hbwire_window_allowance(&l->win, st->interval_usec, st->timeout_usec,
@@ -1329,8 +1345,10 @@ static int hb_start(void *userdata, struct loop *loop, collector_emit_fn emit, v
                 struct hb_link *l = &st->links[i];
                 l->state = HB_LINK_STARTING;
                 l->since_mono = l->last_change_mono = now;
-                l->raw_up = l->hb_alive = l->hb_heard = false;
+                l->raw_up = l->hb_alive = l->hb_heard = l->fresh = false;
                 l->tx_seq = seq0;
+                l->first_tx_seq = seq0 + 1;
+                l->unproven = 0;
                 l->allowance_usec = st->timeout_usec;
                 l->peer_loss = HBWIRE_LOSS_UNKNOWN;
                 hbwire_window_init(&l->win, st->window_slots);
@@ -1648,6 +1666,7 @@ static cJSON *link_status(const struct hb_state *st, const struct hb_link *l, ui
         cJSON_AddNumberToObject(o, "send_errors", (double)l->send_errors);
         cJSON_AddNumberToObject(o, "received", (double)l->received);
         cJSON_AddNumberToObject(o, "accepted", (double)l->counts[HBWIRE_ACCEPTED]);
+        cJSON_AddNumberToObject(o, "unproven", (double)l->unproven);
         if ((x = cJSON_AddObjectToObject(o, "rejected")))
                 for (int v = HBWIRE_ACCEPTED + 1; v < HBWIRE_VERDICT_MAX; v++)
                         cJSON_AddNumberToObject(x, hbwire_verdict_to_string((enum hbwire_verdict)v),

@@ -462,6 +462,41 @@ def test_forged_replayed_and_garbage_heartbeats_are_rejected_and_counted(pair):
     assert re.search(r"link=hb0 .*state=up .*kernel=up .*heartbeat=alive", r.stdout), r.stdout
 
 
+def test_replayed_capture_after_a_restart_is_not_a_live_peer(pair):
+    """hb-a is gone and hb-b restarts: a capture of hb-a's heartbeats, sent
+    again from hb-a's address, is authentic and numbered above anything the
+    new hb-b has seen, but acknowledges none of its sends: it must not make
+    hb-a look alive. A packet acknowledging one of them does."""
+    net, stub, a, b = pair
+    a.stop()
+    b.stop()
+    b.start()
+    assert wait_until(lambda: b.link("hb0").get("link") == "hb0", 10), b.log()[-2000:]
+    start_us = int(time.time() * 1e6)  # below every seq the new hb-b sends
+    captured = start_us - 30 * 10**6  # what hb-a numbered 30 s ago
+
+    def replay(n, ack):
+        def send():
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind(("10.201.1.1", PORT))
+                for i in range(n):
+                    s.sendto(packet(captured + i, fnv1a("hb-a"), ack=ack(i)), ("10.201.1.2", PORT))
+                    time.sleep(0.05)
+        in_netns(net.a, send)
+
+    # hb-b's sends of its previous run were numbered below start_us
+    replay(40, lambda i: start_us - 10**6 + i)
+    l = b.link("hb0")
+    assert l["accepted"] >= 35 and l["unproven"] == l["accepted"], l
+    assert l["heartbeat"] != "alive", l
+    assert b.link("hb0")["state"] != "up", b.link("hb0")
+    # a peer that has heard this run's hb-b proves itself at once
+    captured += 1000
+    replay(3, lambda i: int(time.time() * 1e6))
+    assert wait_until(lambda: b.link("hb0").get("heartbeat") == "alive", 2), b.link("hb0")
+    assert b.link("hb0")["unproven"] == l["unproven"], b.link("hb0")
+
+
 def test_flapping_link_is_one_fault_not_a_case_per_flap(pair):
     net, stub, a, b = pair
     for _ in range(5):
