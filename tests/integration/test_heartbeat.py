@@ -536,30 +536,39 @@ OUT
 """
 
 
-def test_corosync_view_beside_our_own(net, tmp_path, stub):
-    """Where corosync runs (its pid file names a live process), the status
-    shows its knet links per node beside ours; without it, "not running".
-    The pid file lives in a tmpfs over /run in a private mount namespace and
-    corosync-cfgtool is a stand-in printing what corosync 3 prints."""
+def corosync_agent(tmp_path, stub, cfgtool, peer_address, files=None):
+    """An agent beside a stand-in corosync: corosync-cfgtool is the script
+    cfgtool in tmp_path/bin (returned), beside it the files given, and in a private mount namespace a
+    tmpfs over /run holds a corosync.pid naming a live process, the agent
+    itself ($$ is the shell the agent replaces)."""
     require_tool("unshare", "util-linux")
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    (bindir / "corosync-cfgtool").write_text(FAKE_CFGTOOL)
+    (bindir / "corosync-cfgtool").write_text(cfgtool)
     os.chmod(bindir / "corosync-cfgtool", 0o755)
+    for name, text in (files or {}).items():
+        (bindir / name).write_text(text)
     key_file = str(tmp_path / "hb.key")
     with open(key_file, "wb") as f:
         f.write(KEY)
     os.chmod(key_file, 0o600)
     t = tmp_path / "agent"
     t.mkdir()
-    a = NsAgent(str(t), None, "hb-c", "hb-d", ["nosuch0 10.250.0.1 10.250.0.2"], "10.250.1.2", stub, key_file)
-    # the agent runs in the mount namespace; the pid file names a live
-    # process there: the agent itself ($$ is the shell the agent replaces)
+    a = NsAgent(str(t), None, "hb-c", "hb-d", ["nosuch0 10.250.0.1 10.250.0.2"], peer_address, stub, key_file)
     script = ("mount -t tmpfs none /run && echo $$ > /run/corosync.pid && "
               "exec env PATH=%s:$PATH %s --config %s" % (bindir, os.path.join(BUILD, "weibao-agent"), a.conf))
     a.logf = open(a.log_path, "ab")
     a.proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
                               stdout=a.logf, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+    return a, bindir
+
+
+def test_corosync_view_beside_our_own(net, tmp_path, stub):
+    """Where corosync runs (its pid file names a live process), the status
+    shows its knet links per node beside ours; without it, "not running".
+    The pid file lives in a tmpfs over /run in a private mount namespace and
+    corosync-cfgtool is a stand-in printing what corosync 3 prints."""
+    a, _ = corosync_agent(tmp_path, stub, FAKE_CFGTOOL, "10.250.1.2")
     try:
         assert wait_until(lambda: (a.hb().get("corosync") or {}).get("links") not in (None, "not read yet"), 15), \
             (a.hb(), a.log()[-2000:])
@@ -588,24 +597,7 @@ esac
 
 
 def test_corosync_tool_that_hangs_is_killed_and_large_output_is_read(net, tmp_path, stub):
-    require_tool("unshare", "util-linux")
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "corosync-cfgtool").write_text(SWITCHED_CFGTOOL)
-    os.chmod(bindir / "corosync-cfgtool", 0o755)
-    (bindir / "mode").write_text("big")
-    key_file = str(tmp_path / "hb.key")
-    with open(key_file, "wb") as f:
-        f.write(KEY)
-    os.chmod(key_file, 0o600)
-    t = tmp_path / "agent"
-    t.mkdir()
-    a = NsAgent(str(t), None, "hb-c", "hb-d", ["nosuch0 10.250.0.1 10.250.0.2"], None, stub, key_file)
-    script = ("mount -t tmpfs none /run && echo $$ > /run/corosync.pid && "
-              "exec env PATH=%s:$PATH %s --config %s" % (bindir, os.path.join(BUILD, "weibao-agent"), a.conf))
-    a.logf = open(a.log_path, "ab")
-    a.proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
-                              stdout=a.logf, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+    a, bindir = corosync_agent(tmp_path, stub, SWITCHED_CFGTOOL, None, files={"mode": "big"})
     try:
         assert wait_until(lambda: "exit_status" in (a.hb().get("corosync") or {}), 15), (a.hb(), a.log()[-2000:])
         c = a.hb()["corosync"]
