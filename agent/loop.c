@@ -1,7 +1,12 @@
 /* loop: see loop.h.
  *
  * Timers live in a binary min-heap ordered by deadline; the single timerfd is
- * armed for the earliest one. Sources are kept in an array so status output
+ * armed for the earliest one. Re-arming is lazy: timerfd_settime costs a few
+ * microseconds (more in a VM), and busy paths re-arm far timers all the time
+ * (the sender's idle timer per request), so the timerfd is only moved when
+ * the earliest deadline comes before the armed one, and within a dispatch
+ * round only once, at its end. An armed deadline earlier than needed merely
+ * wakes the loop once for nothing, and it is re-armed then. Sources are kept in an array so status output
  * can enumerate them; removal during dispatch only marks the source dead and
  * the array is compacted after the round, so a callback can remove anything
  * (including sources whose events are still pending in the same epoll batch). */
@@ -63,6 +68,7 @@ struct loop {
         size_t n_sources, cap_sources;
         struct loop_source **heap;
         size_t n_heap, cap_heap;
+        uint64_t armed; /* the timerfd's pending deadline; 0: none pending */
         bool dispatching;
         bool have_dead;
         bool exiting;
@@ -236,16 +242,20 @@ static int heap_insert(struct loop *l, struct loop_source *s)
 static int timerfd_rearm(struct loop *l)
 {
         struct itimerspec its = {0};
+        uint64_t d;
 
-        if (l->n_heap > 0) {
-                uint64_t d = l->heap[0]->timer.deadline;
-                its.it_value.tv_sec = (time_t)(d / 1000000u);
-                its.it_value.tv_nsec = (long)(d % 1000000u) * 1000;
-                if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
-                        its.it_value.tv_nsec = 1;
-        }
+        if (l->dispatching || l->n_heap == 0)
+                return 0; /* done at the end of the round; a pending expiry is harmless */
+        d = l->heap[0]->timer.deadline;
+        if (d == 0)
+                d = 1; /* 0 would disarm */
+        if (l->armed != 0 && l->armed <= d)
+                return 0;
+        its.it_value.tv_sec = (time_t)(d / 1000000u);
+        its.it_value.tv_nsec = (long)(d % 1000000u) * 1000;
         if (timerfd_settime(l->timerfd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
                 return -errno;
+        l->armed = d;
         return 0;
 }
 
@@ -425,8 +435,11 @@ static int dispatch_timers(struct loop *l)
         uint64_t expirations, now = time_mono_usec();
         int n = 0;
 
-        if (read(l->timerfd, &expirations, sizeof expirations) < 0 && errno != EAGAIN)
-                return -errno;
+        if (read(l->timerfd, &expirations, sizeof expirations) < 0) {
+                if (errno != EAGAIN)
+                        return -errno;
+        } else
+                l->armed = 0; /* expired: nothing pending any more */
         while (l->n_heap > 0 && l->heap[0]->timer.deadline <= now) {
                 struct loop_source *s = l->heap[0];
                 uint64_t next;

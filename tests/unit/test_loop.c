@@ -141,6 +141,53 @@ static void test_random_timers_match_reference(void **state)
         loop_free(l);
 }
 
+/* The timerfd is re-armed lazily (only for an earlier deadline, once per
+ * round). Moving a timer earlier than the armed one must still wake the loop
+ * then; moving one later must not make it fire at the old time; a timer set
+ * after the armed one expired must be armed anew. The loop is run with a long
+ * timeout, so only the timerfd can wake it. */
+static void test_timers_moved_earlier_and_later(void **state)
+{
+        struct loop *l;
+        struct rnd far = {0}, near = {0}, later = {0}, after = {0};
+        struct loop_source *sfar, *slater;
+        uint64_t t0;
+
+        (void)state;
+        assert_int_equal(loop_new(&l), 0);
+        t0 = time_mono_usec();
+        assert_int_equal(loop_add_timer(l, 10000000, 0, "far", on_rnd, &far, &sfar), 0);
+        assert_int_equal(loop_add_timer(l, 20000, 0, "near", on_rnd, &near, NULL), 0);
+        while (near.count == 0)
+                assert_true(loop_run_once(l, 2000000) >= 0);
+        assert_true(near.fired_at - t0 >= 19000 && near.fired_at - t0 < 1000000);
+
+        /* the far timer moved to 30 ms from now: before the armed 10 s */
+        t0 = time_mono_usec();
+        assert_int_equal(loop_timer_set(sfar, 30000), 0);
+        while (far.count == 0)
+                assert_true(loop_run_once(l, 2000000) >= 0);
+        assert_true(far.fired_at - t0 >= 29000 && far.fired_at - t0 < 1000000);
+
+        /* armed for 10 ms, then moved to 60 ms: the wakeup at 10 ms fires nothing */
+        t0 = time_mono_usec();
+        assert_int_equal(loop_add_timer(l, 10000, 0, "later", on_rnd, &later, &slater), 0);
+        assert_int_equal(loop_timer_set(slater, 60000), 0);
+        while (later.count == 0)
+                assert_true(loop_run_once(l, 2000000) >= 0);
+        assert_true(later.fired_at - t0 >= 59000 && later.fired_at - t0 < 1000000);
+        assert_int_equal(later.count, 1);
+
+        /* everything expired; a new timer must be armed, not assumed pending */
+        t0 = time_mono_usec();
+        assert_int_equal(loop_add_timer(l, 15000, 0, "after", on_rnd, &after, NULL), 0);
+        while (after.count == 0)
+                assert_true(loop_run_once(l, 2000000) >= 0);
+        assert_true(after.fired_at - t0 >= 14000 && after.fired_at - t0 < 1000000);
+        assert_int_equal(far.count + near.count + later.count + after.count, 4);
+        loop_free(l);
+}
+
 static void on_io(struct loop_source *s, int fd, uint32_t events, void *userdata)
 {
         int *got = userdata;
@@ -223,6 +270,7 @@ int main(void)
                 cmocka_unit_test(test_timers_fire_in_deadline_order),
                 cmocka_unit_test(test_timer_removed_by_another_callback),
                 cmocka_unit_test(test_random_timers_match_reference),
+                cmocka_unit_test(test_timers_moved_earlier_and_later),
                 cmocka_unit_test(test_io_readiness),
                 cmocka_unit_test(test_signal_through_signalfd),
                 cmocka_unit_test(test_allocation_failures),
