@@ -46,6 +46,7 @@
 #include "central.h"
 #include "inject.h"
 #include "inspections.h"
+#include "store.h"
 
 #define HTTP_DRAIN_MAX (64u * 1024 * 1024) /* body bytes read and discarded for a refused request */
 #define HTTP_PATH_MAX 1024                 /* longer paths are a 404 */
@@ -743,9 +744,15 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         if (call.n_query > HTTP_MAX_QUERY)
                 http_reply_error(&reply, MHD_HTTP_BAD_REQUEST, "query: more than %d arguments", HTTP_MAX_QUERY);
         else {
+                size_t leaked;
+
                 pthread_mutex_lock(&srv->lock);
                 req->route->handler(srv->store, &call, &reply);
+                leaked = store_release_statements(srv->store);
                 pthread_mutex_unlock(&srv->lock);
+                if (leaked)
+                        log_err("%s %s: %zu database statement(s) left in use (a bug in the stub)", method,
+                                printable(url, shown, sizeof shown), leaked);
         }
         if (reply.status == 0)
                 reply.status = MHD_HTTP_INTERNAL_SERVER_ERROR;
@@ -919,7 +926,12 @@ void http_server_stop(struct http_server *srv)
 
 void http_server_locked(struct http_server *srv, void (*fn)(struct store *store))
 {
+        size_t leaked;
+
         pthread_mutex_lock(&srv->lock);
         fn(srv->store);
+        leaked = store_release_statements(srv->store);
         pthread_mutex_unlock(&srv->lock);
+        if (leaked)
+                log_err("%zu database statement(s) left in use by a timer (a bug in the stub)", leaked);
 }

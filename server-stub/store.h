@@ -27,6 +27,11 @@ void store_free(struct store *s);
 /* SQLite's message for the last failed call; valid until the next call. */
 const char *store_errmsg(struct store *s);
 
+/* Gives back the database statements a call took and did not return (each
+ * store call returns its own, so this is 0 unless the store has a bug; the
+ * HTTP layer checks after every request and logs a non-zero count). */
+size_t store_release_statements(struct store *s);
+
 /* The stub's notion of now: the wall clock plus an offset that test control
  * moves forward. Every time the store writes and the central clock
  * (central.c) reads comes from here. */

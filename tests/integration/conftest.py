@@ -393,3 +393,6 @@ def stub(tmp_path):
     # A stub that does not stop cleanly (crash, sanitizer report) fails the test.
     if code not in (0, None):
         pytest.fail(f"weibao-stub exited {code} on SIGTERM; stderr:\n{s.log[-3000:]}")
+    # Every request must give back the database statements it used.
+    if "left in use" in s.log:
+        pytest.fail(f"weibao-stub kept database statements in use; stderr:\n{s.log[-3000:]}")
