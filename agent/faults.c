@@ -1211,10 +1211,15 @@ static void walk(struct faults *fs)
                 struct fault **pp = &fs->buckets[b];
                 while (*pp) {
                         struct fault *f = *pp;
+                        /* A copy for logs and views, not written: the outbox
+                         * record keeps the id durably while case_ref names it,
+                         * and after a restart this walk copies it again.
+                         * (Writing it rewrote every fault acknowledged in the
+                         * last second in one commit: a stall in a burst.) */
                         if (f->case_ref && !f->case_id) {
                                 const char *id = outbox_case_id(fs->ob, f->case_ref);
-                                if (id && (f->case_id = xstrdup(id)))
-                                        mark(fs, f);
+                                if (id)
+                                        f->case_id = xstrdup(id);
                         }
                         if (f->case_owed && f->state == FAULT_FIRING && f->hold == HOLD_NONE && !refused &&
                             retries < OPEN_RETRY_MAX) {
