@@ -210,7 +210,7 @@ static void checkin_send(struct checkin *c)
         idem = xasprintf("checkin-%s-%" PRIu64 "-%" PRId64, c->id->agent_id, ++c->seq, time_wall_usec());
         if (!body || !idem)
                 goto out;
-        r = sender_request(c->sender, "POST", c->path, body, idem, on_done, c);
+        r = sender_request(c->sender, "POST", c->path, body, idem, 0, on_done, c);
         if (r == 0) {
                 c->in_flight = true;
                 c->n_done_sent = c->n_done;

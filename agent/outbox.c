@@ -628,12 +628,15 @@ static void rec_send(struct outbox *ob, struct rec *r)
         int ret;
 
         if (r->path) {
-                ret = sender_request(ob->sender, r->method, r->path, r->body, r->idem_key, on_request_done, r);
+                ret = sender_request(ob->sender, r->method, r->path, r->body, r->idem_key, 0, on_request_done, r);
         } else if (!r->case_id) {
-                ret = sender_request(ob->sender, "POST", "/api/v1/cases", r->body, r->idem_key, on_open_done, r);
+                /* only the case's id is read from the answer */
+                ret = sender_request(ob->sender, "POST", "/api/v1/cases", r->body, r->idem_key, SENDER_ANSWER_MINIMAL,
+                                     on_open_done, r);
         } else {
                 snprintf(path, sizeof path, "/api/v1/cases/%s/updates", r->case_id);
-                ret = sender_request(ob->sender, "POST", path, r->items->body, r->items->idem_key, on_update_done, r);
+                ret = sender_request(ob->sender, "POST", path, r->items->body, r->items->idem_key,
+                                     SENDER_ANSWER_MINIMAL, on_update_done, r);
         }
         if (ret < 0) {
                 char why[200];

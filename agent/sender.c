@@ -466,7 +466,7 @@ int sender_set_tls(struct sender *s, const char *ca_file, const char *client_cer
 }
 
 int sender_request(struct sender *s, const char *method, const char *path, const char *body,
-                   const char *idempotency_key, sender_done_fn fn, void *userdata)
+                   const char *idempotency_key, unsigned flags, sender_done_fn fn, void *userdata)
 {
         struct request *q, **tail;
         cJSON *o;
@@ -490,7 +490,8 @@ int sender_request(struct sender *s, const char *method, const char *path, const
         if (cJSON_AddStringToObject(o, "type", "request") && cJSON_AddNumberToObject(o, "id", (double)q->id) &&
             cJSON_AddStringToObject(o, "method", method) && cJSON_AddStringToObject(o, "path", path) &&
             cJSON_AddStringToObject(o, "body", body ? body : "") &&
-            (!idempotency_key || cJSON_AddStringToObject(o, "idempotency_key", idempotency_key)))
+            (!idempotency_key || cJSON_AddStringToObject(o, "idempotency_key", idempotency_key)) &&
+            (!(flags & SENDER_ANSWER_MINIMAL) || cJSON_AddTrueToObject(o, "minimal")))
                 r = queue_line(s, o);
         cJSON_Delete(o);
         if (r < 0) {

@@ -38,8 +38,16 @@ int sender_configure(struct sender *s, const char *base_url, const char *token, 
  * verification are always on. Applies to requests started afterwards.
  * Returns 0 or -ENOMEM. */
 int sender_set_tls(struct sender *s, const char *ca_file, const char *client_cert, const char *client_key);
+/* Flags of a request. */
+enum {
+        /* "Prefer: return=minimal": the caller needs only the id of what the
+         * request creates, so the server may leave the object out of the
+         * answer (less to build, send and parse per case). */
+        SENDER_ANSWER_MINIMAL = 1u << 0,
+};
 /* Starts a request: method "POST" or "PUT", path below base_url ("/api/v1/cases"),
- * body JSON text (copied), idempotency_key may be NULL. Returns 0 or negative errno. */
+ * body JSON text (copied), idempotency_key may be NULL, flags SENDER_*.
+ * Returns 0 or negative errno. */
 int sender_request(struct sender *s, const char *method, const char *path, const char *body,
-                   const char *idempotency_key, sender_done_fn fn, void *userdata);
+                   const char *idempotency_key, unsigned flags, sender_done_fn fn, void *userdata);
 size_t sender_in_flight(const struct sender *s);

@@ -156,6 +156,7 @@ static void start_job(CURLM *multi, const cJSON *o)
         const cJSON *idv = cJSON_GetObjectItemCaseSensitive(o, "id");
         const char *method = jstr(o, "method"), *path = jstr(o, "path"), *body = jstr(o, "body");
         const char *idem = jstr(o, "idempotency_key");
+        bool minimal = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "minimal"));
         struct job *j;
         char *url, *idem_header = NULL;
         struct curl_slist *h;
@@ -180,6 +181,7 @@ static void start_job(CURLM *multi, const cJSON *o)
                 j->headers = h;
         if (!j->body || !j->easy || !h || !(h = curl_slist_append(j->headers, auth_header)) ||
             (idem_header && !(h = curl_slist_append(j->headers, idem_header))) ||
+            (minimal && !(h = curl_slist_append(j->headers, "Prefer: return=minimal"))) ||
             /* libcurl adds "Expect: 100-continue" to larger bodies: a round trip we do not need */
             !(h = curl_slist_append(j->headers, "Expect:")))
                 fail("out of memory");

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 static const char *const update_type_names[BODY_UPDATE_TYPE_MAX] = {
         [BODY_UPDATE_OCCURRENCE] = "occurrence", [BODY_UPDATE_LEVEL] = "level", [BODY_UPDATE_CLEARED] = "cleared",
@@ -313,6 +314,39 @@ bool body_is_rfc3339(const char *s)
         if (!digits(&p, 2, &oh) || *p++ != ':' || !digits(&p, 2, &om))
                 return false;
         return *p == '\0' && oh <= 23 && om <= 59;
+}
+
+/* Preferences are comma-separated, each "name[=value]" with optional
+ * ";parameters"; names and this value compare case-insensitively, and the
+ * value may be quoted. */
+bool body_prefers_minimal(const char *p)
+{
+        while (p && *p) {
+                size_t len = strcspn(p, ","), n;
+                const char *e = p, *v;
+
+                while (e < p + len && (*e == ' ' || *e == '\t'))
+                        e++;
+                n = strcspn(e, ";,");
+                if (n >= 6 && strncasecmp(e, "return", 6) == 0) {
+                        v = e + 6;
+                        while (*v == ' ' || *v == '\t')
+                                v++;
+                        if (*v == '=') {
+                                v++;
+                                while (*v == ' ' || *v == '\t')
+                                        v++;
+                                if (*v == '"')
+                                        v++;
+                                if (strncasecmp(v, "minimal", 7) == 0 && strchr("\" \t;,", v[7]))
+                                        return true;
+                        }
+                }
+                p += len;
+                if (*p == ',')
+                        p++;
+        }
+        return false;
 }
 
 int body_check_idempotency_key(const char *key, char *err, size_t errsize)

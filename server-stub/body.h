@@ -98,6 +98,11 @@ bool body_is_rfc3339(const char *s);
  * -EINVAL with a message in err. */
 int body_check_idempotency_key(const char *key, char *err, size_t errsize);
 
+/* True when a Prefer header value (NULL: none) asks for return=minimal
+ * (RFC 7240): the client needs only the id of what it creates, not the
+ * whole object back. */
+bool body_prefers_minimal(const char *prefer);
+
 /* True when s can be an agent id or snapshot request in a URL path: 1..256
  * bytes of A-Z a-z 0-9 . _ -, and neither "." nor "..". */
 bool body_is_url_id(const char *s);

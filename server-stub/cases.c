@@ -129,6 +129,22 @@ static int read_request(const struct http_call *call, struct http_reply *reply, 
         return 0;
 }
 
+/* The answer to "Prefer: return=minimal": {"id": id} (and case_id for an
+ * update), marked with Preference-Applied. */
+static void reply_minimal(struct http_reply *reply, unsigned status, int64_t id, int64_t case_id)
+{
+        cJSON *o = cJSON_CreateObject();
+
+        if (!o || !cJSON_AddNumberToObject(o, "id", (double)id) ||
+            (case_id && !cJSON_AddNumberToObject(o, "case_id", (double)case_id))) {
+                cJSON_Delete(o);
+                http_reply_error(reply, STATUS_INTERNAL, "out of memory");
+                return;
+        }
+        reply->preference_applied = "return=minimal";
+        http_reply_json(reply, status, o);
+}
+
 void cases_create(struct store *store, const struct http_call *call, struct http_reply *reply)
 {
         struct body_case c;
@@ -155,6 +171,10 @@ void cases_create(struct store *store, const struct http_call *call, struct http
                            c.fault_key, c.hostname, c.title);
         else
                 log_debug("case %lld: Idempotency-Key %s seen before, not duplicated", (long long)id, key);
+        if (body_prefers_minimal(http_call_header(call, "Prefer"))) {
+                reply_minimal(reply, created ? STATUS_CREATED : STATUS_OK, id, 0);
+                goto out;
+        }
         r = store_case_get(store, id, false, &view);
         if (r < 0) {
                 cases_reply_store_error(reply, store, "reading case", r);
@@ -222,6 +242,10 @@ void cases_update(struct store *store, const struct http_call *call, struct http
         else
                 log_debug("case %lld: update Idempotency-Key %s seen before, not applied again", (long long)case_id,
                           key);
+        if (body_prefers_minimal(http_call_header(call, "Prefer"))) {
+                reply_minimal(reply, created ? STATUS_CREATED : STATUS_OK, id, case_id);
+                goto out;
+        }
         r = store_update_get(store, id, &view);
         if (r < 0) {
                 cases_reply_store_error(reply, store, "reading update", r);

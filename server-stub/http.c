@@ -394,6 +394,8 @@ static enum MHD_Result send_reply_ra(struct MHD_Connection *conn, const char *me
                 MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
         if (status == MHD_HTTP_METHOD_NOT_ALLOWED && allow && allow[0])
                 MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+        if (reply->preference_applied)
+                MHD_add_response_header(resp, "Preference-Applied", reply->preference_applied);
         if (retry_after >= 0) {
                 char ra[16];
 
@@ -402,7 +404,9 @@ static enum MHD_Result send_reply_ra(struct MHD_Connection *conn, const char *me
         }
         ret = MHD_queue_response(conn, status, resp);
         MHD_destroy_response(resp);
-        log_info("%s %s %u", method, printable(path, shown, sizeof shown), status);
+        log_info("%s %s %u%s%s%s", method, printable(path, shown, sizeof shown), status,
+                 reply->preference_applied ? " (" : "", reply->preference_applied ? reply->preference_applied : "",
+                 reply->preference_applied ? ")" : "");
         return ret;
 }
 

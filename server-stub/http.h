@@ -47,8 +47,9 @@ struct http_call {
 
 struct http_reply {
         unsigned status;
-        cJSON *json; /* owned by the reply; NULL after an allocation failure */
-        char *html;  /* owned; when set, the answer is this page (text/html) instead of json */
+        cJSON *json;                    /* owned by the reply; NULL after an allocation failure */
+        char *html;                     /* owned; when set, the answer is this page (text/html) instead of json */
+        const char *preference_applied; /* static; when set, sent as Preference-Applied (RFC 7240) */
 };
 
 typedef void (*http_handler_fn)(struct store *store, const struct http_call *call, struct http_reply *reply);

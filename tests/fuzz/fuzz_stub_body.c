@@ -5,7 +5,7 @@
  * Any byte string must be accepted or refused with a message, without crash
  * or leak; whatever is accepted must honour the documented caps. The first
  * byte picks nothing: every input goes through both validators, the
- * Idempotency-Key check and the RFC 3339 check. */
+ * Idempotency-Key check, the Prefer header check and the RFC 3339 check. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,6 +219,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(text, data, size);
         text[size] = '\0';
         (void)body_check_idempotency_key(text, err, sizeof err);
+        (void)body_prefers_minimal(text);
         {
                 int64_t usec;
 

@@ -144,6 +144,28 @@ def test_restart_takes_up_the_open_case_instead_of_a_second_one(dagent, stub):
     assert "reopened" not in updates
 
 
+def test_opens_and_updates_ask_for_the_minimal_answer(stub, tmp_path):
+    """The outbox reads only the id from an answer, so its case opens and
+    updates send "Prefer: return=minimal"; the stub (at info) logs the
+    preference it applied. The case itself is complete on the stub."""
+    require_tool("snmptrap", "snmp")
+    stub.stop()
+    stub.start(extra_args=["--verbose"])
+    a = DeliveryAgent(str(tmp_path / "agent"), stub)
+    try:
+        a.start()
+        a.down(5)
+        case = stub.wait_for(lambda: cases_by_key(stub).get(link_key(5)), 10)[0]
+        a.up(5)
+        stub.wait_for(lambda: not stub.case(case["id"])["fault_active"], 10)
+        assert case["title"] and case["evidence"] and case["readings"]
+        assert "POST /api/v1/cases 201 (return=minimal)" in stub.log, stub.log[-2000:]
+        assert "POST /api/v1/cases/%d/updates 201 (return=minimal)" % case["id"] in stub.log, stub.log[-2000:]
+        assert a.status()["cases"]["opened"] == 1
+    finally:
+        a.stop()
+
+
 def test_maintenance_window_holds_cases_until_it_ends(dagent, stub):
     dagent.start()
     r = dagent.ctl("maintenance", "start", "--for", "4s", "--reason", "disk swap on the RAID shelf")

@@ -151,6 +151,47 @@ def test_same_idempotency_key_returns_same_case(stub):
     assert [c["id"] for c in stub.cases()] == [first.json["id"], second.json["id"]]
 
 
+@pytest.mark.parametrize("prefer", ["return=minimal", "RETURN = \"minimal\"", "handling=lenient, return=minimal",
+                                    "return=minimal; foo=bar", "respond-async,return=minimal"])
+def test_prefer_return_minimal_answers_only_the_id(stub, prefer):
+    """RFC 7240: a client that needs only the id (the agent) gets {"id": N}
+    and Preference-Applied; the case is stored whole all the same, a replay
+    answers the same id, and an update answers its id and case_id."""
+    body = case_body(error_codes=["EIO"])
+    r = stub.post(CASES, body, {"Idempotency-Key": "min-1", "Prefer": prefer})
+    assert r.status == 201, r
+    assert r.json == {"id": r.json["id"]} and isinstance(r.json["id"], int)
+    assert r.headers.get("preference-applied") == "return=minimal"
+    cid = r.json["id"]
+    stored = stub.case(cid)
+    assert stored["title"] == body["title"] and stored["readings"] == body["readings"]
+    assert stored["extra"] == {"error_codes": ["EIO"]}
+
+    again = stub.post(CASES, body, {"Idempotency-Key": "min-1", "Prefer": prefer})
+    assert again.status == 200 and again.json == {"id": cid}
+    assert len(stub.cases()) == 1
+
+    u = stub.post(f"{CASES}/{cid}/updates", {"type": "cleared"}, {"Idempotency-Key": "u-1", "Prefer": prefer})
+    assert u.status == 201, u
+    assert set(u.json) == {"id", "case_id"} and u.json["case_id"] == cid
+    assert u.headers.get("preference-applied") == "return=minimal"
+    assert stub.case(cid)["fault_active"] is False
+    u2 = stub.post(f"{CASES}/{cid}/updates", {"type": "cleared"}, {"Idempotency-Key": "u-1", "Prefer": prefer})
+    assert u2.status == 200 and u2.json == u.json
+
+
+@pytest.mark.parametrize("prefer", ["return=representation", "return=minimalist", "minimal", "xreturn=minimal",
+                                    "return"])
+def test_other_preferences_get_the_whole_case(stub, prefer):
+    r = stub.post(CASES, case_body(), {"Idempotency-Key": "full-1", "Prefer": prefer})
+    assert r.status == 201, r
+    assert r.json["title"] == case_body()["title"] and r.json["status"] == "open"
+    assert "preference-applied" not in r.headers
+    # errors stay errors whatever the preference
+    bad = stub.post(CASES, {"fault_key": "x"}, {"Idempotency-Key": "bad-1", "Prefer": "return=minimal"})
+    assert bad.status == 400 and "error" in bad.json
+
+
 def test_idempotency_key_required_and_capped(stub):
     r = stub.post(CASES, case_body())
     assert_error(r, 400, "Idempotency-Key")

@@ -27,10 +27,11 @@ static sender_done_fn sent_fn;
 static void *sent_ud;
 
 int sender_request(struct sender *s, const char *method, const char *path, const char *body,
-                   const char *idempotency_key, sender_done_fn fn, void *userdata)
+                   const char *idempotency_key, unsigned flags, sender_done_fn fn, void *userdata)
 {
         (void)s;
         (void)idempotency_key;
+        assert_int_equal(flags, 0); /* a check-in's answer carries commands: never minimal */
         assert_string_equal(method, "POST");
         assert_string_equal(path, "/api/v1/agents/host-1/checkin");
         free(sent_body);
