@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,10 @@
 #include "loop.h"
 
 #define STORE_RETRY_USEC 1000000 /* a failed commit is tried again this often */
+/* After this long without a commit, SQLite's page cache is given back (and
+ * the heap trimmed): an agent at rest then holds only what it uses, and a
+ * busy one, committing all the time, keeps its cache. */
+#define STORE_IDLE_RELEASE_USEC 2000000
 #define SCHEMA_VERSION "1"
 
 enum {
@@ -125,6 +130,7 @@ struct store {
         char *path;
         sqlite3_stmt *q[Q_MAX];
         struct loop_source *timer;
+        struct loop_source *idle_timer; /* STORE_IDLE_RELEASE_USEC after the last commit */
         struct store_writer writers[STORE_WRITERS_MAX];
         size_t n_writers;
         bool dirty;
@@ -206,6 +212,17 @@ static uint64_t on_commit_timer(struct loop_source *s, uint64_t now, void *userd
         return 0;
 }
 
+static uint64_t on_idle_timer(struct loop_source *s, uint64_t now, void *userdata)
+{
+        struct store *st = userdata;
+
+        (void)s;
+        (void)now;
+        sqlite3_db_release_memory(st->db);
+        malloc_trim(0);
+        return 0;
+}
+
 int store_open(struct loop *loop, const char *path, enum store_sync sync, struct store **ret, const char **ret_error)
 {
         static char open_error[256];
@@ -253,6 +270,9 @@ int store_open(struct loop *loop, const char *path, enum store_sync sync, struct
         r = loop_add_timer(loop, 0, 0, "store-commit", on_commit_timer, st, &st->timer);
         if (r < 0)
                 goto fail;
+        r = loop_add_timer(loop, STORE_IDLE_RELEASE_USEC, 0, "store-idle", on_idle_timer, st, &st->idle_timer);
+        if (r < 0)
+                goto fail;
         *ret = st;
         return 0;
 fail:
@@ -268,6 +288,7 @@ void store_free(struct store *st)
         if (!st)
                 return;
         loop_remove(st->timer);
+        loop_remove(st->idle_timer);
         for (size_t i = 0; i < Q_MAX; i++)
                 sqlite3_finalize(st->q[i]);
         sqlite3_close(st->db);
@@ -333,6 +354,7 @@ int store_commit_now(struct store *st)
                 if (file_size(st->path, "-wal") > st->wal_max)
                         sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
                 st->stats.commits++;
+                loop_timer_set(st->idle_timer, STORE_IDLE_RELEASE_USEC);
                 st->stats.last_errno = 0;
                 st->stats.failing = false;
                 st->last_error[0] = '\0';

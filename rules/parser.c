@@ -108,7 +108,7 @@ int conf_read_file(const char *path, char **ret, size_t *ret_len)
 {
         struct stat st;
         char *buf = NULL;
-        size_t len = 0;
+        size_t len = 0, cap;
         int fd, r;
 
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
@@ -126,13 +126,30 @@ int conf_read_file(const char *path, char **ret, size_t *ret_len)
                 r = -EFBIG;
                 goto out;
         }
-        buf = xmalloc(CONF_FILE_MAX + 2);
+        /* Sized to the file, not to CONF_FILE_MAX: a 1 MiB block freed at
+         * start raises glibc's mmap threshold, and the heap of a daemon that
+         * should idle in 3 MiB then keeps what later large blocks leave. */
+        cap = (size_t)st.st_size + 1;
+        buf = xmalloc(cap + 1);
         if (!buf) {
                 r = -ENOMEM;
                 goto out;
         }
         for (;;) {
-                ssize_t n = read(fd, buf + len, CONF_FILE_MAX + 1 - len);
+                ssize_t n;
+
+                if (len == cap) { /* it grew while we read it */
+                        char *nb;
+
+                        cap = CONF_FILE_MAX + 1;
+                        nb = xrealloc(buf, cap + 1);
+                        if (!nb) {
+                                r = -ENOMEM;
+                                goto out;
+                        }
+                        buf = nb;
+                }
+                n = read(fd, buf + len, cap - len);
 
                 if (n < 0) {
                         if (errno == EINTR)
