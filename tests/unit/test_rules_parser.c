@@ -319,6 +319,70 @@ static char *load_errors(const char *name, struct ruleset **ret)
         return out;
 }
 
+/* conf_read_file sizes its buffer to the file: exactly the content, at the
+ * limit and one byte over it, an empty file, a file whose size reads 0 but
+ * has content (procfs: the buffer must grow), and a directory. */
+static void test_read_file_sizes(void **state)
+{
+        char dir[64], path[128], *buf = NULL, *big;
+        size_t len = 0;
+        FILE *f;
+
+        (void)state;
+        snprintf(dir, sizeof dir, "/tmp/weibao-read-XXXXXX");
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof path, "%s/f", dir);
+
+        f = fopen(path, "w");
+        assert_non_null(f);
+        fputs("rule x {}\n", f);
+        fclose(f);
+        assert_int_equal(conf_read_file(path, &buf, &len), 0);
+        assert_int_equal(len, 10);
+        assert_string_equal(buf, "rule x {}\n");
+        free(buf);
+
+        big = malloc(CONF_FILE_MAX + 1);
+        assert_non_null(big);
+        memset(big, '#', CONF_FILE_MAX + 1);
+        f = fopen(path, "w");
+        assert_non_null(f);
+        assert_int_equal(fwrite(big, 1, CONF_FILE_MAX, f), CONF_FILE_MAX);
+        fclose(f);
+        assert_int_equal(conf_read_file(path, &buf, &len), 0);
+        assert_int_equal(len, CONF_FILE_MAX);
+        assert_int_equal(buf[len], '\0');
+        assert_memory_equal(buf, big, CONF_FILE_MAX);
+        free(buf);
+        f = fopen(path, "a");
+        assert_non_null(f);
+        fputc('#', f);
+        fclose(f);
+        buf = NULL;
+        assert_int_equal(conf_read_file(path, &buf, &len), -EFBIG);
+        assert_null(buf);
+        free(big);
+
+        f = fopen(path, "w");
+        assert_non_null(f);
+        fclose(f);
+        assert_int_equal(conf_read_file(path, &buf, &len), 0);
+        assert_int_equal(len, 0);
+        assert_string_equal(buf, "");
+        free(buf);
+
+        /* st_size 0, content of its own: grows past the first guess */
+        assert_int_equal(conf_read_file("/proc/self/status", &buf, &len), 0);
+        assert_true(len > 100);
+        assert_int_equal(strlen(buf), len);
+        assert_non_null(strstr(buf, "Name:"));
+        free(buf);
+
+        assert_int_equal(conf_read_file(dir, &buf, &len), -EINVAL);
+        unlink(path);
+        rmdir(dir);
+}
+
 static void test_include(void **state)
 {
         struct ruleset *rs = NULL;
@@ -642,6 +706,7 @@ int main(void)
                 cmocka_unit_test(test_condition_length_is_capped),
                 cmocka_unit_test(test_error_cap_is_exact),
                 cmocka_unit_test(test_nul_byte_in_comment),
+                cmocka_unit_test(test_read_file_sizes),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
