@@ -6,10 +6,12 @@
  * (the sender's idle timer per request), so the timerfd is only moved when
  * the earliest deadline comes before the armed one, and within a dispatch
  * round only once, at its end. An armed deadline earlier than needed merely
- * wakes the loop once for nothing, and it is re-armed then. Sources are kept in an array so status output
- * can enumerate them; removal during dispatch only marks the source dead and
- * the array is compacted after the round, so a callback can remove anything
- * (including sources whose events are still pending in the same epoll batch). */
+ * wakes the loop once for nothing, and it is re-armed then.
+ *
+ * Sources are kept in an array so status output can enumerate them; removal
+ * during dispatch only marks the source dead and the array is compacted after
+ * the round, so a callback can remove anything (including sources whose
+ * events are still pending in the same epoll batch). */
 #include "loop.h"
 
 #include <errno.h>
