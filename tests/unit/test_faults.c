@@ -25,6 +25,7 @@
 #include "../../lib/xalloc.h"
 #include "../../rules/conf.h"
 #include "../../rules/rules.h"
+#include "scratch.h"
 
 static const char RULES[] = "rule high {\n"
                             "    when source == \"sensor\" and value >= max\n"
@@ -102,8 +103,7 @@ static int setup(void **state)
 
         assert_non_null(f);
         f->set = (struct faults_settings){.occurrence_usec = 1000000, .case_rate = 60, .case_burst = 100};
-        snprintf(f->dir, sizeof f->dir, "/tmp/weibao-test-faults-XXXXXX");
-        assert_non_null(mkdtemp(f->dir));
+        scratch_make(f->dir, sizeof f->dir, "faults");
         assert_int_equal(loop_new(&f->loop), 0);
         assert_int_equal(sender_new(f->loop, &f->sender), 0);
         assert_int_equal(sender_configure(f->sender, "http://127.0.0.1:9", "t", 1000000), 0);
@@ -122,15 +122,12 @@ static int teardown(void **state)
 {
         struct fixture *f = *state;
 
-        char cmd[128];
-
         close_all(f);
         sender_free(f->sender);
         identity_free(f->id);
         ruleset_free(f->rules);
         loop_free(f->loop);
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-        assert_int_equal(system(cmd), 0);
+        scratch_remove(f->dir);
         free(f);
         return 0;
 }

@@ -20,6 +20,7 @@
 #include "../../agent/store.h"
 #include "../../lib/event.h"
 #include "../../lib/xalloc.h"
+#include "scratch.h"
 
 struct fixture {
         char dir[64];
@@ -45,8 +46,7 @@ static int setup(void **state)
         struct history_settings set = {0};
 
         assert_non_null(f);
-        snprintf(f->dir, sizeof f->dir, "/tmp/weibao-test-history-XXXXXX");
-        assert_non_null(mkdtemp(f->dir));
+        scratch_make(f->dir, sizeof f->dir, "history");
         assert_int_equal(loop_new(&f->loop), 0);
         assert_int_equal(open_history(f, &set), 0);
         *state = f;
@@ -56,13 +56,11 @@ static int setup(void **state)
 static int teardown(void **state)
 {
         struct fixture *f = *state;
-        char cmd[128];
 
         history_free(f->h);
         store_free(f->st);
         loop_free(f->loop);
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-        assert_int_equal(system(cmd), 0);
+        scratch_remove(f->dir);
         free(f);
         return 0;
 }

@@ -21,6 +21,7 @@
 #include "../../agent/loop.h"
 #include "../../agent/store.h"
 #include "../../lib/xalloc.h"
+#include "scratch.h"
 
 #define H (3600LL * 1000000)
 #define OUTAGES_MAX 16
@@ -62,8 +63,7 @@ static int setup(void **state)
 
         assert_non_null(f);
         w.userdata = f;
-        snprintf(f->dir, sizeof f->dir, "/tmp/weibao-test-ledger-XXXXXX");
-        assert_non_null(mkdtemp(f->dir));
+        scratch_make(f->dir, sizeof f->dir, "ledger");
         snprintf(path, sizeof path, "%s/agent.db", f->dir);
         assert_int_equal(loop_new(&f->loop), 0);
         assert_int_equal(store_open(f->loop, path, STORE_SYNC_NORMAL, &f->st, NULL), 0);
@@ -76,13 +76,11 @@ static int setup(void **state)
 static int teardown(void **state)
 {
         struct fixture *f = *state;
-        char cmd[128];
 
         ledger_free(f->l);
         store_free(f->st);
         loop_free(f->loop);
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-        assert_int_equal(system(cmd), 0);
+        scratch_remove(f->dir);
         free(f);
         return 0;
 }

@@ -17,6 +17,7 @@
 #include "../../agent/maintenance.h"
 #include "../../agent/store.h"
 #include "../../lib/event.h"
+#include "scratch.h"
 
 #define HOUR (3600LL * 1000000)
 
@@ -71,8 +72,7 @@ static int setup(void **state)
         struct fixture *f = calloc(1, sizeof *f);
 
         assert_non_null(f);
-        snprintf(f->dir, sizeof f->dir, "/tmp/weibao-test-maint-XXXXXX");
-        assert_non_null(mkdtemp(f->dir));
+        scratch_make(f->dir, sizeof f->dir, "maint");
         assert_int_equal(loop_new(&f->loop), 0);
         fake_now = time_wall_usec();
         open_all(f);
@@ -84,12 +84,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
         struct fixture *f = *state;
-        char cmd[128];
 
         close_all(f);
         loop_free(f->loop);
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-        assert_int_equal(system(cmd), 0);
+        scratch_remove(f->dir);
         free(f);
         return 0;
 }

@@ -29,6 +29,7 @@
 #include "../../lib/event.h"
 #include "../../lib/xalloc.h"
 #include "../../rules/conf.h"
+#include "scratch.h"
 
 struct fixture {
         char dir[64];
@@ -62,8 +63,7 @@ static int setup(void **state)
         struct event e;
 
         assert_non_null(f);
-        snprintf(f->dir, sizeof f->dir, "/tmp/weibao-test-snapshot-XXXXXX");
-        assert_non_null(mkdtemp(f->dir));
+        scratch_make(f->dir, sizeof f->dir, "snapshot");
         snprintf(path, sizeof path, "%s/agent.db", f->dir);
         assert_int_equal(loop_new(&f->loop), 0);
         assert_int_equal(sender_new(f->loop, &f->sender), 0);
@@ -97,7 +97,6 @@ static int setup(void **state)
 static int teardown(void **state)
 {
         struct fixture *f = *state;
-        char cmd[128];
 
         ledger_free(f->l);
         history_free(f->h);
@@ -109,8 +108,7 @@ static int teardown(void **state)
         config_free(f->config);
         identity_free(f->id);
         loop_free(f->loop);
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-        assert_int_equal(system(cmd), 0);
+        scratch_remove(f->dir);
         free(f);
         return 0;
 }
