@@ -256,7 +256,8 @@ def test_stub_down_at_start_case_opens_when_it_comes_up(stub, tmp_path):
         stub.start()
         assert stub.wait_for(lambda: cases_for(stub), 10), a.log()
         assert len(cases_for(stub)) == 1
-        assert "after failed attempts" in a.log()
+        # logged when the answer arrives, a moment after the stub stored the case
+        assert wait_until(lambda: "after failed attempts" in a.log(), 5), a.log()
     finally:
         a.stop()
 

@@ -293,7 +293,7 @@ def test_full_state_directory_is_reported_and_recovers(stub, tmp_path):
         st = a.status()
         assert "full" in st["state"]["error"], st["state"]
         assert st["cases"]["not_durable"] > 0
-        assert "cannot save" in a.log() and "held in memory only" in a.log()
+        assert wait_until(lambda: "cannot save" in a.log() and "held in memory only" in a.log(), 5), a.log()[-2000:]
         time.sleep(1.5)
         assert len(stub.cases()) == 1  # nothing is sent before it is on disk
         assert a.proc.poll() is None
@@ -301,7 +301,7 @@ def test_full_state_directory_is_reported_and_recovers(stub, tmp_path):
         os.unlink(state / "filler")  # space returns
         assert wait_until(lambda: not a.status()["state"]["failing"], 10)
         stub.wait_for(lambda: len(stub.cases()) == 39, 20)
-        assert "saving works again" in a.log()
+        assert wait_until(lambda: "saving works again" in a.log(), 5), a.log()[-2000:]
     finally:
         a.stop()
         subprocess.run(["umount", "-l", str(state)])
