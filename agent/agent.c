@@ -842,6 +842,7 @@ static cJSON *status_json(const struct agent *a)
                 cJSON_AddNumberToObject(x, "cleared", (double)fs.cleared);
                 cJSON_AddNumberToObject(x, "shed", (double)fs.shed);
                 cJSON_AddNumberToObject(x, "flapping", (double)fs.flapping);
+                cJSON_AddNumberToObject(x, "remembered", (double)fs.remembered);
         }
         if ((x = cJSON_AddObjectToObject(o, "cases"))) {
                 cJSON_AddNumberToObject(x, "opened", (double)os.cases_opened);

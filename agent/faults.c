@@ -7,7 +7,12 @@
  * summary case that stands for it). Changed faults are marked dirty and
  * written as JSON documents at the store's next commit; occurrence counts of
  * repeats mark a fault only lazily (written within a second), so a trap storm
- * costs no commit per trap. */
+ * costs no commit per trap.
+ *
+ * A cleared fault is forgotten once its reopen and flap windows are over.
+ * What outlives it is the id of its last case (a "past case", in a table of
+ * its own, written as a row of the fault table under the same key), so that
+ * a recurrence weeks later still opens a case naming the one before it. */
 #include "faults.h"
 
 #include <errno.h>
@@ -37,6 +42,8 @@
 #define SUMMARY_NOTE_USEC 1000000
 #define OPEN_RETRY_MAX 64 /* refused case opens tried again per walk */
 #define STORM_PREFIX "storm:"
+#define PAST_KEEP_USEC (90 * 86400 * 1000000LL) /* a quarter: the inspection cycle */
+#define PAST_SWEEP_USEC 60000000                /* how often expired past cases are dropped */
 
 enum fault_hold {
         HOLD_NONE,        /* has its own case, or is cleared */
@@ -88,6 +95,15 @@ struct fault {
         struct fault *next;
 };
 
+/* The last case of a forgotten fault, for the next firing period to name. */
+struct past_case {
+        char *key;
+        char *case_id;
+        int64_t cleared_at; /* wall µs */
+        bool dirty;         /* not yet written */
+        struct past_case *next;
+};
+
 struct rule_storm {
         char *rule;
         uint64_t window_start;
@@ -109,6 +125,9 @@ struct faults {
         bool dirty_all; /* the list lost track (allocation failure): write them all */
         char **deleted; /* keys whose rows go in the next commit */
         size_t n_deleted, cap_deleted;
+        struct past_case *past[FAULT_BUCKETS];
+        size_t n_past, n_past_dirty;
+        uint64_t past_sweep_mono;
         struct rule_storm *storms;
         double tokens;
         uint64_t tokens_mono;
@@ -355,11 +374,60 @@ static cJSON *fault_doc(const struct fault *f)
         return o;
 }
 
+/* Queues the row of key for deletion at the next commit, taking key.
+ * Returns 0, or -ENOMEM (key not taken). */
+static int fs_queue_delete(struct faults *fs, char *key)
+{
+        if (fs->n_deleted == fs->cap_deleted) {
+                size_t nc = fs->cap_deleted ? 2 * fs->cap_deleted : 64;
+                char **nd = xrealloc(fs->deleted, nc * sizeof *nd);
+                if (!nd)
+                        return -ENOMEM;
+                fs->deleted = nd;
+                fs->cap_deleted = nc;
+        }
+        fs->deleted[fs->n_deleted++] = key;
+        store_mark_dirty(fs->st);
+        return 0;
+}
+
+static int fs_write_past(struct faults *fs, struct store *st)
+{
+        char ts[40];
+        int r;
+
+        for (size_t b = 0; fs->n_past_dirty && b < FAULT_BUCKETS; b++)
+                for (const struct past_case *p = fs->past[b]; p; p = p->next) {
+                        cJSON *o, *x;
+                        char *doc = NULL;
+                        if (!p->dirty)
+                                continue;
+                        if ((o = cJSON_CreateObject()) && (x = cJSON_AddObjectToObject(o, "past")) &&
+                            cJSON_AddStringToObject(x, "case_id", p->case_id) &&
+                            cJSON_AddNumberToObject(x, "cleared_at", (double)p->cleared_at) &&
+                            cJSON_AddStringToObject(x, "cleared", time_format_rfc3339(p->cleared_at, ts, sizeof ts)))
+                                doc = cJSON_PrintUnformatted(o);
+                        cJSON_Delete(o);
+                        if (!doc)
+                                return -ENOMEM;
+                        r = store_put_fault(st, p->key, doc);
+                        free(doc);
+                        if (r < 0)
+                                return r;
+                }
+        return 0;
+}
+
 static int fs_write(struct store *st, void *userdata)
 {
         struct faults *fs = userdata;
         int r;
 
+        /* Deletions first: a key forgotten and seen again before this commit
+         * has a new row to keep. */
+        for (size_t i = 0; i < fs->n_deleted; i++)
+                if ((r = store_del_fault(st, fs->deleted[i])) < 0)
+                        return r;
         for (size_t b = 0, i = 0; fs->dirty_all ? b < FAULT_BUCKETS : i < fs->n_dirty; b++, i++)
                 for (struct fault *f = fs->dirty_all ? fs->buckets[b] : fs->dirty[i]; f;
                      f = fs->dirty_all ? f->next : NULL) {
@@ -375,10 +443,7 @@ static int fs_write(struct store *st, void *userdata)
                         if (r < 0)
                                 return r;
                 }
-        for (size_t i = 0; i < fs->n_deleted; i++)
-                if ((r = store_del_fault(st, fs->deleted[i])) < 0)
-                        return r;
-        return 0;
+        return fs_write_past(fs, st);
 }
 
 static void fs_done(struct store *st, bool committed, void *userdata)
@@ -400,6 +465,12 @@ static void fs_done(struct store *st, bool committed, void *userdata)
                 free(fs->deleted[i]);
         fs->n_deleted = 0;
         fs->any_lazy = false;
+        for (size_t b = 0; fs->n_past_dirty && b < FAULT_BUCKETS; b++)
+                for (struct past_case *p = fs->past[b]; p; p = p->next)
+                        if (p->dirty) {
+                                p->dirty = false;
+                                fs->n_past_dirty--;
+                        }
 }
 
 /* ---- the fault table ---- */
@@ -436,6 +507,84 @@ static void fault_free(struct fault *f)
         free(f);
 }
 
+/* ---- past cases ---- */
+
+static struct past_case **past_slot(struct faults *fs, const char *key)
+{
+        struct past_case **pp = &fs->past[hash_fnv_str(key) % FAULT_BUCKETS];
+
+        while (*pp && strcmp((*pp)->key, key) != 0)
+                pp = &(*pp)->next;
+        return pp;
+}
+
+/* Unlinks *pp; its row is deleted at the next commit when drop_row (an
+ * entry taken up by a new fault is overwritten by that fault's row instead). */
+static void past_unlink(struct faults *fs, struct past_case **pp, bool drop_row)
+{
+        struct past_case *p = *pp;
+
+        *pp = p->next;
+        fs->n_past--;
+        if (p->dirty)
+                fs->n_past_dirty--;
+        if (drop_row && fs_queue_delete(fs, p->key) == 0)
+                p->key = NULL;
+        free(p->key);
+        free(p->case_id);
+        free(p);
+}
+
+/* Remembers case_id as the last case of key, taking key (freed on failure,
+ * like a key queued for deletion); the oldest entry makes room when there
+ * are max_faults of them already. */
+static void past_remember(struct faults *fs, char *key, const char *case_id, int64_t cleared_at)
+{
+        struct past_case **pp = past_slot(fs, key), *p;
+
+        if (*pp)
+                past_unlink(fs, pp, false);
+        if (fs->n_past >= fs->set.max_faults) {
+                struct past_case **oldest = NULL;
+                for (size_t b = 0; b < FAULT_BUCKETS; b++)
+                        for (struct past_case **q = &fs->past[b]; *q; q = &(*q)->next)
+                                if (!oldest || (*q)->cleared_at < (*oldest)->cleared_at)
+                                        oldest = q;
+                if (oldest)
+                        past_unlink(fs, oldest, true);
+        }
+        p = xcalloc(1, sizeof *p);
+        if (!p || !(p->case_id = xstrdup(case_id))) {
+                free(p);
+                if (fs_queue_delete(fs, key) < 0)
+                        free(key);
+                return;
+        }
+        p->key = key;
+        p->cleared_at = cleared_at;
+        p->dirty = true;
+        fs->n_past_dirty++;
+        pp = past_slot(fs, key);
+        p->next = *pp;
+        *pp = p;
+        fs->n_past++;
+        store_mark_dirty(fs->st);
+}
+
+/* Past cases older than PAST_KEEP_USEC are dropped, once a minute. */
+static void past_sweep(struct faults *fs, uint64_t mono, int64_t now)
+{
+        if (fs->past_sweep_mono && mono - fs->past_sweep_mono < PAST_SWEEP_USEC)
+                return;
+        fs->past_sweep_mono = mono;
+        for (size_t b = 0; b < FAULT_BUCKETS; b++)
+                for (struct past_case **pp = &fs->past[b]; *pp;)
+                        if (now - (*pp)->cleared_at > PAST_KEEP_USEC)
+                                past_unlink(fs, pp, true);
+                        else
+                                pp = &(*pp)->next;
+}
+
 /* A fresh cleared fault in the table; NULL (counted as shed) when full. */
 static struct fault *fault_create(struct faults *fs, const char *key)
 {
@@ -453,6 +602,12 @@ static struct fault *fault_create(struct faults *fs, const char *key)
                 return NULL;
         }
         f->state = FAULT_CLEARED;
+        struct past_case **pp = past_slot(fs, key);
+        if (*pp) { /* its next case names the last one */
+                f->prev_case_id = (*pp)->case_id;
+                (*pp)->case_id = NULL;
+                past_unlink(fs, pp, false);
+        }
         f->next = fs->buckets[b];
         fs->buckets[b] = f;
         fs->n_faults++;
@@ -1169,20 +1324,19 @@ void faults_hold_cases(struct faults *fs, bool hold, const char *why)
 
 /* ---- the walk: batched updates, settling, ageing out ---- */
 
+/* Forgets a cleared fault whose windows are over; its last case, if it had
+ * one, is remembered as a past case (which takes over its row). */
 static void forget(struct faults *fs, struct fault **pp)
 {
         struct fault *f = *pp;
-        char *key = f->key;
+        const char *last = f->case_id    ? f->case_id
+                           : f->case_ref ? outbox_case_id(fs->ob, f->case_ref)
+                                         : f->prev_case_id;
 
-        if (fs->n_deleted == fs->cap_deleted) {
-                size_t nc = fs->cap_deleted ? 2 * fs->cap_deleted : 64;
-                char **nd = xrealloc(fs->deleted, nc * sizeof *nd);
-                if (!nd)
-                        return; /* kept; tried again at the next walk */
-                fs->deleted = nd;
-                fs->cap_deleted = nc;
-        }
-        fs->deleted[fs->n_deleted++] = key;
+        if (last)
+                past_remember(fs, f->key, last, f->cleared_at);
+        else if (fs_queue_delete(fs, f->key) < 0)
+                return; /* kept; tried again at the next walk */
         f->key = NULL;
         if (f->in_dirty)
                 for (size_t i = 0; i < fs->n_dirty; i++)
@@ -1202,6 +1356,7 @@ static void walk(struct faults *fs)
 {
         uint64_t mono = time_mono_usec();
         int64_t now = time_wall_usec();
+        past_sweep(fs, mono, now);
         uint64_t keep = fs->set.reopen_window_usec > fs->set.flap_window_usec ? fs->set.reopen_window_usec
                                                                               : fs->set.flap_window_usec;
         unsigned retries = 0;
@@ -1308,6 +1463,21 @@ static int load_fault(const char *key, const char *json, void *ud)
 
         if (!o) {
                 log_warning("fault %s: stored state is not readable JSON; forgotten", key);
+                return 0;
+        }
+        if ((x = cJSON_GetObjectItemCaseSensitive(o, "past"))) {
+                struct past_case *p;
+                char *k = xstrdup(key);
+                if (k && (s = str_of(x, "case_id")) && !*past_slot(fs, key))
+                        past_remember(fs, k, s, num_of(x, "cleared_at"));
+                else
+                        free(k);
+                /* as loaded, not changed: nothing to write */
+                if ((p = *past_slot(fs, key)) && p->dirty) {
+                        p->dirty = false;
+                        fs->n_past_dirty--;
+                }
+                cJSON_Delete(o);
                 return 0;
         }
         f = fault_find(fs, key) ? NULL : fault_create(fs, key);
@@ -1458,6 +1628,9 @@ void faults_free(struct faults *fs)
                 free(fs->deleted[i]);
         free(fs->deleted);
         free(fs->dirty);
+        for (size_t b = 0; b < FAULT_BUCKETS; b++)
+                while (fs->past[b])
+                        past_unlink(fs, &fs->past[b], false);
         while (fs->storms) {
                 struct rule_storm *s = fs->storms;
                 fs->storms = s->next;
@@ -1471,6 +1644,7 @@ void faults_free(struct faults *fs)
 void faults_get_stats(const struct faults *fs, struct faults_stats *ret)
 {
         *ret = fs->stats;
+        ret->remembered = fs->n_past;
 }
 
 cJSON *faults_to_json(const struct faults *fs)

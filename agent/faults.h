@@ -11,7 +11,9 @@
  *   a more urgent rule raises the case's level with the reason; the clear
  *   sends "cleared";
  * - a recurrence within the reopen window goes back to the same case
- *   ("reopened"); a later one opens a new case naming the old one;
+ *   ("reopened"); a later one opens a new case naming the old one, even
+ *   after the cleared fault itself was forgotten (its last case id is kept
+ *   90 days, for at most max_faults keys);
  * - a key that changes state more than flap_count times within flap_window
  *   is "flapping": one note on its case, no update per change, and a final
  *   note with the state it settled in once it stays put for flap_window;
@@ -100,6 +102,7 @@ struct faults_stats {
         uint64_t flapping;         /* faults flapping now */
         uint64_t shed;             /* faults refused because the table was full */
         uint64_t lost;             /* cases or updates the outbox refused (full, out of memory) */
+        uint64_t remembered;       /* forgotten keys whose last case a recurrence will name */
 };
 void faults_get_stats(const struct faults *f, struct faults_stats *ret);
 /* A new JSON array describing every fault; NULL on allocation failure. */

@@ -382,7 +382,8 @@ static void print_status(const cJSON *o)
         printf("rules:      %.0f loaded at %s (%.0f reloads, %.0f failed); %.0f events, %.0f unmatched\n",
                num(rules, "loaded"), str(rules, "loaded_at"), num(rules, "reloads"), num(rules, "reload_failures"),
                num(rules, "events"), num(rules, "unmatched_events"));
-        printf("faults:     %.0f firing, %.0f cleared\n", num(faults, "firing"), num(faults, "cleared"));
+        printf("faults:     %.0f firing, %.0f cleared, %.0f forgotten keys remembered by their last case\n",
+               num(faults, "firing"), num(faults, "cleared"), num(faults, "remembered"));
         printf("cases:      %.0f opened, %.0f sends pending (%.0f not yet on disk), %.0f parked, %.0f failed "
                "attempts%s\n",
                num(cases, "opened"), num(cases, "sends_pending"), num(cases, "not_durable"), num(cases, "parked"),

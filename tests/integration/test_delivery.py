@@ -447,6 +447,33 @@ def test_each_new_firing_period_names_the_case_just_before_it(stub, tmp_path):
         a.stop()
 
 
+def test_a_key_forgotten_after_its_windows_still_names_its_last_case(stub, tmp_path):
+    """A cleared fault is forgotten once its reopen and flap windows are over;
+    its last case id outlives it (across a restart too), and the key's next
+    firing period opens a case naming that case."""
+    require_tool("snmptrap", "snmp")
+    a = DeliveryAgent(str(tmp_path / "agent"), stub, FAST % "  reopen_window 0s\n  flap_window 1s\n")
+    key = link_key(6)
+    try:
+        a.start()
+        a.down(6)
+        first = stub.wait_for(lambda: stub.cases(fault_key=key), 10)[0]
+        a.up(6)
+        stub.wait_for(lambda: not stub.case(first["id"])["fault_active"], 10)
+        assert wait_until(lambda: not any(f["key"] == key for f in a.faults()), 10), a.faults()
+        assert a.status()["faults"]["remembered"] == 1
+        a.stop()
+        a.start()
+        assert a.faults() == [] and a.status()["faults"]["remembered"] == 1
+        a.down(6)
+        cases = stub.wait_for(lambda: len(stub.cases(fault_key=key)) == 2 and stub.cases(fault_key=key), 10)
+        second = [c for c in cases if c["id"] != first["id"]][0]
+        assert str(stub.case(second["id"])["extra"]["previous_case_id"]) == str(first["id"])
+        assert a.status()["faults"]["remembered"] == 0  # taken up by the new fault
+    finally:
+        a.stop()
+
+
 EVIDENCE_MAX = 8  # FAULT_EVIDENCE_MAX in agent/faults.c
 
 # A second rule on the same key: a link down while administratively down too

@@ -600,6 +600,117 @@ static void test_allocation_failures(void **state)
         cJSON_InitHooks(NULL);
 }
 
+/* Rows as a forgotten fault leaves them: its last case, cleared days_ago. */
+static void put_past_rows(struct fixture *f, const char *const *keys, const char *const *ids, const int *days_ago,
+                          size_t n)
+{
+        char path[128], doc[200];
+        struct store *st;
+
+        close_all(f);
+        snprintf(path, sizeof path, "%s/agent.db", f->dir);
+        assert_int_equal(store_open(f->loop, path, STORE_SYNC_NORMAL, &st, NULL), 0);
+        for (size_t i = 0; i < n; i++) {
+                if (ids[i])
+                        snprintf(doc, sizeof doc, "{\"past\":{\"case_id\":\"%s\",\"cleared_at\":%lld}}", ids[i],
+                                 (long long)(time_wall_usec() - days_ago[i] * 86400LL * 1000000));
+                else
+                        snprintf(doc, sizeof doc, "{\"past\":{}}");
+                assert_int_equal(store_put_fault(st, keys[i], doc), 0);
+        }
+        store_free(st);
+        assert_int_equal(open_all(f), 0);
+}
+
+static uint64_t remembered(struct fixture *f)
+{
+        struct faults_stats st;
+
+        faults_get_stats(f->faults, &st);
+        return st.remembered;
+}
+
+static bool none_remembered(struct fixture *f)
+{
+        return remembered(f) == 0;
+}
+
+struct open_body {
+        const char *key;
+        char body[2048];
+};
+
+static int find_open_body(const struct store_case *c, void *ud)
+{
+        struct open_body *b = ud;
+
+        if (c->fault_key && strcmp(c->fault_key, b->key) == 0)
+                snprintf(b->body, sizeof b->body, "%s", c->body);
+        return 0;
+}
+
+/* The stored open of key's case (committed first). */
+static const char *open_body_of(struct fixture *f, const char *key, struct open_body *b)
+{
+        b->key = key;
+        b->body[0] = '\0';
+        assert_int_equal(store_commit_now(f->store), 0);
+        assert_int_equal(store_load_cases(f->store, find_open_body, b), 0);
+        return b->body;
+}
+
+/* A key forgotten after its windows still names its last case when it
+ * fires again; past cases older than 90 days go at the walk, and a taken-up
+ * or expired one leaves no row behind. */
+static void test_a_forgotten_key_still_names_its_last_case(void **state)
+{
+        struct fixture *f = *state;
+        static const char *const keys[] = {"temp:chip0", "temp:old", "temp:junk"};
+        static const char *const ids[] = {"77", "12", NULL};
+        static const int days[] = {1, 100, 1};
+        struct open_body b;
+        cJSON *j;
+
+        put_past_rows(f, keys, ids, days, 3);
+        assert_int_equal(remembered(f), 2); /* the row without a case id is not one */
+        j = faults_to_json(f->faults);
+        assert_int_equal(cJSON_GetArraySize(j), 0); /* and none is a fault */
+        cJSON_Delete(j);
+
+        hit(f, "high", RULE_FIRING);
+        assert_int_equal(remembered(f), 1);
+        assert_non_null(strstr(open_body_of(f, "temp:chip0", &b), "\"previous_case_id\":\"77\""));
+        hit_key(f, "high", RULE_FIRING, "temp:new");
+        assert_null(strstr(open_body_of(f, "temp:new", &b), "previous_case_id"));
+
+        assert_true(run_until(f, none_remembered)); /* 100 days: expired */
+        close_all(f);
+        assert_int_equal(open_all(f), 0);
+        assert_int_equal(remembered(f), 0);
+        j = faults_to_json(f->faults);
+        assert_int_equal(cJSON_GetArraySize(j), 2); /* the faults of chip0 and new, firing */
+        cJSON_Delete(j);
+}
+
+/* No more past cases than max_faults: the oldest make room. */
+static void test_past_cases_are_capped_oldest_first(void **state)
+{
+        struct fixture *f = *state;
+        static const char *const keys[] = {"temp:b", "temp:a", "temp:c"};
+        static const char *const ids[] = {"2", "1", "3"};
+        static const int days[] = {2, 3, 1};
+        struct open_body b;
+
+        f->set.max_faults = 2;
+        put_past_rows(f, keys, ids, days, 3);
+        assert_int_equal(remembered(f), 2);
+        hit_key(f, "high", RULE_FIRING, "temp:a");
+        assert_null(strstr(open_body_of(f, "temp:a", &b), "previous_case_id"));
+        hit_key(f, "high", RULE_FIRING, "temp:b");
+        assert_non_null(strstr(open_body_of(f, "temp:b", &b), "\"previous_case_id\":\"2\""));
+        assert_int_equal(remembered(f), 1);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -620,6 +731,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_an_empty_case_bucket_summarises, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_maintenance_holds_cases_until_it_ends, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_a_refused_open_is_retried_while_the_fault_fires, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_a_forgotten_key_still_names_its_last_case, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_past_cases_are_capped_oldest_first, setup, teardown),
                 cmocka_unit_test(test_allocation_failures),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
