@@ -40,7 +40,7 @@
 #define FLIPS_MAX 64         /* state changes remembered per fault (flap_count is capped below this) */
 #define SUMMARY_KEYS_MAX 200 /* keys a summary case lists by name; the rest are counted */
 #define SUMMARY_NOTE_USEC 1000000
-#define OPEN_RETRY_MAX 64 /* refused case opens tried again per walk */
+#define OPEN_RETRY_MAX 64 /* refused case opens (and updates) tried again per walk */
 #define STORM_PREFIX "storm:"
 #define PAST_KEEP_USEC (90 * 86400 * 1000000LL) /* a quarter: the inspection cycle */
 #define PAST_SWEEP_USEC 60000000                /* how often expired past cases are dropped */
@@ -72,11 +72,13 @@ struct fault {
         size_t n_rules;
         cJSON *readings;
         cJSON *evidence;
-        int64_t case_ref;   /* the outbox record of its case; 0: none */
-        char *case_id;      /* the central side's id, once known */
-        char *prev_case_id; /* the case of an earlier firing period, named by the next */
-        bool case_active;   /* what the case was last told: firing (true) or cleared */
-        bool case_owed;     /* firing, wants a case, but the outbox refused its open: the walk retries */
+        int64_t case_ref;           /* the outbox record of its case; 0: none */
+        char *case_id;              /* the central side's id, once known */
+        char *prev_case_id;         /* the case of an earlier firing period, named by the next */
+        bool case_active;           /* what the case was last told: firing (true) or cleared */
+        enum rule_level case_level; /* the level the case was last told */
+        bool case_owed;             /* firing, wants a case, but the outbox refused its open: the walk retries */
+        bool update_owed;           /* the outbox refused an update: the walk brings the case up to date */
         enum fault_hold hold;
         char *summary_key; /* HOLD_SUMMARY */
         char *hold_why;    /* HOLD_MAINTENANCE: the window */
@@ -347,8 +349,11 @@ static cJSON *fault_doc(const struct fault *f)
         if (f->prev_case_id)
                 cJSON_AddStringToObject(o, "prev_case_id", f->prev_case_id);
         cJSON_AddBoolToObject(o, "case_active", f->case_active);
+        cJSON_AddStringToObject(o, "case_level", rule_level_to_string(f->case_level));
         if (f->case_owed)
                 cJSON_AddBoolToObject(o, "case_owed", true);
+        if (f->update_owed)
+                cJSON_AddBoolToObject(o, "update_owed", true);
         cJSON_AddStringToObject(o, "hold", hold_names[f->hold]);
         if (f->summary_key)
                 cJSON_AddStringToObject(o, "summary_key", f->summary_key);
@@ -623,8 +628,11 @@ static int64_t wall_of(const struct rule_hit *hit)
 
 /* Queues an update of the given type with the fault's current figures plus
  * extra fields; takes ownership of extra (may be NULL). The fault's readings
- * go along unless extra says "readings": null (they would be stale). */
-static void queue_update(struct faults *fs, struct fault *f, const char *type, cJSON *extra)
+ * go along unless extra says "readings": null (they would be stale).
+ * Returns 0 (also when there is no case to tell), or negative errno when
+ * the outbox refused it: the fault then owes its case an update, which the
+ * walk sends once there is room (counted and logged once). */
+static int queue_update(struct faults *fs, struct fault *f, const char *type, cJSON *extra)
 {
         cJSON *o = extra ? extra : cJSON_CreateObject();
         char ts[40], *body = NULL;
@@ -632,7 +640,7 @@ static void queue_update(struct faults *fs, struct fault *f, const char *type, c
 
         if (!f->case_ref) {
                 cJSON_Delete(o);
-                return;
+                return 0;
         }
         if (o && cJSON_AddStringToObject(o, "type", type) &&
             cJSON_AddNumberToObject(o, "occurrences", (double)(f->occurrences ? f->occurrences : 1)) &&
@@ -645,13 +653,19 @@ static void queue_update(struct faults *fs, struct fault *f, const char *type, c
                 r = outbox_add_update(fs->ob, f->case_ref, type, body);
         free(body);
         if (r < 0) {
-                fs->stats.lost++;
-                log_fault(LOG_LEVEL_ERR, f->key, NULL, NULL, f->case_id, "'%s' update not queued: %s", type,
-                          r == -ENOBUFS ? "the outbox is full" : strerror(-r));
-                return;
+                if (!f->update_owed) {
+                        fs->stats.lost++;
+                        log_fault(LOG_LEVEL_ERR, f->key, NULL, NULL, f->case_id,
+                                  "'%s' update not queued: %s; the case is brought up to date once there is room", type,
+                                  r == -ENOBUFS ? "the outbox is full" : strerror(-r));
+                }
+                f->update_owed = true;
+                mark(fs, f);
+                return r;
         }
         f->occ_reported = f->occurrences;
         f->last_occ_mono = time_mono_usec();
+        return 0;
 }
 
 static void queue_note(struct faults *fs, struct fault *f, const char *message, cJSON *extra)
@@ -744,6 +758,8 @@ static void open_case(struct faults *fs, struct fault *f, const char *why_late)
         }
         f->case_ref = ref;
         f->case_active = true;
+        f->case_level = f->level;
+        f->update_owed = false; /* the new case starts up to date */
         f->occ_reported = f->occurrences;
         f->last_occ_mono = time_mono_usec();
         fs->stats.cases_wanted++;
@@ -849,7 +865,8 @@ static void summary_join(struct faults *fs, struct fault *f, const char *why)
                         cJSON_AddStringToObject(x, "previous_level", rule_level_to_string(old));
                         cJSON_AddStringToObject(x, "reason", "a more urgent fault joined the storm");
                 }
-                queue_update(fs, s, "level", x);
+                if (queue_update(fs, s, "level", x) == 0)
+                        s->case_level = s->level;
         }
         s->members_total++;
         s->members_active++;
@@ -874,8 +891,8 @@ static void summary_join(struct faults *fs, struct fault *f, const char *why)
                         cJSON *x = cJSON_CreateObject();
                         if (x)
                                 cJSON_AddStringToObject(x, "message", "the storm started again");
-                        queue_update(fs, s, "reopened", x);
-                        s->case_active = true;
+                        if (queue_update(fs, s, "reopened", x) == 0)
+                                s->case_active = true;
                 }
         }
         mark(fs, s);
@@ -909,8 +926,8 @@ static void summary_leave(struct faults *fs, struct fault *f)
                         cJSON_AddStringToObject(x, "cleared_at", time_format_rfc3339(s->cleared_at, ts, sizeof ts));
                         cJSON_AddNullToObject(x, "readings");
                 }
-                queue_update(fs, s, "cleared", x);
-                s->case_active = false;
+                if (queue_update(fs, s, "cleared", x) == 0)
+                        s->case_active = false;
         }
 }
 
@@ -1007,8 +1024,8 @@ static void settle(struct faults *fs, struct fault *f)
                 cJSON_AddBoolToObject(x, "flapping", false);
         queue_note(fs, f, msg, x);
         if (f->state == FAULT_FIRING && !f->case_active && f->hold == HOLD_NONE) {
-                queue_update(fs, f, "reopened", NULL);
-                f->case_active = true;
+                if (queue_update(fs, f, "reopened", NULL) == 0)
+                        f->case_active = true;
         } else if (f->state == FAULT_CLEARED && f->case_active) {
                 char ts[40];
                 cJSON *c = cJSON_CreateObject();
@@ -1016,8 +1033,8 @@ static void settle(struct faults *fs, struct fault *f)
                         cJSON_AddStringToObject(c, "message", "cleared while flapping, and stayed cleared");
                         cJSON_AddStringToObject(c, "cleared_at", time_format_rfc3339(f->cleared_at, ts, sizeof ts));
                 }
-                queue_update(fs, f, "cleared", c);
-                f->case_active = false;
+                if (queue_update(fs, f, "cleared", c) == 0)
+                        f->case_active = false;
         }
         f->flap_changes = 0;
         mark(fs, f);
@@ -1038,20 +1055,26 @@ static void fault_level_changed(struct faults *fs, struct fault *f, enum rule_le
         log_fault(fault_priority(f->level), f->key, rule_level_to_string(f->level), f->rule, f->case_id,
                   "level %s -> %s (%s)", rule_level_to_string(old), rule_level_to_string(f->level), reason);
         mark(fs, f);
-        if (f->hold != HOLD_NONE || !f->case_ref)
+        /* the case hears the change from the level it was last told (an
+         * update the outbox refused may have left it behind) */
+        if (f->hold != HOLD_NONE || !f->case_ref || f->level == f->case_level)
                 return;
         x = cJSON_CreateObject();
         if (!x || !cJSON_AddStringToObject(x, "level", rule_level_to_string(f->level)) ||
-            !cJSON_AddStringToObject(x, "previous_level", rule_level_to_string(old)) ||
+            !cJSON_AddStringToObject(x, "previous_level", rule_level_to_string(f->case_level)) ||
             !cJSON_AddStringToObject(x, "reason", reason) || !cJSON_AddStringToObject(x, "title", f->title)) {
                 cJSON_Delete(x);
-                fs->stats.lost++;
-                log_fault(LOG_LEVEL_ERR, f->key, NULL, NULL, f->case_id,
-                          "out of memory queueing the level change; the case keeps level %s",
-                          rule_level_to_string(old));
+                if (!f->update_owed) {
+                        fs->stats.lost++;
+                        log_fault(LOG_LEVEL_ERR, f->key, NULL, NULL, f->case_id,
+                                  "out of memory queueing the level change; the case keeps level %s for now",
+                                  rule_level_to_string(f->case_level));
+                }
+                f->update_owed = true; /* the walk tells it */
                 return;
         }
-        queue_update(fs, f, "level", x);
+        if (queue_update(fs, f, "level", x) == 0)
+                f->case_level = f->level;
 }
 
 static void fault_start(struct faults *fs, struct fault *f, const struct rule_hit *hit)
@@ -1083,8 +1106,8 @@ static void fault_start(struct faults *fs, struct fault *f, const struct rule_hi
                 cJSON *x = cJSON_CreateObject();
                 if (x)
                         cJSON_AddStringToObject(x, "message", hit->title);
-                queue_update(fs, f, "reopened", x);
-                f->case_active = true;
+                if (queue_update(fs, f, "reopened", x) == 0)
+                        f->case_active = true;
                 if (old != f->level) {
                         char reason[600];
                         snprintf(reason, sizeof reason, "recurred under rule %s: %s", rule_name(hit->rule), hit->title);
@@ -1150,8 +1173,8 @@ static void fault_clear(struct faults *fs, struct fault *f, const char *why, boo
                 if (!fresh)
                         cJSON_AddNullToObject(x, "readings");
         }
-        queue_update(fs, f, "cleared", x);
-        f->case_active = false;
+        if (queue_update(fs, f, "cleared", x) == 0)
+                f->case_active = false;
 }
 
 void faults_handle_hit(const struct rule_hit *hit, void *userdata)
@@ -1324,6 +1347,53 @@ void faults_hold_cases(struct faults *fs, bool hold, const char *why)
 
 /* ---- the walk: batched updates, settling, ageing out ---- */
 
+/* The outbox refused an update of f's case (it was full): what the case
+ * missed is told now in as few updates as bring it to where the fault
+ * stands (its state, then its level; else its figures). The notes it
+ * missed are not repeated. */
+static void catch_up(struct faults *fs, struct fault *f)
+{
+        static const char late[] = "sent late: the outbox was full when it changed";
+        char ts[40];
+        cJSON *x;
+        int r = 0;
+
+        /* still owed while trying: a refusal is not counted or logged again */
+        if (f->state == FAULT_FIRING && !f->case_active) {
+                if ((x = cJSON_CreateObject()))
+                        cJSON_AddStringToObject(x, "message", late);
+                if ((r = queue_update(fs, f, "reopened", x)) == 0)
+                        f->case_active = true;
+        } else if (f->state == FAULT_CLEARED && f->case_active) {
+                if ((x = cJSON_CreateObject())) {
+                        cJSON_AddStringToObject(x, "message", late);
+                        cJSON_AddStringToObject(x, "cleared_at", time_format_rfc3339(f->cleared_at, ts, sizeof ts));
+                }
+                if ((r = queue_update(fs, f, "cleared", x)) == 0)
+                        f->case_active = false;
+        }
+        if (r == 0 && f->state == FAULT_FIRING && f->level != f->case_level) {
+                if ((x = cJSON_CreateObject())) {
+                        cJSON_AddStringToObject(x, "level", rule_level_to_string(f->level));
+                        cJSON_AddStringToObject(x, "previous_level", rule_level_to_string(f->case_level));
+                        cJSON_AddStringToObject(x, "reason", late);
+                        cJSON_AddStringToObject(x, "title", f->title ? f->title : "");
+                }
+                if ((r = queue_update(fs, f, "level", x)) == 0)
+                        f->case_level = f->level;
+        } else if (r == 0 && f->occurrences != f->occ_reported) { /* nothing sent yet */
+                if ((x = cJSON_CreateObject()))
+                        cJSON_AddStringToObject(x, "message", late);
+                r = queue_update(fs, f, "occurrence", x);
+        }
+        if (r < 0)
+                return;
+        f->update_owed = false;
+        mark(fs, f);
+        log_fault(LOG_LEVEL_NOTICE, f->key, rule_level_to_string(f->level), f->rule, f->case_id,
+                  "case brought up to date (the outbox had refused an update)");
+}
+
 /* Forgets a cleared fault whose windows are over; its last case, if it had
  * one, is remembered as a past case (which takes over its row). */
 static void forget(struct faults *fs, struct fault **pp)
@@ -1416,7 +1486,13 @@ static void walk(struct faults *fs)
                                 queue_update(fs, f, "occurrence", NULL);
                                 mark(fs, f);
                         }
-                        if (f->state == FAULT_CLEARED && !f->flapping && f->hold == HOLD_NONE &&
+                        if (f->update_owed && f->case_ref && !f->flapping && f->hold == HOLD_NONE && !refused &&
+                            retries < OPEN_RETRY_MAX) {
+                                retries++;
+                                catch_up(fs, f);
+                                refused = f->update_owed;
+                        }
+                        if (f->state == FAULT_CLEARED && !f->flapping && f->hold == HOLD_NONE && !f->update_owed &&
                             now - f->cleared_at > (int64_t)keep && (!f->case_ref || idle)) {
                                 forget(fs, pp);
                                 if (*pp == f)
@@ -1518,6 +1594,9 @@ static int load_fault(const char *key, const char *json, void *ud)
                 f->prev_case_id = xstrdup(s);
         f->case_active = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "case_active"));
         f->case_owed = !f->case_ref && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "case_owed"));
+        f->update_owed = f->case_ref && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "update_owed"));
+        if (!(s = str_of(o, "case_level")) || rule_level_from_string(s, &f->case_level) < 0)
+                f->case_level = f->level;
         s = str_of(o, "hold");
         f->hold = s && strcmp(s, "maintenance") == 0 ? HOLD_MAINTENANCE
                   : s && strcmp(s, "summary") == 0   ? HOLD_SUMMARY

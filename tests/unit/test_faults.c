@@ -600,6 +600,85 @@ static void test_allocation_failures(void **state)
         cJSON_InitHooks(NULL);
 }
 
+/* Runs the loop until key's outbox records read want (records_of), or
+ * about 3 s pass; returns whether they do. */
+static bool run_until_records(struct fixture *f, const char *key, const char *want)
+{
+        char got[256];
+
+        for (int i = 0; i < 60; i++) {
+                records_of(f, key, got, sizeof got);
+                if (strcmp(got, want) == 0)
+                        return true;
+                assert_true(loop_run_once(f->loop, 50000) >= 0);
+        }
+        fprintf(stderr, "records of %s: %s (want %s)\n", key, got, want);
+        return false;
+}
+
+/* Lets the outbox take room more items than it holds now. */
+static void outbox_room(struct fixture *f, size_t room)
+{
+        struct outbox_settings os = {.max_items = pending(f) + room};
+
+        outbox_set_settings(f->outbox, &os);
+}
+
+/* An update the outbox refuses (full) is owed, not lost: once there is
+ * room the walk tells the case where its fault stands now, in as few
+ * updates as that takes, and the debt survives a restart. */
+static void test_a_refused_update_brings_the_case_up_to_date_later(void **state)
+{
+        struct fixture *f = *state;
+        struct outbox_settings roomy = {0};
+        struct faults_stats st;
+        char got[256];
+
+        f->set.reopen_window_usec = 3600000000ULL;
+        reconfigure(f);
+        outbox_room(f, 1);
+        hit_key(f, "high", RULE_FIRING, "temp:a");      /* its open fills the outbox */
+        hit_key(f, "critical", RULE_FIRING, "temp:a");  /* P4 -> P3: refused */
+        hit_key(f, "critical", RULE_CLEARED, "temp:a"); /* back to P4: refused */
+        hit_key(f, "high", RULE_CLEARED, "temp:a");     /* cleared: refused */
+        faults_get_stats(f->faults, &st);
+        assert_int_equal(st.lost, 1); /* one debt, counted once */
+        for (int i = 0; i < 25; i++)
+                assert_true(loop_run_once(f->loop, 50000) >= 0);
+        assert_int_equal(records_of(f, "temp:a", got, sizeof got), 1);
+        assert_string_equal(got, "[open]"); /* still full: still owed */
+        faults_get_stats(f->faults, &st);
+        assert_int_equal(st.lost, 1); /* tried at every walk, counted once */
+        close_all(f);
+        assert_int_equal(open_all(f), 0);
+        outbox_set_settings(f->outbox, &roomy);
+        /* up and down again: only the clear is news now */
+        assert_true(run_until_records(f, "temp:a", "[open cleared]"));
+
+        outbox_room(f, 1);
+        hit_key(f, "high", RULE_FIRING, "temp:b");
+        hit_key(f, "critical", RULE_FIRING, "temp:b"); /* refused */
+        outbox_set_settings(f->outbox, &roomy);
+        assert_true(run_until_records(f, "temp:b", "[open level]"));
+
+        outbox_room(f, 2);
+        hit_key(f, "high", RULE_FIRING, "temp:c");
+        hit_key(f, "high", RULE_CLEARED, "temp:c");
+        hit_key(f, "critical", RULE_FIRING, "temp:c"); /* reopened at P3: refused */
+        outbox_set_settings(f->outbox, &roomy);
+        assert_true(run_until_records(f, "temp:c", "[open cleared reopened level]"));
+
+        outbox_room(f, 1);
+        hit_key(f, "high", RULE_FIRING, "temp:d");
+        hit_key(f, "high", RULE_CLEARED, "temp:d"); /* refused, then it fires again, still full */
+        hit_key(f, "high", RULE_FIRING, "temp:d");
+        outbox_set_settings(f->outbox, &roomy);
+        /* the case never heard of the clear: it hears the count */
+        assert_true(run_until_records(f, "temp:d", "[open occurrence]"));
+        faults_get_stats(f->faults, &st);
+        assert_int_equal(st.lost, 3);
+}
+
 /* Rows as a forgotten fault leaves them: its last case, cleared days_ago. */
 static void put_past_rows(struct fixture *f, const char *const *keys, const char *const *ids, const int *days_ago,
                           size_t n)
@@ -731,6 +810,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_an_empty_case_bucket_summarises, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_maintenance_holds_cases_until_it_ends, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_a_refused_open_is_retried_while_the_fault_fires, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_a_refused_update_brings_the_case_up_to_date_later, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_a_forgotten_key_still_names_its_last_case, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_past_cases_are_capped_oldest_first, setup, teardown),
                 cmocka_unit_test(test_allocation_failures),
