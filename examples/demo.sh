@@ -92,7 +92,9 @@ print("  fault key %s, rule %s, occurrences %s, fault active: %s, status: %s" % 
 print("  agent: %s on %s (%s, kernel %s)" % (c["agent"]["id"], c["agent"]["hostname"], c["agent"]["os"], c["agent"]["kernel"]))
 print("  readings: " + json.dumps(c.get("readings", {}), ensure_ascii=False))
 for u in c.get("updates", []):
-    print("  update %s: %s" % (u.get("type"), u.get("message") or u.get("reason") or ""))'
+    what = u.get("message") or u.get("reason") or \
+        ("%s occurrences, last seen %s" % (u.get("occurrences"), u.get("last_seen")))
+    print("  update %s: %s" % (u.get("type"), what))'
         done
 }
 key="temp:demo_cpu-virtual-0/Package%20id%200"
