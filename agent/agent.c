@@ -713,7 +713,7 @@ int agent_reload(struct agent *a)
         if (cfg->log_level != a->config->log_level)
                 log_set_level(cfg->log_level);
         rule_engine_set_rules(a->engine, config_take_rules(cfg));
-        faults_rules_changed(a->faults, rule_engine_rules(a->engine));
+        faults_rules_changed(a->faults, a->engine);
         {
                 size_t n_unparked = outbox_unpark(a->outbox);
                 if (n_unparked)

@@ -1275,16 +1275,13 @@ void faults_handle_hit(const struct rule_hit *hit, void *userdata)
         }
 }
 
-void faults_rules_changed(struct faults *fs, const struct ruleset *rs)
+void faults_rules_changed(struct faults *fs, struct rule_engine *re)
 {
         for (size_t b = 0; b < FAULT_BUCKETS; b++)
                 for (struct fault *f = fs->buckets[b]; f; f = f->next) {
                         size_t before = f->n_rules;
                         for (size_t i = 0; i < f->n_rules;) {
-                                bool found = false;
-                                for (size_t j = 0; j < ruleset_count(rs) && !found; j++)
-                                        found = strcmp(rule_name(ruleset_get(rs, j)), f->rules[i].name) == 0;
-                                if (found)
+                                if (rule_engine_has_state(re, f->rules[i].name, f->key))
                                         i++;
                                 else
                                         fault_drop_rule(f, i);
@@ -1292,7 +1289,7 @@ void faults_rules_changed(struct faults *fs, const struct ruleset *rs)
                         if (f->n_rules != before)
                                 mark(fs, f);
                         if (f->state == FAULT_FIRING && f->n_rules == 0 && !f->is_summary)
-                                fault_clear(fs, f, "its rules were removed by a reload", false);
+                                fault_clear(fs, f, "its rules were removed, or their key changed, by a reload", false);
                 }
 }
 

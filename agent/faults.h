@@ -84,9 +84,10 @@ void faults_set_history(struct faults *f, struct history *h);
 /* Applies one rule transition (the rule_hit_fn of rule_engine_eval). Logs
  * state changes. */
 void faults_handle_hit(const struct rule_hit *hit, void *faults);
-/* After a reload: rules named by faults but absent from rs no longer hold
- * their faults; a fault left with no rule clears ("rule removed"). */
-void faults_rules_changed(struct faults *f, const struct ruleset *rs);
+/* After a reload: rules of a fault whose state the engine no longer holds
+ * (the rule was removed, or its key template changed) no longer hold the
+ * fault; a fault left with no rule clears. */
+void faults_rules_changed(struct faults *f, struct rule_engine *re);
 
 /* Maintenance: while held, new faults open no case. Releasing opens the
  * cases of faults still firing that were held; why says what ended it. */

@@ -685,15 +685,20 @@ static struct kcache *get_key(struct rule_engine *re, const struct rule *r, cons
         return k;
 }
 
+/* A state's hash from its key's: FNV-1a, as it always was (the table's
+ * bucket order is the order in which rule_engine_tick() reports). */
+static uint64_t state_hash_with(const struct rule *r, uint64_t key_fnv)
+{
+        return key_fnv ^ (r->name_hash * 0x9e3779b97f4a7c15ULL);
+}
+
 static uint64_t state_hash(const struct rule *r, struct kcache *k)
 {
-        /* FNV-1a, as it always was: the table's bucket order is the order
-         * in which rule_engine_tick() reports */
         if (!k->hashed) {
                 k->hash = hash_mem(HASH_INIT, k->key, k->len);
                 k->hashed = true;
         }
-        return k->hash ^ (r->name_hash * 0x9e3779b97f4a7c15ULL);
+        return state_hash_with(r, k->hash);
 }
 
 /* The event's value of f as the prefilters see it. */
@@ -1109,6 +1114,10 @@ void rule_engine_set_rules(struct rule_engine *re, struct ruleset *rs)
                         struct rstate *s = *pp;
                         const struct rule *nr = rs ? ruleset_find(rs, s->rule->name, s->rule->name_hash) : NULL;
 
+                        /* A rule whose key template changed makes other keys
+                         * now: its old states would never clear. */
+                        if (nr && strcmp(nr->key.src, s->rule->key.src) != 0)
+                                nr = NULL;
                         if (!nr) {
                                 *pp = s->next;
                                 state_account(re, s, -1);
@@ -1164,22 +1173,37 @@ void rule_engine_get_stats(const struct rule_engine *re, struct rule_engine_stat
         ret->firing = re->n_firing;
 }
 
+static const struct rule *rule_by_name(const struct rule_engine *re, const char *rule)
+{
+        for (size_t i = 0; re->rs && i < re->rs->n; i++)
+                if (strcmp(re->rs->rules[i]->name, rule) == 0)
+                        return re->rs->rules[i];
+        return NULL;
+}
+
+bool rule_engine_has_state(struct rule_engine *re, const char *rule, const char *key)
+{
+        const struct rule *r = rule_by_name(re, rule);
+        size_t len = strlen(key);
+
+        if (!r || len == 0 || len >= RULE_KEY_MAX)
+                return false;
+        return *state_find(re, r, key, len, state_hash_with(r, hash_mem(HASH_INIT, key, len)));
+}
+
 int rule_engine_restore(struct rule_engine *re, const char *rule, const char *key, const char *title,
                         uint64_t now_mono_usec)
 {
-        const struct rule *r = NULL;
+        const struct rule *r = rule_by_name(re, rule);
         size_t len = strlen(key);
         struct rstate **pp, *s;
         uint64_t hash;
 
-        for (size_t i = 0; re->rs && i < re->rs->n && !r; i++)
-                if (strcmp(re->rs->rules[i]->name, rule) == 0)
-                        r = re->rs->rules[i];
         if (!r)
                 return -ENOENT;
         if (len == 0 || len >= RULE_KEY_MAX)
                 return -EINVAL;
-        hash = hash_mem(HASH_INIT, key, len) ^ (r->name_hash * 0x9e3779b97f4a7c15ULL);
+        hash = state_hash_with(r, hash_mem(HASH_INIT, key, len));
         pp = state_find(re, r, key, len, hash);
         if (*pp)
                 return 0;

@@ -113,6 +113,10 @@ bool rule_engine_eval(struct rule_engine *re, const struct event *e, rule_hit_fn
  * evaluated value of a condition is taken to hold until an event says
  * otherwise). */
 void rule_engine_tick(struct rule_engine *re, uint64_t now_mono_usec, rule_hit_fn fn, void *userdata);
+/* Whether the engine holds a state (firing, or on its way to clear) of
+ * (rule, key). A reload drops the states of rules removed or whose key
+ * template changed. */
+bool rule_engine_has_state(struct rule_engine *re, const char *rule, const char *key);
 /* Re-creates the firing state of (rule, key) as a previous run of the agent
  * left it, without reporting a transition, so that the rule's clear
  * condition (or "clear after") can end it. title is what time-made

@@ -489,6 +489,29 @@ ADMIN_DOWN_RULES = """rule snmp-link-admin-down {
 """
 
 
+def test_a_reload_that_changes_a_rules_key_clears_its_faults(stub, tmp_path):
+    """The old key's state could never clear once the rule makes other keys:
+    the reload clears the fault and tells its case why; the rule then fires
+    under its new key."""
+    require_tool("snmptrap", "snmp")
+    extra = tmp_path / "extra.rules"
+    extra.write_text(ADMIN_DOWN_RULES.replace("snmp:link:", "snmp:admin:"))
+    a = DeliveryAgent(str(tmp_path / "agent"), stub, rules_glob=str(extra))
+    try:
+        a.start()
+        a.down(4, admin=2)
+        old = stub.wait_for(lambda: stub.cases(fault_key="snmp:admin:127.0.0.1:4"), 10)[0]
+        extra.write_text(ADMIN_DOWN_RULES.replace("snmp:link:", "snmp:admin-port:"))
+        a.proc.send_signal(signal.SIGHUP)
+        stub.wait_for(lambda: not stub.case(old["id"])["fault_active"], 10)
+        (cleared,) = [u for u in stub.case(old["id"])["updates"] if u["type"] == "cleared"]
+        assert "key changed, by a reload" in cleared["message"], cleared
+        a.down(4, admin=2)
+        stub.wait_for(lambda: stub.cases(fault_key="snmp:admin-port:127.0.0.1:4"), 10)
+    finally:
+        a.stop()
+
+
 def test_a_case_carries_its_evidence_bounded_with_the_exact_symptoms(stub, tmp_path):
     """The case opens after a maintenance window with more events behind it
     than it keeps: the first and the latest ones, each with its time, source

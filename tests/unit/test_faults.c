@@ -263,25 +263,60 @@ static void test_clear_of_unknown_key_is_ignored(void **state)
         assert_int_equal(pending(f), 0);
 }
 
-static void test_rules_removed_by_reload_clear_fault(void **state)
+/* Reloads the engine with rules text and tells the faults; returns the
+ * state of the one fault. */
+static const char *reload_with(struct fixture *f, struct rule_engine *re, const char *text, char *buf, size_t size)
 {
-        struct fixture *f = *state;
-        struct ruleset *other;
+        struct ruleset *rs;
         struct diag *d = diag_new();
         cJSON *j;
 
-        hit(f, "high", RULE_FIRING);
-        assert_int_equal(ruleset_parse_string("new.rules",
-                                              "rule unrelated {\n when source == \"x\"\n level P5\n key \"k\"\n "
-                                              "title \"t\"\n}\n",
-                                              &other, d),
-                         0);
-        faults_rules_changed(f->faults, other);
-        j = faults_to_json(f->faults);
-        assert_string_equal(field(the_fault(j), "state"), "cleared");
-        cJSON_Delete(j);
-        ruleset_free(other);
+        assert_int_equal(ruleset_parse_string("new.rules", text, &rs, d), 0);
         diag_free(d);
+        rule_engine_set_rules(re, rs);
+        faults_rules_changed(f->faults, re);
+        j = faults_to_json(f->faults);
+        snprintf(buf, size, "%s", field(the_fault(j), "state"));
+        cJSON_Delete(j);
+        return buf;
+}
+
+/* A reload that keeps the fault's rule keeps the fault; one that removes
+ * the rule, or changes its key template (its state could never clear
+ * again), clears it. */
+static void test_rules_removed_or_rekeyed_by_reload_clear_fault(void **state)
+{
+        struct fixture *f = *state;
+        struct rule_engine *re;
+        char got[32];
+        char *rekeyed = strdup(RULES), *k = strstr(rekeyed, "temp:{chip}");
+
+        assert_non_null(k);
+        memcpy(k, "heat", 4); /* rule high: key "heat:{chip}" */
+        struct ruleset *engine_rules;
+        struct diag *d = diag_new();
+        assert_int_equal(ruleset_parse_string("test.rules", RULES, &engine_rules, d), 0);
+        diag_free(d);
+        assert_int_equal(rule_engine_new(0, &re), 0);
+        rule_engine_set_rules(re, engine_rules); /* f->rules make the hits */
+        hit(f, "high", RULE_FIRING);
+        faults_restore(f->faults, re); /* the engine holds (high, temp:chip0) */
+        assert_true(rule_engine_has_state(re, "high", "temp:chip0"));
+
+        assert_string_equal(reload_with(f, re, RULES, got, sizeof got), "firing");
+        assert_true(rule_engine_has_state(re, "high", "temp:chip0"));
+        assert_string_equal(reload_with(f, re, rekeyed, got, sizeof got), "cleared");
+        assert_false(rule_engine_has_state(re, "high", "temp:chip0"));
+
+        hit(f, "high", RULE_FIRING);
+        faults_restore(f->faults, re);
+        assert_string_equal(reload_with(f, re,
+                                        "rule unrelated {\n when source == \"x\"\n level P5\n key \"k\"\n "
+                                        "title \"t\"\n}\n",
+                                        got, sizeof got),
+                            "cleared");
+        rule_engine_free(re);
+        free(rekeyed);
 }
 
 static void reconfigure(struct fixture *f)
@@ -797,7 +832,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_less_urgent_rule_does_not_lower_level, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_refire_after_clear_is_a_new_period, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_clear_of_unknown_key_is_ignored, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_rules_removed_by_reload_clear_fault, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_rules_removed_or_rekeyed_by_reload_clear_fault, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_recurrence_within_the_reopen_window_reopens_the_case, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_state_survives_a_restart, setup, teardown),
