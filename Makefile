@@ -71,6 +71,14 @@ $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
+# The installation paths compiled into the programs: objects that use them
+# are rebuilt when they change (`make install PREFIX=/usr` after a plain
+# `make`). $(B)/paths is rewritten, when make reads this file, only then.
+PATH_USERS := agent/sender.c collectors/snmptrap.c
+PATHS_LINE := LIBEXECDIR=$(LIBEXECDIR) MIBDIR=$(MIBDIR)
+$(shell mkdir -p $(B) && { echo '$(PATHS_LINE)' | cmp -s - $(B)/paths || echo '$(PATHS_LINE)' >$(B)/paths; })
+$(call obj,$(PATH_USERS)) $(patsubst %.c,$(B)/pic/%.o,$(PATH_USERS)): $(B)/paths
+
 $(B)/libweibao-core.a: $(CORE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^

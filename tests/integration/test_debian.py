@@ -161,6 +161,12 @@ def test_make_install_layout_and_units_name_installed_files(prefix, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     for rel in ("sbin/weibao-agent", "sbin/weibaoctl", "sbin/weibao-stub", "libexec/weibao/weibao-sender"):
         assert os.access(dest + prefix + "/" + rel, os.X_OK), rel
+    # the installed agent looks for its worker and MIBs where this install
+    # put them, even when the build tree was built for another PREFIX before
+    with open(dest + prefix + "/sbin/weibao-agent", "rb") as f:
+        agent = f.read()
+    for path in (prefix + "/libexec/weibao/weibao-sender", prefix + "/share/weibao/mibs"):
+        assert path.encode() + b"\0" in agent, path
     for rel in (prefix + "/libexec/weibao/weibao-snmp.so", prefix + "/share/weibao/mibs/IF-MIB.txt",
                 prefix + "/share/man/man8/weibao-agent.8", prefix + "/share/man/man8/weibaoctl.8",
                 prefix + "/share/man/man8/weibao-stub.8", prefix + "/share/man/man5/weibao.conf.5",
@@ -187,9 +193,10 @@ def test_make_install_layout_and_units_name_installed_files(prefix, tmp_path):
 def test_make_install_fails_when_a_man_page_cannot_be_installed(tmp_path):
     binary("weibao-agent")
     dest = str(tmp_path / "dest")
-    os.makedirs(dest + "/usr/share/man/man8/weibaoctl.8")  # a directory where the page should go
-    r = subprocess.run(["make", "--no-print-directory", "install", "B=%s" % BUILD, "DESTDIR=" + dest,
-                        "PREFIX=/usr"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    # the default PREFIX, so the shared build tree is not rebuilt for another
+    os.makedirs(dest + "/usr/local/share/man/man8/weibaoctl.8")  # a directory where the page should go
+    r = subprocess.run(["make", "--no-print-directory", "install", "B=%s" % BUILD, "DESTDIR=" + dest],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode != 0, r.stdout + r.stderr
     assert "weibaoctl.8" in r.stderr, r.stderr
 
