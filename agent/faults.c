@@ -1761,6 +1761,8 @@ cJSON *faults_to_json(const struct faults *fs)
                                                                : "none");
                         if (err)
                                 cJSON_AddStringToObject(o, "last_error", err);
+                        if (f->update_owed)
+                                cJSON_AddBoolToObject(o, "update_refused", true);
                         if (f->hold != HOLD_NONE)
                                 cJSON_AddStringToObject(o, "held", hold_names[f->hold]);
                         if (f->hold == HOLD_SUMMARY && f->summary_key)

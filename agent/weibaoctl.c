@@ -145,6 +145,8 @@ static void print_faults(const cJSON *faults)
                        str(f, "delivery"));
                 if (*str(f, "last_error"))
                         printf("    last delivery error: %s\n", str(f, "last_error"));
+                if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(f, "update_refused")))
+                        printf("    the outbox refused an update (full): the case is told once there is room\n");
                 n++;
         }
         if (n == 0)

@@ -668,6 +668,7 @@ static void test_a_refused_update_brings_the_case_up_to_date_later(void **state)
         struct outbox_settings roomy = {0};
         struct faults_stats st;
         char got[256];
+        cJSON *j;
 
         f->set.reopen_window_usec = 3600000000ULL;
         reconfigure(f);
@@ -684,11 +685,17 @@ static void test_a_refused_update_brings_the_case_up_to_date_later(void **state)
         assert_string_equal(got, "[open]"); /* still full: still owed */
         faults_get_stats(f->faults, &st);
         assert_int_equal(st.lost, 1); /* tried at every walk, counted once */
+        j = faults_to_json(f->faults);
+        assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(the_fault(j), "update_refused")));
+        cJSON_Delete(j);
         close_all(f);
         assert_int_equal(open_all(f), 0);
         outbox_set_settings(f->outbox, &roomy);
         /* up and down again: only the clear is news now */
         assert_true(run_until_records(f, "temp:a", "[open cleared]"));
+        j = faults_to_json(f->faults);
+        assert_null(cJSON_GetObjectItemCaseSensitive(the_fault(j), "update_refused"));
+        cJSON_Delete(j);
 
         outbox_room(f, 1);
         hit_key(f, "high", RULE_FIRING, "temp:b");
