@@ -540,25 +540,51 @@ static void past_unlink(struct faults *fs, struct past_case **pp, bool drop_row)
         free(p);
 }
 
+static int cmp_i64(const void *a, const void *b)
+{
+        int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+        return (x > y) - (x < y);
+}
+
+/* The table is full: the oldest sixteenth goes (one scan and sort for many
+ * insertions, so a burst of forgotten faults stays linear). Returns the
+ * newest time that went: an entry no newer has no place either. */
+static int64_t past_make_room(struct faults *fs)
+{
+        size_t n = 0, cut = fs->n_past / 16;
+        size_t stop = fs->set.max_faults > cut ? fs->set.max_faults - cut : 0; /* the cap may have shrunk */
+        int64_t *t = xcalloc(fs->n_past ? fs->n_past : 1, sizeof *t), limit;
+
+        for (size_t b = 0; t && b < FAULT_BUCKETS; b++)
+                for (const struct past_case *p = fs->past[b]; p; p = p->next)
+                        t[n++] = p->cleared_at;
+        if (t && n) {
+                qsort(t, n, sizeof *t, cmp_i64);
+                limit = t[cut];
+        } else {
+                limit = INT64_MAX; /* out of memory: make room all the same */
+        }
+        free(t);
+        for (size_t b = 0; b < FAULT_BUCKETS && fs->n_past >= stop; b++)
+                for (struct past_case **pp = &fs->past[b]; *pp;)
+                        if ((*pp)->cleared_at <= limit)
+                                past_unlink(fs, pp, true);
+                        else
+                                pp = &(*pp)->next;
+        return limit;
+}
+
 /* Remembers case_id as the last case of key, taking key (freed on failure,
- * like a key queued for deletion); the oldest entry makes room when there
- * are max_faults of them already. */
+ * like a key queued for deletion); the oldest entries make room when there
+ * are max_faults of them already (and one older than those is not kept). */
 static void past_remember(struct faults *fs, char *key, const char *case_id, int64_t cleared_at)
 {
         struct past_case **pp = past_slot(fs, key), *p;
 
         if (*pp)
                 past_unlink(fs, pp, false);
-        if (fs->n_past >= fs->set.max_faults) {
-                struct past_case **oldest = NULL;
-                for (size_t b = 0; b < FAULT_BUCKETS; b++)
-                        for (struct past_case **q = &fs->past[b]; *q; q = &(*q)->next)
-                                if (!oldest || (*q)->cleared_at < (*oldest)->cleared_at)
-                                        oldest = q;
-                if (oldest)
-                        past_unlink(fs, oldest, true);
-        }
-        p = xcalloc(1, sizeof *p);
+        p = fs->n_past >= fs->set.max_faults && cleared_at <= past_make_room(fs) ? NULL : xcalloc(1, sizeof *p);
         if (!p || !(p->case_id = xstrdup(case_id))) {
                 free(p);
                 if (fs_queue_delete(fs, key) < 0)

@@ -830,6 +830,26 @@ static void test_past_cases_are_capped_oldest_first(void **state)
         hit_key(f, "high", RULE_FIRING, "temp:b");
         assert_non_null(strstr(open_body_of(f, "temp:b", &b), "\"previous_case_id\":\"2\""));
         assert_int_equal(remembered(f), 1);
+
+        /* many more than fit: the newest stay */
+        enum { N = 100 };
+        char names[N][24], ids_buf[N][16];
+        const char *many_keys[N], *many_ids[N];
+        int many_days[N];
+        for (int i = 0; i < N; i++) {
+                snprintf(names[i], sizeof names[i], "temp:r%03d", i);
+                snprintf(ids_buf[i], sizeof ids_buf[i], "%d", 1000 + i);
+                many_keys[i] = names[i];
+                many_ids[i] = ids_buf[i];
+                many_days[i] = i; /* r000 is the newest */
+        }
+        f->set.max_faults = 64;
+        put_past_rows(f, many_keys, many_ids, many_days, N);
+        assert_in_range(remembered(f), 64 - 64 / 16 - 1, 64);
+        hit_key(f, "high", RULE_FIRING, "temp:r000");
+        assert_non_null(strstr(open_body_of(f, "temp:r000", &b), "\"previous_case_id\":\"1000\""));
+        hit_key(f, "high", RULE_FIRING, "temp:r099");
+        assert_null(strstr(open_body_of(f, "temp:r099", &b), "previous_case_id"));
 }
 
 int main(void)
