@@ -396,31 +396,33 @@ static int fs_queue_delete(struct faults *fs, char *key)
         return 0;
 }
 
-static int fs_write_past(struct faults *fs, struct store *st)
+/* The row of a past case: {"past": {"case_id", "cleared_at", "cleared"}}. */
+static cJSON *past_doc(const struct past_case *p)
 {
+        cJSON *o = cJSON_CreateObject(), *x;
         char ts[40];
+
+        if (!o || !(x = cJSON_AddObjectToObject(o, "past")) || !cJSON_AddStringToObject(x, "case_id", p->case_id) ||
+            !cJSON_AddNumberToObject(x, "cleared_at", (double)p->cleared_at) ||
+            !cJSON_AddStringToObject(x, "cleared", time_format_rfc3339(p->cleared_at, ts, sizeof ts))) {
+                cJSON_Delete(o);
+                return NULL;
+        }
+        return o;
+}
+
+/* Writes doc (taken; NULL: out of memory) as the row of key. */
+static int put_doc(struct store *st, const char *key, cJSON *doc)
+{
+        char *s = doc ? cJSON_PrintUnformatted(doc) : NULL;
         int r;
 
-        for (size_t b = 0; fs->n_past_dirty && b < FAULT_BUCKETS; b++)
-                for (const struct past_case *p = fs->past[b]; p; p = p->next) {
-                        cJSON *o, *x;
-                        char *doc = NULL;
-                        if (!p->dirty)
-                                continue;
-                        if ((o = cJSON_CreateObject()) && (x = cJSON_AddObjectToObject(o, "past")) &&
-                            cJSON_AddStringToObject(x, "case_id", p->case_id) &&
-                            cJSON_AddNumberToObject(x, "cleared_at", (double)p->cleared_at) &&
-                            cJSON_AddStringToObject(x, "cleared", time_format_rfc3339(p->cleared_at, ts, sizeof ts)))
-                                doc = cJSON_PrintUnformatted(o);
-                        cJSON_Delete(o);
-                        if (!doc)
-                                return -ENOMEM;
-                        r = store_put_fault(st, p->key, doc);
-                        free(doc);
-                        if (r < 0)
-                                return r;
-                }
-        return 0;
+        cJSON_Delete(doc);
+        if (!s)
+                return -ENOMEM;
+        r = store_put_fault(st, key, s);
+        free(s);
+        return r;
 }
 
 static int fs_write(struct store *st, void *userdata)
@@ -436,19 +438,14 @@ static int fs_write(struct store *st, void *userdata)
         for (size_t b = 0, i = 0; fs->dirty_all ? b < FAULT_BUCKETS : i < fs->n_dirty; b++, i++)
                 for (struct fault *f = fs->dirty_all ? fs->buckets[b] : fs->dirty[i]; f;
                      f = fs->dirty_all ? f->next : NULL) {
-                        if (!f->dirty && !f->lazy_dirty)
-                                continue;
-                        cJSON *o = fault_doc(f);
-                        char *s = o ? cJSON_PrintUnformatted(o) : NULL;
-                        cJSON_Delete(o);
-                        if (!s)
-                                return -ENOMEM;
-                        r = store_put_fault(st, f->key, s);
-                        free(s);
-                        if (r < 0)
+                        if ((f->dirty || f->lazy_dirty) && (r = put_doc(st, f->key, fault_doc(f))) < 0)
                                 return r;
                 }
-        return fs_write_past(fs, st);
+        for (size_t b = 0; fs->n_past_dirty && b < FAULT_BUCKETS; b++)
+                for (const struct past_case *p = fs->past[b]; p; p = p->next)
+                        if (p->dirty && (r = put_doc(st, p->key, past_doc(p))) < 0)
+                                return r;
+        return 0;
 }
 
 static void fs_done(struct store *st, bool committed, void *userdata)
@@ -577,8 +574,9 @@ static int64_t past_make_room(struct faults *fs)
 
 /* Remembers case_id as the last case of key, taking key (freed on failure,
  * like a key queued for deletion); the oldest entries make room when there
- * are max_faults of them already (and one older than those is not kept). */
-static void past_remember(struct faults *fs, char *key, const char *case_id, int64_t cleared_at)
+ * are max_faults of them already (and one older than those is not kept).
+ * written: loaded from its row, so nothing to write. */
+static void past_remember(struct faults *fs, char *key, const char *case_id, int64_t cleared_at, bool written)
 {
         struct past_case **pp = past_slot(fs, key), *p;
 
@@ -593,13 +591,15 @@ static void past_remember(struct faults *fs, char *key, const char *case_id, int
         }
         p->key = key;
         p->cleared_at = cleared_at;
-        p->dirty = true;
-        fs->n_past_dirty++;
         pp = past_slot(fs, key);
         p->next = *pp;
         *pp = p;
         fs->n_past++;
-        store_mark_dirty(fs->st);
+        if (!written) {
+                p->dirty = true;
+                fs->n_past_dirty++;
+                store_mark_dirty(fs->st);
+        }
 }
 
 /* Past cases older than PAST_KEEP_USEC are dropped, once a minute. */
@@ -1427,7 +1427,7 @@ static void forget(struct faults *fs, struct fault **pp)
                                          : f->prev_case_id;
 
         if (last)
-                past_remember(fs, f->key, last, f->cleared_at);
+                past_remember(fs, f->key, last, f->cleared_at, false);
         else if (fs_queue_delete(fs, f->key) < 0)
                 return; /* kept; tried again at the next walk */
         f->key = NULL;
@@ -1565,17 +1565,9 @@ static int load_fault(const char *key, const char *json, void *ud)
                 return 0;
         }
         if ((x = cJSON_GetObjectItemCaseSensitive(o, "past"))) {
-                struct past_case *p;
-                char *k = xstrdup(key);
-                if (k && (s = str_of(x, "case_id")) && !*past_slot(fs, key))
-                        past_remember(fs, k, s, num_of(x, "cleared_at"));
-                else
-                        free(k);
-                /* as loaded, not changed: nothing to write */
-                if ((p = *past_slot(fs, key)) && p->dirty) {
-                        p->dirty = false;
-                        fs->n_past_dirty--;
-                }
+                char *k = (s = str_of(x, "case_id")) ? xstrdup(key) : NULL;
+                if (k)
+                        past_remember(fs, k, s, num_of(x, "cleared_at"), true);
                 cJSON_Delete(o);
                 return 0;
         }
